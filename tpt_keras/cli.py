@@ -1,0 +1,303 @@
+"""``tpt``: the command line. Thin: each subcommand parses arguments and calls the library.
+
+    tpt data-info        what a dataset's annotation files hold, and the training intervals
+    tpt i3d-check        the Keras I3D against the original Flax I3D (max / mean |Δ|)
+    tpt extract-features I3D clip features of a dataset into a resumable cache
+    tpt train            train on a preset (features or end to end), resumable
+    tpt evaluate         Spearman / R-ℓ2 of a run on the test protocol, table / JSON / scatter plot
+    tpt export           a TF Serving SavedModel with the exemplar bank baked in
+    tpt score            score a video (or frame folder) and draw its attention map
+    tpt tune             Keras Tuner search; writes a preset file that ``tpt train`` accepts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared argument groups
+# ---------------------------------------------------------------------------------------------
+PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, custom, synthetic, or a preset JSON file "
+               "(written by `tpt tune` or saved beside a trained model)")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("preset", help=PRESET_HELP)
+    parser.add_argument("--annotations", help="annotation folder (MTL-AQA, AQA-7, JIGSAWS)")
+    parser.add_argument("--manifest", help="CSV manifest of your own videos (preset custom)")
+    parser.add_argument("--media-root", "--frames-root", dest="media_root",
+                        help="folder of the frame folders / videos")
+    parser.add_argument("--class", dest="action_class", help="AQA-7 class, e.g. diving")
+    parser.add_argument("--task", help="JIGSAWS task: suturing, needle_passing, knot_tying")
+    parser.add_argument("--fold", type=int, help="JIGSAWS fold 0..3")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration field (repeatable), e.g. --set epochs=10")
+
+
+def resolve_config(args):
+    """The TPTConfig named by ``args.preset`` (a preset name or a JSON file) plus overrides."""
+    from tpt_keras.config import PRESETS, TPTConfig, get_preset
+
+    if args.preset in PRESETS:
+        config = get_preset(args.preset)
+    elif os.path.isfile(args.preset):
+        config = TPTConfig.load(args.preset)
+    else:
+        raise CommandError(f"unknown preset {args.preset!r}: not one of {', '.join(PRESETS)} "
+                           "and not a file")
+    overrides = {}
+    if getattr(args, "action_class", None):
+        overrides["action_class"] = args.action_class
+    if getattr(args, "task", None):
+        overrides["action_class"] = args.task
+    if getattr(args, "fold", None) is not None:
+        overrides["fold"] = args.fold
+    for item in getattr(args, "overrides", []):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return config.replace(**overrides) if overrides else config
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _splits(config, args, *, check_paths=True, cache_dir=None):
+    from tpt_keras import experiment
+
+    if config.dataset == "synthetic":
+        if cache_dir is None:
+            raise CommandError("the synthetic preset needs a feature cache folder (--features)")
+        return experiment.synthetic_splits(config, cache_dir)
+    source = args.manifest if config.dataset == "custom" else args.annotations
+    if not source:
+        flag = "--manifest" if config.dataset == "custom" else "--annotations"
+        raise CommandError(f"preset {args.preset!r} needs {flag}")
+    return experiment.load_splits(config, source, args.media_root, check_paths=check_paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------------
+def cmd_data_info(args) -> int:
+    from tpt_keras import data_info
+
+    use_difficulty = not args.no_dd
+    splits = data_info.load_annotations(args.dataset, args.annotations,
+                                        use_difficulty=use_difficulty,
+                                        action_class=args.action_class or "diving",
+                                        task=args.task or "suturing", fold=args.fold or 0)
+    key = {"mtl_aqa": "mtl_aqa_dd" if use_difficulty else "mtl_aqa_nodd"}.get(args.dataset,
+                                                                              args.dataset)
+    use_difficulty = use_difficulty and args.dataset == "mtl_aqa"
+    info = data_info.dataset_info(splits, use_difficulty=use_difficulty,
+                                  score_max=args.score_max or data_info.DEFAULT_SCORE_MAX[key])
+    print(json.dumps(info, indent=2) if args.json else data_info.format_info(info))
+    return 0
+
+
+def cmd_i3d_check(args) -> int:
+    from tpt_keras import i3d_parity
+
+    argv = ["--frames", str(args.frames), "--size", str(args.size)]
+    return i3d_parity.check_main(argv)
+
+
+def cmd_extract_features(args) -> int:
+    from tpt_keras import experiment
+
+    config = resolve_config(args)
+    splits = _splits(config, args)
+    samples = [s for items in splits.values() for s in items]
+    _, report = experiment.extract_features(config, samples, args.cache,
+                                            batch_size=args.batch_size, skip_bad=args.skip_bad)
+    print(f"{len(report.written)} videos extracted, {len(report.skipped_existing)} already "
+          f"cached, {len(report.failed)} skipped as unreadable → {args.cache}")
+    for key, message in report.failed:
+        print(f"  skipped {key}: {message}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from tpt_keras import distribute, experiment, precision
+
+    strategy = distribute.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
+    config = resolve_config(args)
+    if args.epochs:
+        config = config.replace(epochs=args.epochs)
+    features = args.features
+    if config.dataset == "synthetic" and not features:
+        features = os.path.join(args.output, "synthetic_features")
+    if config.backbone == "none" and not features:
+        raise CommandError("this configuration has no backbone: pass --features CACHE "
+                           "(made by `tpt extract-features`)")
+    splits = _splits(config, args, check_paths=not features, cache_dir=features)
+    policy = precision.resolve_precision(args.mixed_precision, purpose="train")
+    jit = precision.resolve_jit_compile(args.jit_compile)
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+    print(f"precision policy {policy}, XLA {'on' if jit else 'off'}, strategy "
+          f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)")
+    results = experiment.train(config, splits, args.output, features_dir=features,
+                               jit_compile=jit, verbose=args.verbose, skip_bad=args.skip_bad,
+                               strategy=strategy)
+    best, last = results["best"], results["last"]
+    print(f"validation Spearman: best {best['spearman']:.4f} (epoch {best['epoch']}), "
+          f"last {last['spearman']:.4f} (epoch {last['epoch']}) → {args.output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from tpt_keras import experiment
+
+    results = experiment.evaluate_run(args.run, which=args.checkpoint, split=args.split,
+                                      plot=args.plot)
+    print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tpt_keras import export
+
+    path = export.export_run(args.run, name=args.name, version=args.version,
+                             base_dir=args.base_dir, which=args.checkpoint)
+    print(f"SavedModel written to {path}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from tpt_keras import scoring
+
+    result = scoring.score_video(args.video, args.model, difficulty=args.difficulty,
+                                 picture=args.picture)
+    print(scoring.format_score(result))
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from tpt_keras import tuning
+
+    config = resolve_config(args)
+    features = args.features
+    if config.dataset == "synthetic" and not features:
+        features = os.path.join(args.output, "synthetic_features")
+    splits = _splits(config, args, check_paths=False, cache_dir=features)
+    if not features:
+        raise CommandError("tuning runs on cached features: pass --features CACHE")
+    summary = tuning.tune(config, splits, features, args.output, tuner=args.tuner,
+                          max_trials=args.trials, epochs=args.epochs)
+    print(tuning.format_summary(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tpt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("data-info", help="summarise a dataset's annotation files")
+    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "custom"])
+    info.add_argument("--annotations", required=True, help="annotation folder or manifest CSV")
+    info.add_argument("--no-dd", action="store_true", help="MTL-AQA without difficulty degree")
+    info.add_argument("--class", dest="action_class", help="AQA-7 class (default diving)")
+    info.add_argument("--task", help="JIGSAWS task (default suturing)")
+    info.add_argument("--fold", type=int, help="JIGSAWS fold (default 0)")
+    info.add_argument("--score-max", type=float, help="right edge of the last interval")
+    info.add_argument("--json", action="store_true", help="emit JSON")
+    info.set_defaults(handler=cmd_data_info)
+
+    check = commands.add_parser("i3d-check", help="compare the Keras I3D with the Flax original")
+    check.add_argument("--frames", type=int, default=16)
+    check.add_argument("--size", type=int, default=224)
+    check.set_defaults(handler=cmd_i3d_check)
+
+    extract = commands.add_parser("extract-features", help="I3D clip features into a cache")
+    _add_data_arguments(extract)
+    extract.add_argument("--cache", required=True, help="feature cache folder (resumable)")
+    extract.add_argument("--batch-size", type=int, default=1, help="videos per backbone call")
+    extract.add_argument("--skip-bad", action="store_true",
+                         help="report and skip unreadable videos instead of stopping")
+    extract.set_defaults(handler=cmd_extract_features)
+
+    train = commands.add_parser("train", help="train TPT on a preset")
+    _add_data_arguments(train)
+    train.add_argument("--features", help="feature cache: train on cached I3D features")
+    train.add_argument("--output", required=True, help="run folder (resumes if it exists)")
+    train.add_argument("--epochs", type=int, help="override the preset's epochs")
+    train.add_argument("--mixed-precision", default="auto",
+                       choices=["auto", "off", "float16", "bfloat16"])
+    train.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    train.add_argument("--strategy", default="auto",
+                       choices=["auto", "one-device", "mirrored", "multi-worker"])
+    train.add_argument("--logical-cpus", type=int,
+                       help="split the CPU into N logical devices (mirrored on a CPU machine)")
+    train.add_argument("--skip-bad", action="store_true", help="skip unreadable videos")
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--plot", help="scatter plot PNG (default RUN/scatter_<split>.png)")
+    evaluate.add_argument("--json", action="store_true", help="emit JSON")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser("export", help="TF Serving SavedModel")
+    export.add_argument("run", help="run folder")
+    export.add_argument("--name", default="tpt", help="model name (saved_models/<name>/<version>)")
+    export.add_argument("--version", type=int, default=1)
+    export.add_argument("--base-dir", default="saved_models")
+    export.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    export.set_defaults(handler=cmd_export)
+
+    score = commands.add_parser("score", help="score one video or frame folder")
+    score.add_argument("video", help="video file, GIF or frame folder")
+    score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
+    score.add_argument("--difficulty", type=float, help="degree of difficulty (models with DD)")
+    score.add_argument("--picture", help="attention picture PNG (default <video>_attention.png)")
+    score.set_defaults(handler=cmd_score)
+
+    tune = commands.add_parser("tune", help="Keras Tuner search on cached features")
+    _add_data_arguments(tune)
+    tune.add_argument("--features", help="feature cache")
+    tune.add_argument("--output", required=True, help="tuner folder (best preset saved here)")
+    tune.add_argument("--tuner", default="random", choices=["random", "bayesian", "hyperband"])
+    tune.add_argument("--trials", type=int, default=10)
+    tune.add_argument("--epochs", type=int, help="epochs per trial")
+    tune.set_defaults(handler=cmd_tune)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CommandError as error:
+        print(f"tpt {args.command}: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"tpt {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

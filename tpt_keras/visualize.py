@@ -1,0 +1,87 @@
+"""Pictures: the cross-attention map with the frame each query attends to (paper Fig. 3–4), and
+predicted-vs-true scatter plots. Pure functions of numpy arrays; matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def most_attended_clips(attention: np.ndarray) -> np.ndarray:
+    """(T, K) attention (softmax over time per query) → (K,) index of the clip each query
+    attends to most."""
+    attention = np.asarray(attention)
+    if attention.ndim != 2:
+        raise ValueError(f"attention must be (clips, queries), got shape {attention.shape}")
+    return attention.argmax(axis=0)
+
+
+def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | None = None,
+                   title: str = "") -> str:
+    """Save the queries × clips attention map and, below it, each query's most attended frame.
+
+    Args:
+        attention: (T, K) or (L, T, K) cross-attention of one video (the last layer is shown).
+        path: PNG file to write.
+        clip_frames: optional (T, H, W, 3) uint8, one representative frame per clip (e.g. the
+            clip's middle frame).
+        title: figure title (e.g. the predicted score).
+
+    Returns:
+        ``path``.
+    """
+    attention = np.asarray(attention, dtype=np.float32)
+    if attention.ndim == 3:
+        attention = attention[-1]
+    num_clips, num_queries = attention.shape
+    top = most_attended_clips(attention)
+    rows = 2 if clip_frames is not None else 1
+    figure = plt.figure(figsize=(max(6.0, 0.45 * num_clips), 2.2 + 1.8 * (rows - 1)))
+    grid = figure.add_gridspec(rows, max(num_queries, 1), height_ratios=[1.2] + [1.0] * (rows - 1))
+    axis = figure.add_subplot(grid[0, :])
+    image = axis.imshow(attention.T, aspect="auto", cmap="viridis", interpolation="nearest")
+    axis.set_xlabel("clip")
+    axis.set_ylabel("query (part)")
+    axis.set_yticks(range(num_queries))
+    axis.set_xticks(range(num_clips))
+    axis.tick_params(labelsize=7)
+    figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01)
+    if title:
+        axis.set_title(title)
+    if clip_frames is not None:
+        clip_frames = np.asarray(clip_frames)
+        if clip_frames.shape[0] != num_clips:
+            raise ValueError(f"clip_frames has {clip_frames.shape[0]} frames for {num_clips} clips")
+        for query, clip in enumerate(top):
+            frame_axis = figure.add_subplot(grid[1, query])
+            frame_axis.imshow(clip_frames[clip])
+            frame_axis.set_title(f"q{query}: clip {clip}", fontsize=8)
+            frame_axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_scatter(predicted: np.ndarray, true: np.ndarray, path: str, title: str = "") -> str:
+    """Save predicted vs true scores with the identity line. Returns ``path``."""
+    predicted = np.asarray(predicted, dtype=np.float64).ravel()
+    true = np.asarray(true, dtype=np.float64).ravel()
+    if predicted.shape != true.shape:
+        raise ValueError(f"{predicted.shape[0]} predictions for {true.shape[0]} true scores")
+    figure, axis = plt.subplots(figsize=(4.2, 4.2))
+    axis.scatter(true, predicted, s=12, alpha=0.7)
+    low = float(min(true.min(), predicted.min()))
+    high = float(max(true.max(), predicted.max()))
+    axis.plot([low, high], [low, high], color="gray", linewidth=1, linestyle="--")
+    axis.set_xlabel("true score")
+    axis.set_ylabel("predicted score")
+    if title:
+        axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
