@@ -1,0 +1,18 @@
+"""Input pipelines for TPT: files → frames → clips → (query, exemplar) batches.
+
+Rooms (one concept per module; none imports the model):
+
+* :mod:`.samples` — the :class:`Sample` record and :func:`target`;
+* :mod:`.datasets` — annotation adapters (MTL-AQA, AQA-7, JIGSAWS, CSV manifest) → sample lists;
+* :mod:`.decode` — frame folders / GIF / container videos → uint8 frames (PyAV for video);
+* :mod:`.video_ops` — temporal sampling, clip windowing, flip/resize/crop, normalisation;
+* :mod:`.pairing` — exemplar selection for training and test;
+* :mod:`.features` — the clip-feature cache;
+* :mod:`.reader` — the tf.data readers that assemble all of the above.
+
+Importing this package is cheap (no TensorFlow); import the submodules you need.
+"""
+
+from .samples import Sample, target
+
+__all__ = ["Sample", "target"]

@@ -1,0 +1,49 @@
+"""Dataset adapters: annotation files → ``{"train": [Sample, ...], "test": [...]}``.
+
+Adapters: :mod:`.mtl_aqa`, :mod:`.aqa7`, :mod:`.jigsaws`, :mod:`.manifest` (a user's CSV). Each
+``load`` checks that every sample's frame folder or video exists (``check_paths=True``), and takes
+a media root of None to read annotations only (``tpt data-info``).
+
+Errors name the file and the row:
+
+* :class:`AnnotationError` (a ValueError): malformed annotation file or row;
+* :class:`MissingMediaError` (an AnnotationError *and* a FileNotFoundError): a row pointing nowhere;
+* ``FileNotFoundError``: a missing annotation file; ``UnsafePickleError`` (ValueError): a pickle
+  that is not plain data.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file or row; the message names the file and the row."""
+
+
+class MissingMediaError(AnnotationError, FileNotFoundError):
+    """An annotation row whose frame folder or video does not exist."""
+
+
+def require_file(path: str, what: str) -> str:
+    """``path`` if it is a file, else FileNotFoundError saying which annotation file is missing."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: {what} not found")
+    return path
+
+
+def check_media(path: str, annotation_file: str, row: str) -> None:
+    """Raise :class:`MissingMediaError` if a sample's frame folder / video ``path`` does not exist."""
+    if not os.path.exists(path):
+        raise MissingMediaError(f"{annotation_file}, {row}: frame folder or video {path} does not exist")
+
+
+def load(name: str, *args, **kwargs):
+    """``load("mtl_aqa" | "aqa7" | "jigsaws" | "manifest", ...)`` → that adapter's ``load``."""
+    from . import aqa7, jigsaws, manifest, mtl_aqa  # noqa: PLC0415 (keeps imports light)
+
+    adapters = {"mtl_aqa": mtl_aqa.load, "aqa7": aqa7.load, "jigsaws": jigsaws.load, "manifest": manifest.load}
+    if name not in adapters:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(adapters)}")
+    return adapters[name](*args, **kwargs)

@@ -1,0 +1,103 @@
+"""A user's own dataset: a CSV manifest → samples.
+
+Format (UTF-8, comma-separated, header row required)::
+
+    path,score,difficulty,group,split
+    videos/dive_001.mp4,78.5,3.2,3.2,train
+    frames/dive_002,64.0,2.8,2.8,test
+
+=============  ========  ====================================================================
+column         required  meaning
+=============  ========  ====================================================================
+path           yes       frame folder, .gif or video; relative paths are resolved against the
+                         CSV's folder
+score          yes       judged final score (a number)
+difficulty     no        degree of difficulty, > 0 (default 1.0)
+group          no        contrastive group for exemplar choice (default ``all``)
+split          no        ``train`` / ``test`` / any name (default ``train``)
+key            no        unique sample id (default: ``path`` as written in the CSV)
+=============  ========  ====================================================================
+
+Blank lines are skipped. Any other column, a missing required value, a non-numeric score or
+difficulty, a duplicate key, or (with ``check_paths``) a path that does not exist raises an error
+naming the CSV and its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+from ..samples import Sample
+from . import AnnotationError, check_media, require_file
+
+REQUIRED_COLUMNS = ("path", "score")
+OPTIONAL_COLUMNS = ("difficulty", "group", "split", "key")
+
+
+def _number(text: str, column: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise AnnotationError(f"{where}: column '{column}' is not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise AnnotationError(f"{where}: column '{column}' is not finite: {text!r}")
+    return value
+
+
+def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
+    """Read a manifest CSV.
+
+    Args:
+        csv_path: the manifest.
+        check_paths: raise :class:`MissingMediaError` for a row whose path does not exist.
+
+    Returns:
+        ``{split: [Sample, ...]}`` in file order, always with ``"train"`` and ``"test"`` (maybe empty).
+    """
+    csv_path = require_file(csv_path, "manifest CSV")
+    base = os.path.dirname(os.path.abspath(csv_path))
+    result: dict[str, list[Sample]] = {"train": [], "test": []}
+    seen: dict[str, int] = {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise AnnotationError(f"{csv_path}, line 1: header {header} lacks required column(s) {missing}")
+        unknown = [name for name in header if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+        if unknown:
+            raise AnnotationError(f"{csv_path}, line 1: unknown column(s) {unknown}; allowed "
+                                  f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
+        reader.fieldnames = header
+        for row in reader:
+            line = reader.line_num
+            where = f"{csv_path}, line {line}"
+            if None in row:
+                raise AnnotationError(f"{where}: more values than columns")
+            values = {name: (value or "").strip() for name, value in row.items()}
+            if not any(values.values()):
+                continue
+            for name in REQUIRED_COLUMNS:
+                if not values.get(name):
+                    raise AnnotationError(f"{where}: empty required column '{name}'")
+            score = _number(values["score"], "score", where)
+            difficulty = _number(values["difficulty"], "difficulty", where) if values.get("difficulty") else 1.0
+            if difficulty <= 0:
+                raise AnnotationError(f"{where}: difficulty must be > 0, got {difficulty}")
+            path = values["path"]
+            resolved = path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+            if check_paths:
+                check_media(resolved, csv_path, f"line {line}")
+            key = values.get("key") or path
+            if key in seen:
+                raise AnnotationError(f"{where}: duplicate key {key!r} (first on line {seen[key]})")
+            seen[key] = line
+            split = values.get("split") or "train"
+            sample = Sample(key=key, path=resolved, score=score, difficulty=difficulty,
+                            group=values.get("group") or "all", split=split)
+            result.setdefault(split, []).append(sample)
+    if not seen:
+        raise AnnotationError(f"{csv_path}: no samples")
+    return result

@@ -1,0 +1,343 @@
+"""Bytes and paths → uint8 frames ``(T, H, W, 3)``.
+
+Three sources, chosen by the path:
+
+* a **frame folder**: its ``*.jpg``/``*.jpeg``/``*.png`` files sorted by name (``img_00001.jpg`` …),
+  decoded with ``tf.io.decode_jpeg`` / ``tf.io.decode_png``; only the requested frames are decoded;
+* a **GIF** (``.gif``): ``tf.io.decode_gif``;
+* a **container video** (``.mp4 .avi .mov .webm .mkv .m4v``): PyAV (FFmpeg bundled in its wheel).
+  tensorflow-io is not used: its 0.37.1 wheel fails to load on TensorFlow ≥ 2.20 and its FFmpeg
+  ops want a system FFmpeg 2.8–4.2.
+
+Every failure raises :class:`VideoDecodeError` (a ``ValueError``) naming the file: a missing path,
+an empty folder, a corrupt or truncated video or GIF, zero frames, frames of different sizes.
+Nothing is ever zero-filled. Callers that prefer to skip bad samples pass a :class:`SkipLog`
+(see :func:`read_frames_or_skip`): each skip is logged as a warning and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".webm", ".mkv", ".m4v")
+GIF_EXTENSIONS = (".gif",)
+
+# A container whose decoder yields fewer frames than its header promises is truncated. Small
+# shortfalls happen in healthy files (edit lists, a missing last B-frame), so only a shortfall
+# above this many frames *and* this fraction of the promised count is an error; smaller ones warn.
+TRUNCATION_TOLERANCE_FRAMES = 2
+TRUNCATION_TOLERANCE_FRACTION = 0.05
+# FFmpeg decoder threads per video when the caller does not say (0 = FFmpeg chooses). Inside a
+# parallel tf.data map, 1 avoids oversubscribing the cores.
+DEFAULT_VIDEO_THREADS = 0
+
+Indices = Sequence[int] | np.ndarray | Callable[[int], "Sequence[int] | np.ndarray"] | None
+
+
+class VideoDecodeError(ValueError):
+    """A video, GIF or frame folder that cannot be turned into frames. ``path`` names it."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class SkipLog:
+    """Counts (thread-safely) the samples skipped in skip-bad-samples mode and warns for each.
+
+    Attributes:
+        count: number of skipped samples.
+        items: ``[(path, message), ...]`` in the order they were skipped.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.items: list[tuple[str, str]] = []
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.items)
+
+    def record(self, path: str, error: Exception) -> None:
+        with self._lock:
+            self.items.append((os.fspath(path), str(error)))
+            count = len(self.items)
+        logger.warning("skipping bad sample %s (%d skipped so far): %s", path, count, error)
+
+    def __repr__(self) -> str:
+        return f"SkipLog(count={self.count})"
+
+
+def source_kind(path: str) -> str:
+    """``"folder"``, ``"gif"`` or ``"video"`` for ``path``; raises :class:`VideoDecodeError` when the
+    path is missing or its extension is not a known video format."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return "folder"
+    extension = os.path.splitext(path)[1].lower()
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, "no such file or frame folder")
+    if extension in GIF_EXTENSIONS:
+        return "gif"
+    if extension in VIDEO_EXTENSIONS:
+        return "video"
+    raise VideoDecodeError(
+        path,
+        f"unknown video format '{extension}'; expected a frame folder, .gif or one of "
+        f"{', '.join(VIDEO_EXTENSIONS)}",
+    )
+
+
+def list_frame_files(folder: str) -> list[str]:
+    """The image files of a frame folder, sorted by file name (``img_00001.jpg`` first).
+
+    Raises:
+        VideoDecodeError: the folder is missing or holds no .jpg/.jpeg/.png file.
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise VideoDecodeError(folder, "frame folder does not exist")
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(FRAME_EXTENSIONS))
+    if not names:
+        raise VideoDecodeError(folder, "frame folder holds no .jpg/.jpeg/.png frames")
+    return [os.path.join(folder, name) for name in names]
+
+
+def count_frames(path: str) -> int:
+    """Number of frames. Cheap for frame folders (a directory listing); GIFs and videos are decoded."""
+    if source_kind(path) == "folder":
+        return len(list_frame_files(path))
+    return int(read_frames(path).shape[0])
+
+
+def _resolve_indices(indices: Indices, num_frames: int, path: str) -> np.ndarray | None:
+    if indices is None:
+        return None
+    if callable(indices):
+        indices = indices(num_frames)
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size == 0:
+        raise VideoDecodeError(path, "no frame indices requested")
+    if indices.min() < 0 or indices.max() >= num_frames:
+        raise VideoDecodeError(
+            path, f"frame indices {int(indices.min())}..{int(indices.max())} out of range for "
+            f"{num_frames} frames")
+    return indices
+
+
+def _decode_image(file: str) -> np.ndarray:
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read()
+        if file.lower().endswith(".png"):
+            image = tf.io.decode_png(data, channels=3)
+        else:  # INTEGER_ACCURATE matches PIL/libjpeg's default islow DCT.
+            image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+    except OSError as error:
+        raise VideoDecodeError(file, f"unreadable frame image ({error})") from None
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        raise VideoDecodeError(file, f"corrupt frame image ({message})") from None
+    return image.numpy()
+
+
+def _stack(frames: list[np.ndarray], path: str, names: Sequence[str] | None = None) -> np.ndarray:
+    first = frames[0].shape
+    for position, frame in enumerate(frames):
+        if frame.shape != first:
+            where = names[position] if names else f"frame {position}"
+            raise VideoDecodeError(path, f"{where} has shape {frame.shape}, first frame {first}")
+    return np.stack(frames).astype(np.uint8, copy=False)
+
+
+def read_frame_folder(folder: str, indices: Indices = None) -> np.ndarray:
+    """Decode a frame folder.
+
+    Args:
+        folder: directory of frame images, sorted by name.
+        indices: frames to return (positions in the sorted list; repeats allowed), or a callable
+            ``num_frames -> indices``; None for all. Only the needed files are decoded.
+
+    Returns:
+        uint8 (len(indices) or T, H, W, 3).
+    """
+    files = list_frame_files(folder)
+    chosen = _resolve_indices(indices, len(files), folder)
+    if chosen is None:
+        chosen = np.arange(len(files))
+    unique, inverse = np.unique(chosen, return_inverse=True)
+    names = [files[i] for i in unique]
+    decoded = _stack([_decode_image(file) for file in names], folder, names)
+    return decoded[inverse]
+
+
+def decode_gif_bytes(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """GIF bytes → uint8 (T, H, W, 3). A truncated file (tf.io.decode_gif would silently return
+    the frames before the cut) is detected by its missing trailer byte and refused."""
+    if not data[:6] in (b"GIF87a", b"GIF89a"):
+        raise VideoDecodeError(source, "not a GIF file (bad header)")
+    if data.rstrip(b"\0")[-1:] != b"\x3b":
+        raise VideoDecodeError(source, "truncated GIF (no trailer byte 0x3B at the end)")
+    try:
+        frames = tf.io.decode_gif(data).numpy()
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error)).splitlines()[0]
+        raise VideoDecodeError(source, f"corrupt GIF ({message})") from None
+    if frames.shape[0] == 0:
+        raise VideoDecodeError(source, "GIF holds zero frames")
+    return frames
+
+
+def read_gif(path: str, indices: Indices = None) -> np.ndarray:
+    """Decode a GIF file. ``indices`` as in :func:`read_frame_folder`. Returns uint8 (T, H, W, 3)."""
+    with open(path, "rb") as handle:
+        frames = decode_gif_bytes(handle.read(), source=os.fspath(path))
+    chosen = _resolve_indices(indices, frames.shape[0], path)
+    return frames if chosen is None else frames[chosen]
+
+
+def read_video(path: str, indices: Indices = None, threads: int | None = None) -> np.ndarray:
+    """Decode a container video with PyAV (first video stream, RGB).
+
+    Args:
+        path: .mp4/.avi/.mov/.webm/.mkv/.m4v file.
+        indices: as in :func:`read_frame_folder` (all frames are decoded, then selected).
+        threads: FFmpeg decoder threads; 0 lets FFmpeg choose; None = ``DEFAULT_VIDEO_THREADS``.
+
+    Returns:
+        uint8 (T, H, W, 3).
+    """
+    import av  # PyAV; imported here so that frame-folder users never load FFmpeg.
+
+    path = os.fspath(path)
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(path, "file holds no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = int(DEFAULT_VIDEO_THREADS if threads is None else threads)
+            expected = int(stream.frames or 0)
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except VideoDecodeError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as error:
+        raise VideoDecodeError(path, f"corrupt or unreadable video ({type(error).__name__}: {error})") from None
+    if not frames:
+        raise VideoDecodeError(path, "video decodes to zero frames (corrupt or truncated)")
+    shortfall = expected - len(frames)
+    if shortfall > max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE_FRACTION * expected):
+        raise VideoDecodeError(
+            path, f"truncated video: decoded {len(frames)} of the {expected} frames its header lists")
+    if shortfall > 0:
+        logger.warning("%s: decoded %d of the %d frames its header lists", path, len(frames), expected)
+    video = _stack(frames, path)
+    chosen = _resolve_indices(indices, video.shape[0], path)
+    return video if chosen is None else video[chosen]
+
+
+def read_frames(path: str, indices: Indices = None) -> np.ndarray:
+    """Decode a frame folder, GIF or container video to uint8 ``(T, H, W, 3)``.
+
+    Args:
+        path: frame folder, ``.gif`` or container video.
+        indices: optional frame selection (int sequence, repeats allowed) or a callable
+            ``num_frames -> indices`` (e.g. a temporal sampler from ``video_ops``). Frame folders
+            decode only the selected files.
+
+    Returns:
+        uint8 array (T, H, W, 3), T = len(indices) when given.
+
+    Raises:
+        VideoDecodeError: naming ``path`` (missing, empty, corrupt, truncated, zero frames).
+    """
+    path = os.fspath(path)
+    kind = source_kind(path)
+    if kind == "folder":
+        return read_frame_folder(path, indices)
+    if kind == "gif":
+        return read_gif(path, indices)
+    return read_video(path, indices)
+
+
+def read_frames_or_skip(path: str, indices: Indices = None, skip_log: SkipLog | None = None):
+    """:func:`read_frames`, but with a ``skip_log`` a :class:`VideoDecodeError` is recorded (warning
+    + count) and None returned. Without a ``skip_log`` errors propagate."""
+    try:
+        return read_frames(path, indices)
+    except VideoDecodeError as error:
+        if skip_log is None:
+            raise
+        skip_log.record(path, error)
+        return None
+
+
+def tf_read_frames(path: tf.Tensor) -> tf.Tensor:
+    """Graph-friendly :func:`read_frames`: scalar string tensor → uint8 tensor (T, H, W, 3).
+
+    Wraps the Python decoder in ``tf.numpy_function``; a decode error surfaces as a TensorFlow
+    error whose message contains the :class:`VideoDecodeError` text (with the file name).
+    """
+
+    def _read(path_bytes):
+        return read_frames(path_bytes.decode("utf-8"))
+
+    frames = tf.numpy_function(_read, [path], tf.uint8, stateful=False, name="read_frames")
+    frames.set_shape([None, None, None, 3])
+    return frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Writers (tests, benchmarks, converting a user's videos to frame folders)
+# ---------------------------------------------------------------------------------------------
+def write_frame_folder(folder: str, frames, pattern: str = "img_{:05d}.jpg", first: int = 1,
+                       quality: int = 95) -> list[str]:
+    """Write uint8 (T, H, W, 3) frames as ``folder/img_00001.jpg …`` (PNG if ``pattern`` ends .png).
+
+    Returns the written paths in order.
+    """
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for offset, frame in enumerate(np.asarray(frames, dtype=np.uint8)):
+        path = os.path.join(folder, pattern.format(first + offset))
+        data = tf.io.encode_png(frame) if path.lower().endswith(".png") else tf.io.encode_jpeg(frame, quality=quality)
+        tf.io.write_file(path, data)
+        paths.append(path)
+    return paths
+
+
+def write_video(path: str, frames, fps: int = 25, codec: str | None = None) -> str:
+    """Encode uint8 (T, H, W, 3) frames with PyAV. ``codec`` defaults to libx264 for .mp4/.mkv/.mov
+    and mpeg4 otherwise; pixel format yuv420p, or yuv444p for an odd width or height (4:2:0 needs
+    even sizes; e.g. 455×256). Returns ``path``."""
+    import av
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    extension = os.path.splitext(path)[1].lower()
+    codec = codec or ("libx264" if extension in (".mp4", ".mkv", ".mov", ".m4v") else "mpeg4")
+    with av.open(path, "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = int(frames.shape[1]), int(frames.shape[2])
+        odd = frames.shape[1] % 2 or frames.shape[2] % 2
+        stream.pix_fmt = "yuv444p" if odd and codec == "libx264" else "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "18", "preset": "veryfast"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

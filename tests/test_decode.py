@@ -1,0 +1,159 @@
+"""Decoders: frame folders, GIF, PyAV videos, and every documented failure."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines import decode
+from data_pipelines.decode import VideoDecodeError
+
+
+def _coded_frames(count, height=32, width=48):
+    """Frame t is flat grey (10·t + 5) mod 250 with a white left quarter (value 250)."""
+    frames = np.empty((count, height, width, 3), np.uint8)
+    for t in range(count):
+        frames[t] = (10 * t + 5) % 250
+        frames[t, :, : width // 4] = 250
+    return frames
+
+
+@pytest.fixture
+def png_folder(tmp_path):
+    frames = _coded_frames(12)
+    folder = tmp_path / "01_02"
+    order = [7, 0, 11, 3, 5, 1, 9, 2, 10, 4, 8, 6]  # written out of order: reading must sort by name
+    for t in order:
+        decode.write_frame_folder(str(folder), frames[t : t + 1], pattern="img_{:05d}.png", first=t + 1)
+    return str(folder), frames
+
+
+def test_frame_folder_png_exact_and_sorted(png_folder):
+    folder, frames = png_folder
+    out = decode.read_frames(folder)
+    assert out.dtype == np.uint8 and out.shape == (12, 32, 48, 3)
+    np.testing.assert_array_equal(out, frames)
+
+
+def test_frame_folder_jpeg_close(tmp_path):
+    frames = _coded_frames(5)
+    decode.write_frame_folder(str(tmp_path / "f"), frames)
+    out = decode.read_frames(str(tmp_path / "f"))
+    assert out.shape == (5, 32, 48, 3)
+    assert np.abs(out.astype(int) - frames.astype(int)).max() <= 4  # JPEG quality 95, flat regions
+
+
+def test_indices_and_sampler_decode_only_requested_frames(png_folder):
+    folder, frames = png_folder
+    out = decode.read_frames(folder, indices=[0, 0, 5, 11])
+    np.testing.assert_array_equal(out, frames[[0, 0, 5, 11]])
+    out = decode.read_frames(folder, indices=lambda n: np.arange(n)[::4])
+    np.testing.assert_array_equal(out, frames[[0, 4, 8]])
+    # A broken frame that is not requested is never touched; requesting it names the file.
+    broken = os.path.join(folder, "img_00010.png")
+    with open(broken, "wb") as handle:
+        handle.write(b"not a png")
+    np.testing.assert_array_equal(decode.read_frames(folder, indices=[1, 2]), frames[[1, 2]])
+    with pytest.raises(VideoDecodeError, match="img_00010.png"):
+        decode.read_frames(folder, indices=[9])
+    with pytest.raises(VideoDecodeError, match="out of range"):
+        decode.read_frames(folder, indices=[12])
+
+
+def test_count_frames_folder(png_folder):
+    assert decode.count_frames(png_folder[0]) == 12
+
+
+@pytest.mark.parametrize("name, size", [("clip.mp4", (32, 48)), ("clip.avi", (32, 48)), ("odd.mp4", (27, 45))])
+def test_video_round_trip(tmp_path, name, size):
+    frames = _coded_frames(10, *size)
+    path = decode.write_video(str(tmp_path / name), frames)
+    out = decode.read_frames(path)
+    assert out.dtype == np.uint8 and out.shape == (10, *size, 3)
+    # Lossy codec + colour subsampling: compare the flat right part of each frame.
+    right = out[:, 4:-4, size[1] // 2 :].astype(float).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(right, 10 * np.arange(10) + 5, atol=6)
+    np.testing.assert_array_equal(decode.read_frames(path, indices=[9, 0]), out[[9, 0]])
+
+
+def test_real_gif(shared_data):
+    gif = str(shared_data / "samples" / "diving_sample.gif")
+    out = decode.read_frames(gif)
+    assert out.shape == (21, 281, 500, 3) and out.dtype == np.uint8
+    assert 0 < out.mean() < 255
+
+
+def test_truncated_gif_refused(shared_data, tmp_path):
+    data = (shared_data / "samples" / "diving_sample.gif").read_bytes()
+    path = tmp_path / "cut.gif"
+    path.write_bytes(data[: len(data) // 2])  # tf.io.decode_gif alone would return 10 frames silently
+    with pytest.raises(VideoDecodeError, match=r"cut\.gif: truncated GIF"):
+        decode.read_frames(str(path))
+    (tmp_path / "fake.gif").write_bytes(b"hello world")
+    with pytest.raises(VideoDecodeError, match="not a GIF"):
+        decode.read_frames(str(tmp_path / "fake.gif"))
+
+
+def test_corrupt_mp4_refused(tmp_path):
+    path = tmp_path / "random.mp4"
+    path.write_bytes(np.random.default_rng(0).bytes(4000))
+    with pytest.raises(VideoDecodeError, match=r"random\.mp4: corrupt or unreadable video"):
+        decode.read_frames(str(path))
+
+
+def test_truncated_mp4_refused(tmp_path):
+    good = decode.write_video(str(tmp_path / "good.mp4"), _coded_frames(30))
+    data = open(good, "rb").read()
+    for fraction in (0.3, 0.6, 0.9):
+        cut = tmp_path / f"cut{int(fraction * 10)}.mp4"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        with pytest.raises(VideoDecodeError, match=cut.name):
+            decode.read_frames(str(cut))
+
+
+def test_missing_and_empty_sources(tmp_path):
+    with pytest.raises(VideoDecodeError, match="nowhere: no such file or frame folder"):
+        decode.read_frames(str(tmp_path / "nowhere"))
+    with pytest.raises(VideoDecodeError, match="nowhere.mp4: no such file"):
+        decode.read_frames(str(tmp_path / "nowhere.mp4"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no frames here")
+    with pytest.raises(VideoDecodeError, match="empty: frame folder holds no"):
+        decode.read_frames(str(tmp_path / "empty"))
+    (tmp_path / "clip.txt").write_text("x")
+    with pytest.raises(VideoDecodeError, match="unknown video format"):
+        decode.read_frames(str(tmp_path / "clip.txt"))
+    assert issubclass(VideoDecodeError, ValueError)
+
+
+def test_frames_of_different_sizes_refused(tmp_path):
+    decode.write_frame_folder(str(tmp_path / "f"), _coded_frames(2, 32, 48))
+    decode.write_frame_folder(str(tmp_path / "f"), _coded_frames(1, 16, 48), first=3)
+    with pytest.raises(VideoDecodeError, match="img_00003.jpg has shape"):
+        decode.read_frames(str(tmp_path / "f"))
+
+
+def test_skip_log_counts_and_warns(tmp_path, png_folder, caplog):
+    log = decode.SkipLog()
+    with caplog.at_level(logging.WARNING, logger="data_pipelines.decode"):
+        assert decode.read_frames_or_skip(str(tmp_path / "gone"), skip_log=log) is None
+        assert decode.read_frames_or_skip(png_folder[0], skip_log=log).shape == (12, 32, 48, 3)
+    assert log.count == 1 and "gone" in log.items[0][0]
+    assert "skipping bad sample" in caplog.text and "gone" in caplog.text
+    with pytest.raises(VideoDecodeError):
+        decode.read_frames_or_skip(str(tmp_path / "gone"))
+
+
+def test_tf_read_frames_in_dataset(png_folder, tmp_path):
+    folder, frames = png_folder
+    dataset = tf.data.Dataset.from_tensor_slices([folder, folder]).map(decode.tf_read_frames, num_parallel_calls=2)
+    assert dataset.element_spec.shape.as_list() == [None, None, None, 3]
+    assert dataset.element_spec.dtype == tf.uint8
+    for out in dataset:
+        np.testing.assert_array_equal(out.numpy(), frames)
+    missing = str(tmp_path / "missing_dir")
+    bad = tf.data.Dataset.from_tensor_slices([missing]).map(decode.tf_read_frames)
+    with pytest.raises(tf.errors.OpError, match="missing_dir: no such file"):
+        next(iter(bad))

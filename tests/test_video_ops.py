@@ -1,0 +1,204 @@
+"""Video ops: temporal sampling, clip windows, one flip/crop per video, resize equality, normalisation."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines import video_ops
+from data_pipelines.video_ops import VideoOptions
+
+
+def test_clip_starts_defaults_and_jigsaws():
+    np.testing.assert_array_equal(video_ops.clip_starts(), np.arange(0, 100, 5))
+    assert video_ops.clip_starts().dtype == np.int32
+    np.testing.assert_array_equal(video_ops.clip_starts(160, 20, 8, 8), np.arange(0, 160, 8))
+    indices = video_ops.clip_indices()
+    assert indices.shape == (20, 8) and indices[0, 0] == 0 and indices[-1, -1] == 102
+    assert indices[1, 0] == 5 and indices[0, -1] == 7  # neighbours overlap by 3 frames
+    with pytest.raises(ValueError, match="need 104 frames, only 103"):
+        video_ops.clip_starts(103, 20, 9, 5)
+
+
+def test_window_clips_content():
+    frames = np.arange(103, dtype=np.int32).reshape(103, 1, 1, 1) * np.ones((1, 2, 3, 3), np.int32)
+    clips = video_ops.window_clips(frames, video_ops.clip_starts(), 8)
+    assert clips.shape == (20, 8, 2, 3, 3) and clips.dtype == tf.int32
+    expected = 5 * np.arange(20)[:, None] + np.arange(8)[None, :]
+    np.testing.assert_array_equal(clips.numpy()[:, :, 0, 0, 0], expected)
+    with pytest.raises(ValueError, match="need 103 frames"):
+        video_ops.window_clips(frames[:100], video_ops.clip_starts(), 8)
+
+
+def test_linspace_and_window_indices():
+    idx = video_ops.linspace_indices(300, 160)
+    assert idx.shape == (160,) and idx[0] == 0 and idx[-1] == 299 and np.all(np.diff(idx) >= 1)
+    np.testing.assert_array_equal(idx, np.floor(np.linspace(0, 299, 160)).astype(int))
+    short = video_ops.linspace_indices(50, 103)  # shorter video: frames repeat, never padding
+    assert short.shape == (103,) and short.max() == 49 and len(np.unique(short)) == 50
+    np.testing.assert_array_equal(video_ops.window_indices(110, 3, 103), np.arange(3, 106))
+    np.testing.assert_array_equal(video_ops.window_indices(104, 6, 103), np.arange(1, 104))  # moved left
+    np.testing.assert_array_equal(video_ops.window_indices(60, 3, 103), video_ops.linspace_indices(60, 103))
+
+
+def test_window_start_rules():
+    starts = {video_ops.window_start("mtl_aqa", True, seed=seed) for seed in range(300)}
+    assert starts == set(range(0, 7))  # 3 + randint(-3, 3), both ends included
+    assert video_ops.window_start("mtl_aqa", True, seed=5) == video_ops.window_start("mtl_aqa", True, seed=5)
+    assert video_ops.window_start("mtl_aqa", False, "query") == 0
+    assert video_ops.window_start("mtl_aqa", False, "exemplar") == 0
+    faithful = VideoOptions("mtl_aqa", test_exemplar_start=3).spec
+    assert video_ops.window_start(faithful, False, "exemplar") == 3  # the original's quirk
+    assert video_ops.window_start(faithful, False, "query") == 0
+    assert video_ops.window_start("aqa7", True, seed=1) == 0
+    with pytest.raises(ValueError, match="role"):
+        video_ops.window_start("mtl_aqa", False, "teacher")
+
+
+def test_temporal_indices_per_protocol():
+    np.testing.assert_array_equal(video_ops.temporal_indices(140, "aqa7"), np.arange(103))  # img_00001..103
+    np.testing.assert_array_equal(video_ops.temporal_indices(140, "mtl_aqa", start=4), np.arange(4, 107))
+    jig = video_ops.temporal_indices(1000, "jigsaws")
+    assert jig.shape == (160,) and jig[0] == 0 and jig[-1] == 999
+    custom = video_ops.temporal_indices(96, "custom")
+    assert custom.shape == (103,) and custom[-1] == 95
+    with pytest.raises(ValueError, match="unknown protocol"):
+        video_ops.temporal_indices(100, "kinetics")
+
+
+def _reference(frames, resized_hw, offset, crop, flip, antialias):
+    frames = frames[:, :, ::-1] if flip else frames
+    resized = tf.image.resize(frames, resized_hw, antialias=antialias)
+    return resized[:, offset[0] : offset[0] + crop, offset[1] : offset[1] + crop].numpy()
+
+
+@pytest.mark.parametrize("in_hw", [(256, 455), (180, 320), (300, 500)])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("antialias", [True, False])
+def test_resize_crop_equals_resize_then_slice(in_hw, flip, antialias):
+    frames = np.random.default_rng(0).uniform(0, 255, (2, *in_hw, 3)).astype(np.float32)
+    for resized_hw, offset in (((256, 455), (17, 101)), ((455, 256), (200, 30))):  # intended and swapped
+        out = video_ops.resize_crop(frames, resized_hw, offset, 224, flip=flip, antialias=antialias)
+        assert out.shape == (2, 224, 224, 3) and out.dtype == tf.float32
+        ref = _reference(frames, resized_hw, offset, 224, flip, antialias)
+        assert np.abs(out.numpy() - ref).max() < 0.02
+
+
+def test_resize_crop_uint8_rounds_like_pil():
+    frames = np.random.default_rng(1).integers(0, 256, (2, 180, 320, 3)).astype(np.uint8)
+    out = video_ops.resize_crop(frames, (256, 455), (5, 9), 224)
+    assert out.dtype == tf.uint8
+    ref = _reference(frames.astype(np.float32), (256, 455), (5, 9), 224, False, True)
+    assert np.abs(out.numpy().astype(float) - ref).max() <= 0.51
+    same = np.random.default_rng(2).integers(0, 256, (2, 256, 455, 3)).astype(np.uint8)
+    np.testing.assert_array_equal(video_ops.resize_crop(same, (256, 455), (16, 116), 224).numpy(),
+                                  same[:, 16:240, 116:340])  # already the resized size: exact crop
+
+
+def test_crop_offset_centre_and_random():
+    np.testing.assert_array_equal(video_ops.crop_offset((256, 455), 224, False).numpy(), [16, 116])
+    np.testing.assert_array_equal(video_ops.crop_offset((455, 256), 224, False).numpy(), [116, 16])
+    offsets = np.array([video_ops.crop_offset((256, 455), 224, True, seed=[s, 0]).numpy() for s in range(40)])
+    assert offsets[:, 0].min() >= 0 and offsets[:, 0].max() <= 32
+    assert offsets[:, 1].min() >= 0 and offsets[:, 1].max() <= 231
+    assert len({tuple(o) for o in offsets}) > 30
+    np.testing.assert_array_equal(video_ops.crop_offset((256, 455), 224, True, seed=[3, 0]).numpy(), offsets[3])
+
+
+def test_one_flip_and_crop_per_video():
+    """Frame t = base + t: after the transform, every frame must differ from frame 0 by exactly t."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 200, (1, 256, 455, 3))
+    frames = (base + np.arange(40).reshape(40, 1, 1, 1)).astype(np.uint8)
+    flips = []
+    for seed in range(12):
+        out = video_ops.spatial_transform(frames, True, seed=[seed, 9]).numpy().astype(int)
+        assert out.shape == (40, 224, 224, 3)
+        np.testing.assert_array_equal(out - out[:1], np.broadcast_to(np.arange(40).reshape(40, 1, 1, 1), out.shape))
+        # Recover the geometry of frame 0 and check it is a (possibly mirrored) crop of the base.
+        flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(tf.constant([seed, 9]), 2))
+        flip = bool(video_ops.flip_decision(flip_seed, True))
+        y, x = video_ops.crop_offset((256, 455), 224, True, crop_seed).numpy()
+        source = base[0, :, ::-1] if flip else base[0]
+        np.testing.assert_array_equal(out[0], source[y : y + 224, x : x + 224])
+        flips.append(flip)
+    assert any(flips) and not all(flips)
+    test = video_ops.spatial_transform(frames, False).numpy()
+    np.testing.assert_array_equal(test, frames[:, 16:240, 116:340])  # centre crop, no flip
+
+
+def test_normalize_known_values():
+    pixels = np.array([0, 255], np.uint8).reshape(2, 1, 1, 1) * np.ones((1, 2, 4, 3), np.uint8)
+    out = video_ops.normalize(pixels, "imagenet").numpy()
+    mean, std = np.array(video_ops.IMAGENET_MEAN), np.array(video_ops.IMAGENET_STD)
+    np.testing.assert_allclose(out[0, 0, 0], -mean / std, rtol=1e-6)
+    np.testing.assert_allclose(out[1, 1, 3], (1 - mean) / std, rtol=1e-6)
+    assert out.dtype == np.float32 and out.shape == (2, 2, 4, 3)
+    np.testing.assert_allclose(video_ops.normalize(pixels, "i3d").numpy()[:, 0, 0, 0], [-1.0, 1.0])
+    np.testing.assert_allclose(video_ops.normalize(pixels, "inception").numpy()[:, 1, 2, 2], [-1.0, 1.0])
+    with pytest.raises(ValueError):
+        video_ops.normalize(pixels, "none")
+
+
+def test_frames_to_clips_shapes_ranges_and_time():
+    # Frame t is flat grey 2t + 10: the clips reveal which frame each position holds.
+    frames = (np.arange(103) * 2 + 10).astype(np.uint8).reshape(103, 1, 1, 1) * np.ones((1, 64, 112, 3), np.uint8)
+    for options in (VideoOptions("mtl_aqa"), VideoOptions("mtl_aqa", swap_resize=True)):
+        clips = video_ops.frames_to_clips(frames, options, training=True, seed=[1, 2])
+        assert clips.shape == (20, 8, 224, 224, 3) and clips.dtype == tf.float32
+        clips = clips.numpy()
+        assert clips.min() >= (0 - 0.485) / 0.229 - 1e-5 and clips.max() <= (1 - 0.406) / 0.225 + 1e-5
+        red = clips[:, :, 100, 100, 0] * 0.229 + 0.485  # back to [0, 1]
+        np.testing.assert_allclose(red * 255, 2 * video_ops.clip_indices() + 10, atol=0.01)
+    fused = video_ops.frames_to_clips(frames, VideoOptions("aqa7", normalization="i3d", xla=True), training=False)
+    plain = video_ops.frames_to_clips(frames, VideoOptions("aqa7", normalization="i3d", xla=False), training=False)
+    np.testing.assert_allclose(fused.numpy(), plain.numpy(), atol=1e-6)  # XLA fusion changes nothing
+    assert fused.numpy().min() >= -1.0 and fused.numpy().max() <= 1.0
+    raw = video_ops.frames_to_clips(frames, VideoOptions("aqa7", normalization="none"), training=False)
+    assert raw.dtype == tf.uint8 and int(raw[19, 7, 0, 0, 0]) == 2 * 102 + 10
+    # JIGSAWS: centre crop and no flip even in training (SPEC §1), so no seed is needed.
+    ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, None, :, None] * 3, (160, 48, 64, 3))
+    jig = video_ops.frames_to_clips(ramp, VideoOptions("jigsaws", normalization="none"), training=True)
+    assert jig.shape == (20, 8, 224, 224, 3)
+    np.testing.assert_array_equal(jig.numpy(), video_ops.frames_to_clips(
+        ramp, VideoOptions("jigsaws", normalization="none"), training=False).numpy())
+    assert jig.numpy()[0, 0, 0, 0, 0] < jig.numpy()[0, 0, 0, -1, 0]  # not mirrored
+
+
+def test_video_options_validation():
+    assert VideoOptions().spec.num_frames == 103 and VideoOptions("jigsaws").spec.num_frames == 160
+    custom = VideoOptions("mtl_aqa", num_clips=10, clip_stride=8, train_shift=0, flip=False).spec
+    assert (custom.num_frames, custom.train_start, custom.flip, custom.random_crop) == (80, 3, False, True)
+    assert VideoOptions("aqa7", normalization="inception").clip_dtype == tf.float32
+    assert VideoOptions().output_resize == (256, 455)
+    assert VideoOptions(swap_resize=True).output_resize == (455, 256)
+    assert VideoOptions("jigsaws").output_resize == (256, 341)
+    assert VideoOptions(resize_to=(256, 455), swap_resize=True).output_resize == (455, 256)
+    assert VideoOptions(resize_to=(240, 320), crop_size=200).clip_shape == (20, 8, 200, 200, 3)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        VideoOptions("ucf101")
+    with pytest.raises(ValueError, match="does not fit"):
+        VideoOptions(resize_to=(200, 300))
+    with pytest.raises(ValueError, match="normalization"):
+        VideoOptions(normalization="zscore")
+    with pytest.raises(ValueError, match="sampling"):
+        VideoOptions(sampling="random")
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_fused_xla_path_equals_plain_ops(swap):
+    """Frames already at the resize size take the one-kernel path: same values as the plain ops."""
+    height, width = (455, 256) if swap else (256, 455)
+    frames = np.random.default_rng(4).integers(0, 256, (18, height, width, 3)).astype(np.uint8)
+    fused_options = VideoOptions("mtl_aqa", swap_resize=swap, num_clips=3, xla=True)  # 3 clips: 18 frames
+    plain_options = dataclasses.replace(fused_options, xla=False)
+    flips = {bool(video_ops.spatial_params(True, [seed, 1])[0]) for seed in range(4)}
+    assert flips == {False, True}
+    for seed in range(4):  # covers flipped and unflipped videos
+        fused = video_ops.frames_to_clips(frames, fused_options, training=True, seed=[seed, 1]).numpy()
+        plain = video_ops.frames_to_clips(frames, plain_options, training=True, seed=[seed, 1]).numpy()
+        np.testing.assert_allclose(fused, plain, atol=1e-5)
+        raw = video_ops.frames_to_clips(frames, dataclasses.replace(fused_options, normalization="none"),
+                                        training=True, seed=[seed, 1]).numpy()
+        np.testing.assert_allclose(fused, video_ops.normalize(raw).numpy(), atol=1e-5)
