@@ -18,3 +18,25 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_video_run(tmp_path_factory):
+    """A finished features-mode run on rendered synthetic videos with real Kinetics I3D
+    features (32×32 frames, 14 train / 6 test videos, 2 epochs): what `make demo` does, tiny."""
+    from data_pipelines import synthetic_videos
+    from tpt_keras import demo, experiment
+
+    root = tmp_path_factory.mktemp("tiny_video_run")
+    manifest = synthetic_videos.write_synthetic_video_dataset(
+        str(root / "videos"), num_train=14, num_test=6, size=32, seed=3, progress=False)
+    config = demo.video_config(2, resize_height=32, resize_width=32, crop_size=32, hidden_dim=32,
+                               ffn_dim=32, head_hidden_dim=16, batch_size=7)
+    splits = experiment.load_splits(config, manifest)
+    cache = str(root / "features")
+    experiment.extract_features(config, splits["train"] + splits["test"], cache, batch_size=4,
+                                progress=False)
+    run_dir = str(root / "run")
+    experiment.train(config, splits, run_dir, features_dir=cache, verbose=0)
+    return {"run": run_dir, "manifest": manifest, "features": cache, "splits": splits,
+            "config": config, "root": root}

@@ -72,12 +72,12 @@ def feature_demo(output: str, epochs: int) -> list:
 def video_config(epochs: int, **overrides):
     from tpt_keras.config import get_preset
 
-    return get_preset(
-        "custom", frame_sampling="linspace", temporal_jitter=0, train_frame_start=0,
-        resize_height=64, resize_width=64, crop_size=64, normalization="inception",
-        backbone="none", hidden_dim=128, ffn_dim=128, head_hidden_dim=64, num_heads=4,
-        dropout=0.0, learning_rate=1e-3, head_learning_rate=1e-3, batch_size=16,
-        epochs=epochs, seed=0, **overrides)
+    settings = dict(
+        frame_sampling="linspace", temporal_jitter=0, train_frame_start=0, resize_height=64,
+        resize_width=64, crop_size=64, normalization="inception", backbone="none",
+        hidden_dim=128, ffn_dim=128, head_hidden_dim=64, num_heads=4, dropout=0.0,
+        learning_rate=1e-3, head_learning_rate=1e-3, batch_size=16, epochs=epochs, seed=0)
+    return get_preset("custom", **{**settings, **overrides})
 
 
 def video_demo(output: str, epochs: int, num_train: int, num_test: int) -> tuple[list, str]:

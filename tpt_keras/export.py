@@ -99,8 +99,8 @@ class Serving(tf.Module):
         (num_clips,) the input frame at the middle of each clip."""
         from data_pipelines import video_ops
 
-        frames = tf.convert_to_tensor(frames)
-        tf.debugging.assert_rank(frames, 4, message="frames must be (frames, height, width, 3)")
+        # EnsureShape runs in the served graph: a loaded signature does not check ranks itself.
+        frames = tf.ensure_shape(tf.convert_to_tensor(frames), [None, None, None, 3])
         num_frames = tf.shape(frames)[0]
         tf.debugging.assert_positive(num_frames, message="the video has no frames")
         tf.debugging.assert_greater_equal(tf.shape(frames)[1:3], 2,

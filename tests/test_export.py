@@ -1,0 +1,129 @@
+"""TF Serving export and `tpt score`: a SavedModel that loads with TensorFlow alone and scores
+raw frames exactly like the Keras model does."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines import decode
+from tpt_keras import cli, experiment, export, scoring
+
+pytestmark = pytest.mark.slow
+
+FRESH = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+scores = []
+for path in sys.argv[2:]:
+    out = model.signatures["serving_default"](frames=tf.constant(np.load(path)),
+                                              difficulty=tf.zeros([0], tf.float32))
+    scores.append(float(out["score"]))
+print(json.dumps({"scores": scores, "tpt_keras_loaded": "tpt_keras" in sys.modules,
+                  "signatures": sorted(model.signatures)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_video_run, tmp_path_factory):
+    base = tmp_path_factory.mktemp("saved_models")
+    status = cli.main(["export", tiny_video_run["run"], "--name", "tiny", "--version", "3",
+                       "--base-dir", str(base)])
+    assert status == 0
+    return str(base / "tiny" / "3")
+
+
+def test_layout_and_signatures_listed_by_saved_model_cli(exported):
+    assert os.path.isfile(os.path.join(exported, "saved_model.pb"))
+    cli_tool = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    listing = subprocess.run([cli_tool, "show", "--dir", exported, "--all"], capture_output=True,
+                             text=True, check=True).stdout
+    assert "signature_def['serving_default']" in listing
+    assert "signature_def['relative_score']" in listing
+    assert "frames" in listing and "difficulty" in listing and "exemplar_scores" in listing
+
+
+def test_fresh_tensorflow_only_process_gives_the_keras_models_scores(tiny_video_run, exported,
+                                                                     tmp_path):
+    test = tiny_video_run["splits"]["test"]
+    files = []
+    for sample in test:
+        files.append(str(tmp_path / f"{sample.key}.npy"))
+        np.save(files[-1], decode.read_frames(sample.path))
+    result = subprocess.run([sys.executable, "-c", FRESH, exported, *files], capture_output=True,
+                            text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    assert fresh["tpt_keras_loaded"] is False
+    assert {"serving_default", "relative_score"} <= set(fresh["signatures"])
+    # the Keras model on the same videos: the cached I3D features (made by the tf.data
+    # pipeline, not by the signature), against the exemplars baked into the export
+    run = experiment.load_run(tiny_video_run["run"])
+    serving = export.serving_from_run(tiny_video_run["run"])
+    bank_parts = np.asarray(serving._parts[0])
+    bank_targets = np.asarray(serving._targets[0])
+    from data_pipelines.features import FeatureCache
+    from tpt_keras.model import aggregate_exemplar_scores
+
+    cache = FeatureCache(tiny_video_run["features"], feature_dim=None, num_clips=None)
+    query_parts, _ = run.model.encode(cache.read_many([s.key for s in test]))
+    expected = []
+    for parts in np.asarray(query_parts):
+        relative = run.model.relative_scores(bank_parts, np.repeat(parts[None], len(bank_parts), 0))
+        score, _ = aggregate_exemplar_scores(np.asarray(relative)[None], bank_targets[None],
+                                             np.asarray(serving._mask[0])[None], [1.0], False)
+        expected.append(float(score[0]))
+    np.testing.assert_allclose(fresh["scores"], expected, atol=2e-3)
+    assert np.std(fresh["scores"]) > 0  # different videos, different scores
+
+
+def test_bad_inputs_get_clear_errors(exported):
+    signature = tf.saved_model.load(exported).signatures["serving_default"]
+    empty = tf.zeros([0, 32, 32, 3], tf.uint8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the video has no frames"):
+        signature(frames=empty, difficulty=tf.zeros([0]))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"frames \[32,32,3\] is not compatible with expected shape"):
+        signature(frames=tf.zeros([32, 32, 3], tf.uint8), difficulty=tf.zeros([0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
+        signature(frames=tf.zeros([10, 32, 32, 3], tf.float32), difficulty=tf.zeros([0]))
+
+
+def test_relative_score_is_antisymmetric_in_sign(exported, tiny_video_run):
+    relative = tf.saved_model.load(exported).signatures["relative_score"]
+    test = tiny_video_run["splits"]["test"]
+    a, b = (tf.constant(decode.read_frames(s.path)) for s in test[:2])
+    self_score = float(relative(query_frames=a, exemplar_frames=a)["relative_score"])
+    forward = float(relative(query_frames=a, exemplar_frames=b)["relative_score"])
+    assert np.isfinite(forward)
+    assert abs(self_score) < 100  # a finite relative score in target units
+
+
+def test_score_command_writes_the_attention_picture(exported, tiny_video_run, tmp_path, capsys):
+    sample = tiny_video_run["splits"]["test"][0]
+    picture = str(tmp_path / "attention.png")
+    assert cli.main(["score", sample.path, "--model", exported, "--picture", picture]) == 0
+    out = capsys.readouterr().out
+    assert "score" in out and os.path.getsize(picture) > 10_000
+    saved = scoring.score_video(sample.path, exported, picture=str(tmp_path / "a.png"))
+    in_process = scoring.score_video(sample.path, tiny_video_run["run"], picture=str(tmp_path / "b.png"))
+    assert saved["score"] == pytest.approx(in_process["score"], abs=1e-3)
+    assert len(saved["exemplar_scores"]) == 10
+    attention = np.array(saved["attention"])
+    np.testing.assert_allclose(attention.sum(axis=0), 1.0, atol=1e-4)  # softmax over clips
+
+
+def test_export_refuses_runs_without_a_video_path(tmp_path, capsys):
+    from tpt_keras.config import get_preset
+
+    config = get_preset("synthetic", epochs=1)
+    cache = str(tmp_path / "cache")
+    splits = experiment.synthetic_splits(config, cache, num_train=40, num_test=12)
+    experiment.train(config, splits, str(tmp_path / "run"), features_dir=cache, verbose=0)
+    status = cli.main(["export", str(tmp_path / "run"), "--base-dir", str(tmp_path / "out")])
+    assert status == 2 and "no video" in capsys.readouterr().err
