@@ -270,6 +270,22 @@ def resumed_epoch(backup_dir: str) -> int:
         return int(json.load(handle).get("epoch", 0))  # Keras stores the next epoch to run
 
 
+def truncate_log(log_csv: str, first_epoch: int) -> None:
+    """Drop the rows of epochs ≥ ``first_epoch`` from a CSVLogger file: a run killed after
+    logging an epoch but before backing it up runs that epoch again."""
+    import csv
+
+    if not os.path.exists(log_csv):
+        return
+    with open(log_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < first_epoch]
+    with open(log_csv, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(kept)
+
+
 def best_logged(log_csv: str, column: str = "val_spearman") -> float | None:
     """The best (max) value of ``column`` in a CSVLogger file, or None."""
     import csv
@@ -332,13 +348,15 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
         model = build_model(config, train_samples, backbone=backbone, jit_compile=jit_compile)
         _build(model, config, features_dir)
 
+    if os.path.exists(paths.last) and os.path.exists(paths.log) and (
+            _finished_results(paths)["epochs"] >= config.epochs):
+        return _finished_results(paths)  # finished before: nothing to do
     first_epoch = resumed_epoch(paths.backup)
-    if first_epoch >= config.epochs and os.path.exists(paths.last):
-        return _finished_results(paths)
     steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
     if steps < 1:
         raise ValueError(f"{len(train_samples)} training samples make no batch of "
                          f"{config.batch_size}: lower batch_size.")
+    truncate_log(paths.log, first_epoch)
     val_ds = eval_dataset(config, splits[val_name], train_samples, features_dir,
                           batch_size=eval_batch_size)
     callbacks = [
