@@ -1,0 +1,210 @@
+"""TPT train-step time: float32 vs mixed_float16 vs mixed_bfloat16, XLA off vs on.
+
+Two paths, each configuration in a fresh process (a crash or a timeout is a row, not the end):
+
+* ``features``: precomputed clip features (B, T, 1024) -> decoder -> regressor, the paper's model
+  sizes (d = 512, K = 5, 2 layers, 16 intervals), ``--batch`` pairs (24, the paper's global batch).
+* ``i3d``: frames (B, T, 8, S, S, 3) -> InceptionI3D (random init, frozen BN statistics) -> TPT,
+  end to end as the paper fine-tunes it. Default sizes: on GPU the paper's per-GPU step (3 pairs x
+  20 clips x 224 px); on CPU a tiny one (1 pair x 5 clips x 112 px; 5 = K, the fewest clips).
+
+On CPU the I3D rows under mixed_float16 / mixed_bfloat16 are skipped unless ``--all``: they are
+hundreds of times slower, or crash / produce NaN (``benchmarks/precision_cpu.py``).
+
+Usage:
+    python benchmarks/train_step.py                # prints a markdown table with the device name
+    python benchmarks/train_step.py --paths features --steps 20
+    python benchmarks/train_step.py --all --timeout 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+RESULT_TAG = "RESULT_JSON "
+POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+PATHS = ("features", "i3d")
+
+
+# ------------------------------------------------------------------ child side
+
+
+def _pairs(path, batch, clips, size, feature_dim, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if path == "features":
+        shape = (batch, clips, feature_dim)
+    else:
+        shape = (batch, clips, 8, size, size, 3)
+    return {
+        "query": rng.uniform(-1, 1, size=shape).astype("float32"),
+        "exemplar": rng.uniform(-1, 1, size=shape).astype("float32"),
+        "query_score": rng.uniform(5, 25, size=batch).astype("float32"),
+        "exemplar_score": rng.uniform(5, 25, size=batch).astype("float32"),
+        "query_difficulty": np.ones(batch, "float32"),
+    }
+
+
+def child(path, policy, jit, batch, clips, size, steps, max_seconds):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from tpt_keras.config import get_preset
+    from tpt_keras.groups import compute_intervals
+    from tpt_keras.model import TPTModel
+
+    keras.mixed_precision.set_dtype_policy(policy)
+    keras.utils.set_random_seed(0)
+    config = get_preset("mtl_aqa_dd", num_clips=clips, batch_size=batch,
+                        backbone="none" if path == "features" else "i3d")
+    backbone = None
+    if path == "i3d":
+        from tpt_keras.i3d import InceptionI3D
+
+        backbone = InceptionI3D(include_top=False, weights=None)
+    data = _pairs(path, batch, clips, size, config.feature_dim)
+    targets = np.concatenate([data["query_score"], data["exemplar_score"]])
+    intervals = compute_intervals(targets, num_intervals=config.num_intervals,
+                                  max_value=config.score_max)
+    model = TPTModel(config, intervals, backbone=backbone)
+    model.compile(jit_compile=jit)
+
+    start = time.perf_counter()
+    logs = model.train_on_batch(data, return_dict=True)  # trace (+ XLA compile) + one step
+    first = time.perf_counter() - start
+    losses = [float(logs["loss"])]
+    times = []
+    budget = time.perf_counter() + max_seconds
+    for _ in range(steps):
+        start = time.perf_counter()
+        losses.append(float(model.train_on_batch(data, return_dict=True)["loss"]))
+        times.append(time.perf_counter() - start)
+        if time.perf_counter() > budget:
+            break
+    print(RESULT_TAG + json.dumps({
+        "first_s": first, "step_s": float(np.median(times)) if times else None,
+        "steps": len(times), "finite": bool(np.all(np.isfinite(losses))),
+        "loss_scaled": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
+    }), flush=True)
+
+
+# ------------------------------------------------------------------ parent side
+
+
+def run_isolated(args, timeout):
+    start = time.perf_counter()
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout > {timeout:.0f} s"}
+    if done.returncode < 0:
+        return {"status": f"crashed ({signal.Signals(-done.returncode).name})"}
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["?"]
+        errors = [line for line in lines if "Error" in line or "No OpKernel" in line]
+        return {"status": f"failed: {(errors or lines)[-1].strip()[:160]}"}
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG):])
+            status = "ok" if result["finite"] else "non-finite loss"
+            return {"status": status, "wall_s": time.perf_counter() - start, **result}
+    return {"status": "no result"}
+
+
+def device_name():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return "gpu", f"{details.get('device_name', 'GPU')} (compute capability " \
+                      f"{details.get('compute_capability')}), {len(gpus)} visible"
+    name = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            name = next(line.split(":", 1)[1].strip() for line in file
+                        if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return "cpu", f"{name}, {os.cpu_count()} logical cores"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
+    parser.add_argument("--xla", nargs="+", choices=("off", "on"), default=["off", "on"])
+    parser.add_argument("--batch", type=int, default=24, help="features path: pairs per step")
+    parser.add_argument("--clips", type=int, default=20, help="features path: clips per video")
+    parser.add_argument("--i3d-batch", type=int, help="i3d path: pairs (GPU 3, CPU 1)")
+    parser.add_argument("--i3d-clips", type=int, help="i3d path: clips (GPU 20, CPU 5 = K)")
+    parser.add_argument("--i3d-size", type=int, help="i3d path: frame size (GPU 224, CPU 112)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after the first")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="timed-steps budget")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per configuration")
+    parser.add_argument("--all", action="store_true",
+                        help="on CPU, also run the I3D rows known to be very slow or to crash")
+    parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        path, policy, jit, batch, clips, size, steps, max_seconds = args.child
+        return child(path, policy, jit == "on", int(batch), int(clips), int(size), int(steps),
+                     float(max_seconds))
+
+    kind, name = device_name()
+    i3d_batch = args.i3d_batch or (3 if kind == "gpu" else 1)
+    i3d_clips = args.i3d_clips or (20 if kind == "gpu" else 5)
+    i3d_size = args.i3d_size or (224 if kind == "gpu" else 112)
+    shapes = {
+        "features": (args.batch, args.clips, 0, f"{args.batch} pairs x {args.clips} clips x 1024"),
+        "i3d": (i3d_batch, i3d_clips, i3d_size,
+                f"{i3d_batch} pairs x {i3d_clips} clips x 8 x {i3d_size}^2 frames"),
+    }
+    print(f"# device: {name}")
+    print()
+    print("| path | input | policy | XLA | status | first step (s) | step (ms) | pairs/s | "
+          "vs float32 same XLA | loss scaling |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in args.paths:
+        batch, clips, size, described = shapes[path]
+        reference = {}
+        for xla in args.xla:
+            for policy in args.policies:
+                if (kind == "cpu" and path == "i3d" and policy != "float32" and not args.all):
+                    row = {"status": "skipped on CPU (see precision_cpu.py; --all runs it)"}
+                else:
+                    row = run_isolated(["--child", path, policy, xla, str(batch), str(clips),
+                                        str(size), str(args.steps), str(args.max_seconds)],
+                                       args.timeout)
+                step = row.get("step_s")
+                if policy == "float32" and step:
+                    reference[xla] = step
+                ratio = f"{reference[xla] / step:.2f}x" if step and reference.get(xla) else "-"
+                print(f"| {path} | {described} | {policy} | {xla} | {row['status']} | "
+                      f"{row['first_s']:.1f} | " if "first_s" in row else
+                      f"| {path} | {described} | {policy} | {xla} | {row['status']} | - | ",
+                      end="")
+                print(f"{step * 1000:.1f} | {batch / step:.1f} | {ratio} | "
+                      f"{row.get('loss_scaled', '-')} |" if step else "- | - | - | - |",
+                      flush=True)
+    print()
+    print("vs float32 same XLA: float32 step time / this step time (> 1 is faster).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
