@@ -1,6 +1,6 @@
 # Two entry points; each does all set-up on a fresh machine.
 #   make demo   the main job on built-in data
-#   make test   the test suite (CI runs this)
+#   make test   the test suite (CI runs this); make test FAST=1 skips the slow tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,4 +20,4 @@ demo: $(STAMP)
 	$(BIN)/python -m tpt_keras.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests $(if $(FAST),-m "not slow",)

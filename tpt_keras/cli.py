@@ -141,6 +141,14 @@ def cmd_train(args) -> int:
     config = resolve_config(args)
     if args.epochs:
         config = config.replace(epochs=args.epochs)
+    if args.per_replica_batch:
+        # global batch = per-replica batch × replicas; the preset's rates belong to its own
+        # global batch and are rescaled by the square-root rule (tpt_keras.distribute).
+        global_batch = distribute.global_batch_size(args.per_replica_batch, strategy)
+        scale = distribute.lr_multiplier(global_batch, reference_batch=config.batch_size)
+        config = config.replace(batch_size=global_batch,
+                                learning_rate=config.learning_rate * scale,
+                                head_learning_rate=config.head_learning_rate * scale)
     features = args.features
     if config.dataset == "synthetic" and not features:
         features = os.path.join(args.output, "synthetic_features")
@@ -247,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
     train.add_argument("--strategy", default="auto",
                        choices=["auto", "one-device", "mirrored", "multi-worker"])
+    train.add_argument("--per-replica-batch", type=int,
+                       help="pairs per replica; global batch = this × replicas, learning rates "
+                            "scaled by sqrt(global / preset batch)")
     train.add_argument("--logical-cpus", type=int,
                        help="split the CPU into N logical devices (mirrored on a CPU machine)")
     train.add_argument("--skip-bad", action="store_true", help="skip unreadable videos")

@@ -406,6 +406,7 @@ def fit(
             validation_steps=validation_steps,
             initial_epoch=initial_epoch,
             verbose=verbose,
+            shuffle=False,  # the pipelines shuffle (deterministically, per epoch)
         )
     return _fit_multi_worker(
         model,

@@ -261,15 +261,6 @@ class RunPaths:
         raise AttributeError(name)
 
 
-def resumed_epoch(backup_dir: str) -> int:
-    """The epoch a ``BackupAndRestore`` backup resumes from (0 without a backup)."""
-    metadata = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(metadata):
-        return 0
-    with open(metadata, encoding="utf-8") as handle:
-        return int(json.load(handle).get("epoch", 0))  # Keras stores the next epoch to run
-
-
 def truncate_log(log_csv: str, first_epoch: int) -> None:
     """Drop the rows of epochs ≥ ``first_epoch`` from a CSVLogger file: a run killed after
     logging an epoch but before backing it up runs that epoch again."""
@@ -329,20 +320,23 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     from tpt_keras import distribute, evaluation
 
     paths = RunPaths(run_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)  # under multi-worker only the chief writes files
     os.makedirs(run_dir, exist_ok=True)
     if os.path.exists(paths.config) and TPTConfig.load(paths.config) != config:
         raise ValueError(f"{paths.config} holds a different configuration: use another run "
                          "folder, or delete this one to start over.")
-    config.save(paths.config)
-    save_samples(splits, paths.samples)
-    with open(paths.data, "w", encoding="utf-8") as handle:
-        json.dump({"features": os.path.abspath(features_dir) if features_dir else None,
-                   "backbone_weights": None if features_dir else str(backbone_weights)}, handle)
+    if chief:
+        config.save(paths.config)
+        save_samples(splits, paths.samples)
+        with open(paths.data, "w", encoding="utf-8") as handle:
+            json.dump({"features": os.path.abspath(features_dir) if features_dir else None,
+                       "backbone_weights": None if features_dir else str(backbone_weights)},
+                      handle)
 
     keras.utils.set_random_seed(config.seed)
     train_samples = splits["train"]
     val_name = validation_split(splits)
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         backbone = None if features_dir else build_backbone(config, backbone_weights)
         model = build_model(config, train_samples, backbone=backbone, jit_compile=jit_compile)
@@ -351,12 +345,13 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     if os.path.exists(paths.last) and os.path.exists(paths.log) and (
             _finished_results(paths)["epochs"] >= config.epochs):
         return _finished_results(paths)  # finished before: nothing to do
-    first_epoch = resumed_epoch(paths.backup)
+    first_epoch = distribute.backup_epoch(paths.backup)
     steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
     if steps < 1:
         raise ValueError(f"{len(train_samples)} training samples make no batch of "
                          f"{config.batch_size}: lower batch_size.")
-    truncate_log(paths.log, first_epoch)
+    if chief:
+        truncate_log(paths.log, first_epoch)
     val_ds = eval_dataset(config, splits[val_name], train_samples, features_dir,
                           batch_size=eval_batch_size)
     callbacks = [
@@ -376,7 +371,8 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     distribute.fit(model, train_ds_fn, epochs=config.epochs, callbacks=callbacks,
                    strategy=strategy, steps_per_epoch=steps, initial_epoch=first_epoch,
                    backup_dir=paths.backup, verbose=verbose)
-    model.save(paths.last)
+    if chief:
+        model.save(paths.last)
     return _finished_results(paths)
 
 
