@@ -59,7 +59,8 @@ def feature_demo(output: str, epochs: int) -> list:
     rows = []
     for name, overrides in (("TPT (temporal parsing decoder)", {}),
                             ("holistic average-pool baseline", {"part_encoder": "holistic"})):
-        config = get_preset("synthetic", epochs=epochs, **overrides)
+        config = get_preset("synthetic", **overrides)
+        config = config.replace(epochs=epochs) if epochs else config
         cache = os.path.join(output, "synthetic_features")
         splits = experiment.synthetic_splits(config, cache)
         run_dir = os.path.join(output, "runs", "features_" + config.part_encoder)
@@ -140,9 +141,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output")
-    parser.add_argument("--feature-epochs", type=int, default=25)
-    parser.add_argument("--video-epochs", type=int, default=40)
-    parser.add_argument("--videos", type=int, default=90, help="training videos to render")
+    parser.add_argument("--feature-epochs", type=int, help="default: the synthetic preset's")
+    parser.add_argument("--video-epochs", type=int, default=60)
+    parser.add_argument("--videos", type=int, default=150, help="training videos to render")
     parser.add_argument("--test-videos", type=int, default=30)
     args = parser.parse_args(argv)
     start = time.time()
