@@ -3,6 +3,10 @@
 Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so the mirrored and
 multi-worker scenarios run ``tests/_multiworker_worker.py`` in subprocesses and compare the
 arrays it saves. Every comparison is against one device with the same global batch.
+
+The real TPTModel's own mirrored scenarios (its losses, ``evaluation.predict_scores``, three
+``fit`` steps) run this file as a script: ``python tests/test_distribute.py units|train OUT.npz``
+(see ``_tpt_script_main`` at the end).
 """
 
 import json
@@ -226,26 +230,97 @@ def test_tpt_batch_mean_losses_agree_across_replicas(mirrored_tpt):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "TPTModel.train_step takes gradients of the per-replica loss without dividing by "
-    "num_replicas_in_sync (distribute.scale_loss_for_replicas); the optimizer sums replica "
-    "gradients, so SGD steps are 2x too large on 2 replicas (Adam hides most of it)."))
 def test_tpt_mirrored_matches_one_device_sgd_without_regression_loss(mirrored_tpt):
+    """train_step divides the loss by num_replicas_in_sync (the optimizer sums the gradients)."""
     _assert_same_weights(_weights(mirrored_tpt, "mirrored_tptsgd"), _weights(mirrored_tpt, "one_tptsgd"),
                          atol=1e-5)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "losses.interval_regression_loss normalises each interval by the number of samples in it "
-    "on this replica, not in the global batch, so the loss (and gradient) of the first step "
-    "already differs from one device's."))
 def test_tpt_mirrored_matches_one_device(mirrored_tpt):
+    """interval_regression_loss counts each interval's samples over the global batch."""
     np.testing.assert_allclose(mirrored_tpt["mirrored_tpt_log_reg_loss"][0],
                                mirrored_tpt["one_tpt_log_reg_loss"][0], rtol=1e-5)
     # Adam: updates ~ lr * sign(gradient), so float noise in near-zero gradients shows at 1e-4.
     _assert_same_weights(_weights(mirrored_tpt, "mirrored_tpt"), _weights(mirrored_tpt, "one_tpt"),
                          atol=1e-3)
+
+
+# ------------------------------------------------------------------ TPTModel's own mirrored checks
+
+
+def _run_tpt_script(mode, out):
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert done.returncode == 0, (f"{mode} script failed:\n{done.stdout[-3000:]}\n"
+                                  f"{done.stderr[-6000:]}")
+    return dict(np.load(out))
+
+
+@pytest.fixture(scope="module")
+def tpt_units(tmp_path_factory):
+    """One subprocess (~8 s): interval_regression_loss and predict_scores on 2 logical CPUs."""
+    return _run_tpt_script("units", tmp_path_factory.mktemp("tpt_units") / "out.npz")
+
+
+@pytest.fixture(scope="module")
+def tpt_train(tmp_path_factory):
+    """One subprocess (~25 s): the tiny TPTModel, 3 fit steps with SGD and with Adam, on 2 replicas
+    and on one device."""
+    return _run_tpt_script("train", tmp_path_factory.mktemp("tpt_train") / "out.npz")
+
+
+def test_regression_loss_counts_each_interval_over_the_global_batch(tpt_units):
+    """Replicas 0 / 1 hold intervals {0: 3, 1: 0} / {1: 2, 2: 1, 3: 1} samples (and one row
+    outside every interval): their values average to one device's, and the gradients of
+    value / replicas concatenate to one device's."""
+    assert int(tpt_units["replicas"]) == 2
+    values = tpt_units["reg_mirrored_values"]
+    assert abs(values[0] - values[1]) > 0.1  # the two shares differ: the check is not trivial
+    np.testing.assert_allclose(values.mean(), tpt_units["reg_one_value"], rtol=1e-6)
+    np.testing.assert_allclose(tpt_units["reg_mirrored_gradients"], tpt_units["reg_one_gradient"],
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_predict_scores_returns_each_row_once_under_mirrored(tpt_units):
+    """predict_on_batch repeats rows per replica under MirroredStrategy; predict_scores does not,
+    in and out of the strategy's scope (batches of 4, 4 and 2 queries)."""
+    expected = tpt_units["predict_one"]
+    assert expected.shape == (10,) and tpt_units["predict_true"].shape == (10,)
+    for key in ("predict_mirrored", "predict_mirrored_in_scope"):
+        assert tpt_units[key].shape == (10,)
+        np.testing.assert_allclose(tpt_units[key], expected, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_tpt_fit_three_steps_mirrored_equals_one_device(tpt_train):
+    """get_preset("synthetic") at width 16, no dropout, global batch 8 (4 per replica): every
+    logged term of every step and the weights after 3 steps equal one device's."""
+    paths = [str(p) for p in tpt_train["weight_paths"]]
+    # key . query + bias . query is constant over time (and over keys in the part self-attention):
+    # the softmax ignores the key biases, whose gradient is round-off that Adam normalises.
+    key_bias = [p.endswith("key/bias") for p in paths]
+    assert sum(key_bias) == 3  # two cross-attention layers and the first layer's self-attention
+    for name, atol in (("sgd", 1e-6), ("adam", 1e-5)):  # measured: 2.4e-7, 7.5e-8
+        for term in ("loss", "cls_loss", "reg_loss", "rank_loss", "sparsity_loss"):
+            one = tpt_train[f"one_{name}_log_{term}"]
+            assert one.shape == (3,)
+            np.testing.assert_allclose(tpt_train[f"mirrored_{name}_log_{term}"], one, rtol=1e-5,
+                                       err_msg=f"{name} {term}")
+        moved = 0.0
+        for i, (path, is_key_bias) in enumerate(zip(paths, key_bias)):
+            one = tpt_train[f"one_{name}_w{i:03d}"]
+            mirrored = tpt_train[f"mirrored_{name}_w{i:03d}"]
+            moved = max(moved, float(np.abs(one - tpt_train[f"start_{name}_w{i:03d}"]).max()))
+            if name == "adam" and is_key_bias:
+                continue
+            np.testing.assert_allclose(mirrored, one, atol=atol, rtol=0, err_msg=f"{name} {path}")
+        assert moved > 1e-3  # the weights moved, so equality is not trivial
+        # ValidationSpearman ran during the mirrored fit and agrees with one device and evaluate().
+        np.testing.assert_allclose(tpt_train[f"mirrored_{name}_val_spearman"],
+                                   tpt_train[f"one_{name}_val_spearman"], atol=1e-6)
+        np.testing.assert_allclose(tpt_train[f"mirrored_{name}_val_spearman"],
+                                   tpt_train[f"mirrored_{name}_evaluate_spearman"], atol=1e-6)
 
 
 # ------------------------------------------------------------------ MultiWorkerMirroredStrategy
@@ -324,3 +399,155 @@ def test_multi_worker_trains_the_tpt_model_identically_on_both_workers(multi_wor
     for prefix in ("multi_tpt", "multi_tptsgd"):
         _assert_same_weights(_weights(first, prefix), _weights(second, prefix), atol=0)
         assert np.all(np.isfinite(first[f"{prefix}_batch_losses"]))
+
+
+# ------------------------------------------------------------------ the script (subprocess side)
+# ``python tests/test_distribute.py units|train OUT.npz``: the real TPTModel on 2 logical CPU
+# replicas and on one device. Everything TensorFlow happens inside these functions, after
+# ``_tpt_script_main`` has split the CPU (importing this module runs no TensorFlow op).
+
+_TPT_SEED, _TPT_BATCH, _TPT_STEPS = 5, 8, 3
+
+
+def _tpt_config():
+    from tpt_keras.config import get_preset
+
+    return get_preset("synthetic", feature_dim=16, hidden_dim=16, ffn_dim=16, head_hidden_dim=16,
+                      dropout=0.0)
+
+
+def _tpt_pairs(config, num_pairs=_TPT_BATCH * _TPT_STEPS):
+    rng = np.random.default_rng(_TPT_SEED)
+    shape = (num_pairs, config.num_clips, config.feature_dim)
+    return {"query": rng.normal(size=shape).astype("float32"),
+            "exemplar": rng.normal(size=shape).astype("float32"),
+            "query_score": rng.uniform(0, 30, num_pairs).astype("float32"),
+            "exemplar_score": rng.uniform(0, 30, num_pairs).astype("float32"),
+            "query_difficulty": np.ones(num_pairs, "float32")}
+
+
+def _tpt_eval_batches(config, num_queries=10, num_exemplars=3, batch=4):
+    """Evaluation batches of 4, 4 and 2 queries; some exemplars masked out."""
+    rng = np.random.default_rng(_TPT_SEED + 1)
+    clip = (config.num_clips, config.feature_dim)
+    mask = np.ones((num_queries, num_exemplars), "float32")
+    mask[::3, -1] = 0.0
+    data = {"query": rng.normal(size=(num_queries,) + clip).astype("float32"),
+            "exemplars": rng.normal(size=(num_queries, num_exemplars) + clip).astype("float32"),
+            "exemplar_scores": rng.uniform(0, 30, (num_queries, num_exemplars)).astype("float32"),
+            "exemplar_mask": mask,
+            "query_difficulty": np.ones(num_queries, "float32"),
+            "score": rng.uniform(0, 30, num_queries).astype("float32")}
+    return tf.data.Dataset.from_tensor_slices(data).batch(batch)
+
+
+def _tpt_build(strategy, optimizer=None, weights=None):
+    """The tiny TPTModel created and compiled in ``strategy.scope()`` (optionally given weights)."""
+    from tpt_keras.groups import compute_intervals
+    from tpt_keras.model import TPTModel
+
+    config = _tpt_config()
+    pairs = _tpt_pairs(config)
+    intervals = compute_intervals(np.concatenate([pairs["query_score"], pairs["exemplar_score"]]),
+                                  num_intervals=config.num_intervals, max_value=config.score_max)
+    with strategy.scope():
+        keras.utils.set_random_seed(_TPT_SEED)
+        model = TPTModel(config, intervals)
+        if weights is not None:
+            model.set_weights(weights)
+        model.compile(optimizer=optimizer)
+    return model
+
+
+def _tpt_dataset_fn(context):
+    """Per-replica batches of consecutive pairs: one global step sees _TPT_BATCH pairs, as one
+    device does."""
+    dataset = tf.data.Dataset.from_tensor_slices(_tpt_pairs(_tpt_config()))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options).batch(context.get_per_replica_batch_size(_TPT_BATCH))
+
+
+class _TptRecord(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.logs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append({name: float(value) for name, value in logs.items()})
+
+
+def _tpt_units(strategy, results):
+    from tpt_keras import evaluation, losses
+
+    # interval_regression_loss with uneven per-interval counts on the two replicas (rows 0-3, 4-7).
+    rng = np.random.default_rng(_TPT_SEED)
+    regression = rng.uniform(size=(8, 4)).astype("float32")
+    membership = np.eye(4, dtype="float32")[[0, 0, 0, 1, 1, 2, 2, 3]]
+    membership[3] = 0.0  # a row outside every interval
+    target = rng.uniform(size=(8, 4)).astype("float32")
+
+    @tf.function
+    def value_and_gradient(regression, membership, target):
+        with tf.GradientTape() as tape:
+            tape.watch(regression)
+            value = losses.interval_regression_loss(regression, membership, target)
+            scaled = distribute.scale_loss_for_replicas(value)
+        return value, tape.gradient(scaled, regression)
+
+    value, gradient = value_and_gradient(tf.constant(regression), membership, target)
+    results["reg_one_value"], results["reg_one_gradient"] = value.numpy(), gradient.numpy()
+    data = tf.data.Dataset.from_tensor_slices((regression, membership, target)).batch(8)
+    batch = next(iter(strategy.experimental_distribute_dataset(data)))  # 4 rows per replica
+    values, gradients = strategy.run(value_and_gradient, args=batch)
+    results["reg_mirrored_values"] = np.stack(
+        [v.numpy() for v in strategy.experimental_local_results(values)])
+    results["reg_mirrored_gradients"] = np.concatenate(
+        [g.numpy() for g in strategy.experimental_local_results(gradients)])
+
+    # predict_scores: the mirrored model and a one-device model with the same weights.
+    mirrored = _tpt_build(strategy)
+    one_device = _tpt_build(tf.distribute.get_strategy(), weights=mirrored.get_weights())
+    dataset = _tpt_eval_batches(_tpt_config())
+    results["predict_one"], results["predict_true"] = evaluation.predict_scores(one_device, dataset)
+    results["predict_mirrored"] = evaluation.predict_scores(mirrored, dataset)[0]
+    with strategy.scope():  # as from a callback during fit
+        results["predict_mirrored_in_scope"] = evaluation.predict_scores(mirrored, dataset)[0]
+
+
+def _tpt_train(strategy, results):
+    from tpt_keras import evaluation
+
+    config = _tpt_config()
+    one_device = tf.distribute.get_strategy()
+    for name, optimizer in (("sgd", lambda: keras.optimizers.SGD(0.01)), ("adam", lambda: None)):
+        start = _tpt_build(one_device).get_weights()  # the config's two-rate Adam for "adam"
+        for prefix, run_strategy in (("one", one_device), ("mirrored", strategy)):
+            model = _tpt_build(run_strategy, optimizer(), weights=start)
+            if prefix == "one":
+                for i, weight in enumerate(model.trainable_weights):
+                    results[f"start_{name}_w{i:03d}"] = np.asarray(weight.numpy())
+            record = _TptRecord()
+            validation = evaluation.ValidationSpearman(_tpt_eval_batches(config))
+            distribute.fit(model, _tpt_dataset_fn, epochs=1, callbacks=[record, validation],
+                           strategy=run_strategy, verbose=0)
+            key = f"{prefix}_{name}"
+            for term in record.logs[0]:
+                results[f"{key}_log_{term}"] = np.array([logs[term] for logs in record.logs])
+            results[f"{key}_val_spearman"] = np.array(validation.history[-1][1]["spearman"])
+            results[f"{key}_evaluate_spearman"] = np.array(
+                evaluation.evaluate(model, _tpt_eval_batches(config))["spearman"])
+            for i, weight in enumerate(model.trainable_weights):
+                results[f"{key}_w{i:03d}"] = np.asarray(weight.numpy())
+    results["weight_paths"] = np.array([weight.path for weight in model.trainable_weights])
+
+
+def _tpt_script_main(mode, out):
+    strategy = distribute.make_strategy("mirrored", logical_cpus=2)  # before any TensorFlow op
+    results = {"replicas": np.array(strategy.num_replicas_in_sync)}
+    {"units": _tpt_units, "train": _tpt_train}[mode](strategy, results)
+    np.savez(out, **results)
+
+
+if __name__ == "__main__":
+    _tpt_script_main(sys.argv[1], sys.argv[2])

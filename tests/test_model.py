@@ -115,14 +115,21 @@ def test_pair_losses_known_answer():
     outputs = {"log_probs": np.log(np.full((2, 4), 0.25, np.float32)),
                "regression": np.full((2, 4), 0.7, np.float32),
                "attention": np.full((2, 2, T, K), 1.0 / T, np.float32)}
-    terms = model.compute_pair_losses(batch, outputs, added_losses=[])
+    terms = model.compute_pair_losses(batch, outputs)
     assert float(terms["cls_loss"]) == pytest.approx(2 * np.log(4), rel=1e-6)  # both directions
     assert float(terms["reg_loss"]) == pytest.approx(2 * 0.2 ** 2, rel=1e-5)
-    assert float(terms["loss"]) == pytest.approx(2 * 2 * np.log(4) + 0.08, rel=1e-6)
     # Uniform attention over 6 clips, 3 queries: every centre is 3.5. Per layer: rank
     # 2 * 3.2 (zero gaps) + (3.2 - 2.5) + (3.2 - 2.5) = 7.8; sparsity (2.5+1.5+.5+.5+1.5+2.5)/6 = 1.5.
     assert float(terms["rank_loss"]) == pytest.approx(2 * 7.8, rel=1e-6)
     assert float(terms["sparsity_loss"]) == pytest.approx(2 * 1.5, rel=1e-6)
+    # Total: 2 cls + reg + 2 layers x (1.0 rank + 0.05 sparsity), from the given attention only.
+    expected = 2 * 2 * np.log(4) + 0.08 + 2 * (7.8 + 0.05 * 1.5)
+    assert float(terms["loss"]) == pytest.approx(expected, rel=1e-6)
+    # A forward pass fills model.losses; the terms still come from `outputs` alone.
+    model(pair_batch(), training=False)
+    assert len(model.losses) == 4
+    assert float(model.compute_pair_losses(batch, outputs)["loss"]) == pytest.approx(expected,
+                                                                                     rel=1e-6)
 
 
 def test_forward_adds_attention_losses_over_query_and_exemplar():
@@ -153,7 +160,52 @@ def test_test_step_reports_every_term_and_their_weighted_sum():
                                          rel=1e-5)
 
 
-def test_added_losses_are_inside_the_gradient_tape():
+def test_total_loss_is_score_losses_plus_weighted_attention_losses_of_every_layer():
+    """The decoder's attention terms count once in the total, computed from the returned attention
+    (the decoder's add_loss copies are not added again)."""
+    cfg = tiny_config(rank_weight=0.5, sparsity_weight=0.25, diversity_weight=0.125,
+                      cls_weight=1.5, reg_weight=0.75)
+    model = TPTModel(cfg, INTERVALS)
+    batch = pair_batch()
+    outputs = model(batch, training=False)
+    terms = model.compute_pair_losses(batch, outputs)
+    attention = np.asarray(outputs["attention"])  # (2B, L, T, K)
+    by_hand = 1.5 * float(terms["cls_loss"]) + 0.75 * float(terms["reg_loss"])
+    for l in range(cfg.num_layers):
+        by_hand += (0.5 * float(losses.ranking_loss(attention[:, l], cfg.rank_margin))
+                    + 0.25 * float(losses.sparsity_loss(attention[:, l]))
+                    + 0.125 * float(losses.diversity_loss(attention[:, l], cfg.diversity_sigma)))
+    assert float(terms["loss"]) == pytest.approx(by_hand, rel=1e-5)
+    # The same weighted terms as the decoder's add_loss (which the total does not include twice).
+    score = 1.5 * float(terms["cls_loss"]) + 0.75 * float(terms["reg_loss"])
+    assert len(model.losses) == 3 * cfg.num_layers
+    assert float(terms["loss"]) == pytest.approx(score + sum(float(v) for v in model.losses),
+                                                 rel=1e-5)
+
+
+def test_attention_loss_gradient_flows_through_the_returned_attention():
+    """With the score losses off, the total's gradient is the decoder's added losses' gradient."""
+    import tensorflow as tf
+
+    model = TPTModel(tiny_config(cls_weight=0.0, reg_weight=0.0, dropout=0.0,
+                                 diversity_weight=0.5), INTERVALS)
+    batch = pair_batch()
+    variables = model.part_encoder.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = model(batch, training=True)
+        total = model.compute_pair_losses(batch, outputs)["loss"]
+        added = sum(model.losses)
+    ours, expected = tape.gradient(total, variables), tape.gradient(added, variables)
+    assert any(float(tf.reduce_max(tf.abs(g))) > 1e-4 for g in expected)
+    for variable, a, e in zip(variables, ours, expected):
+        if e is None:  # e.g. the last layer's FFN: the attention maps do not depend on it
+            assert a is None or float(tf.reduce_max(tf.abs(a))) == 0.0, variable.path
+        else:
+            np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-7,
+                                       err_msg=variable.path)
+
+
+def test_attention_losses_are_inside_the_gradient_tape():
     # Graph mode (tf.function), as in fit. With the score losses off, only the decoder's
     # attention losses can move the query embedding;
     # the heads get zero gradients, so Adam leaves them exactly where they were.

@@ -19,6 +19,12 @@ Note on Keras 3 ``add_loss``: a layer's losses are cleared whenever it is called
 layer. Call the decoder once on the query and exemplar videos concatenated along the batch (as
 ``TPTModel`` does, which also matches the original code's batch mean over both videos), or call
 it several times from inside one enclosing model ``call`` — then ``model.losses`` holds them all.
+
+The added losses are for users of this layer alone. Under ``tf.distribute`` Keras keeps them in one
+list shared by all replica threads, so a replica that reads ``losses`` after a cross-replica
+synchronisation can get another replica's. ``TPTModel`` therefore ignores them and computes the same
+terms from the returned attention maps (``TPTModel.compute_pair_losses``); do the same in any
+multi-replica training step.
 """
 
 from __future__ import annotations

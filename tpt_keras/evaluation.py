@@ -6,18 +6,62 @@
   ``logs["val_r_l2"]`` at the end of each evaluated epoch, so that ``ModelCheckpoint(monitor=
   "val_spearman", mode="max")`` and ``EarlyStopping`` can use them. Put it **before** those
   callbacks in the list: Keras hands the same ``logs`` dict to the callbacks in order.
+
+Prediction runs ``model.predict_step`` in a ``tf.function`` (one per model, cached) called outside
+any replica context, not ``model.predict_on_batch``: under ``MirroredStrategy`` (``tpt train
+--strategy mirrored``) Keras runs a plain batch on every replica and concatenates, so
+``predict_on_batch`` returns every row once per replica. Called from a callback during ``fit`` (in
+the strategy's scope, cross-replica context), the function reads the mirrored weights and returns
+the batch's rows once.
 """
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tpt_keras import metrics
+
+# model -> (jit_compile, tf.function of its predict_step). Weak keys, and the functions hold the
+# model weakly, so that a cached function does not keep its model alive.
+_PREDICT_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def predict_function(model):
+    """A callable ``batch -> model.predict_step(batch)`` that returns each row of ``batch`` once,
+    whatever the distribution strategy in scope.
+
+    A ``tf.function`` (``reduce_retracing``, XLA when ``model.jit_compile``), created once per model
+    and cached; ``model.predict_step`` itself, eagerly, when ``model.run_eagerly``. Call it outside
+    ``strategy.run`` (from ordinary code or a callback). An object without ``predict_step`` (a
+    stand-in for a model) gets its ``predict_on_batch``.
+    """
+    if not hasattr(model, "predict_step"):
+        return model.predict_on_batch
+    if getattr(model, "run_eagerly", False):
+        return model.predict_step
+    jit_compile = bool(getattr(model, "jit_compile", False))
+    cached = _PREDICT_FUNCTIONS.get(model)
+    if cached is not None and cached[0] == jit_compile:
+        return cached[1]
+    reference = weakref.ref(model)
+
+    @tf.autograph.experimental.do_not_convert
+    def predict(batch):
+        return reference().predict_step(batch)
+
+    function = tf.function(predict, reduce_retracing=True, jit_compile=jit_compile)
+    _PREDICT_FUNCTIONS[model] = (jit_compile, function)
+    return function
 
 
 def predict_scores(model, eval_dataset):
     """Predicted and true final scores for every query in ``eval_dataset``.
+
+    Rows are predicted by :func:`predict_function` (each once, also under ``MirroredStrategy``).
 
     Args:
         model: a compiled or uncompiled :class:`tpt_keras.model.TPTModel`.
@@ -27,12 +71,13 @@ def predict_scores(model, eval_dataset):
     Returns:
         (pred, true): two (N,) float64 arrays, in dataset order.
     """
+    predict = predict_function(model)
     predictions, truths = [], []
     for batch in eval_dataset:
         if "score" not in batch:
             raise ValueError("evaluation batches need the true final 'score' of each query; "
                              f"received keys {sorted(batch)}.")
-        outputs = model.predict_on_batch(batch)
+        outputs = predict(batch)
         predictions.append(np.asarray(outputs["score"], dtype=np.float64).reshape(-1))
         truths.append(np.asarray(batch["score"], dtype=np.float64).reshape(-1))
     if not predictions:

@@ -18,9 +18,16 @@ Evaluation (``predict`` -> ``predict_step``):
 
 Training uses both directions of each pair: f_r(query, exemplar) predicts s_e - s_q and
 f_r(exemplar, query) predicts s_q - s_e. The loss is cls + reg (each summed over the two
-directions) + the part encoder's attention losses (``model.losses``, added during the forward pass;
-the query and exemplar go through the part encoder in one call, so those losses are batch means
-over both videos, as in the original code).
+directions) + the decoder's weighted attention losses of every layer, computed by
+:meth:`TPTModel.compute_pair_losses` from the returned attention maps (the query and exemplar go
+through the part encoder in one call, so those losses are batch means over both videos, as in the
+original code). The steps do not read ``model.losses``: Keras keeps one list of added losses shared
+by all replica threads under ``tf.distribute``, so a replica could read another's. The decoder still
+``add_loss``-es the same terms for users of the layer alone; the steps ignore them.
+
+Under ``tf.distribute`` ``train_step`` takes gradients of loss / ``num_replicas_in_sync`` (the
+optimizer sums replica gradients) and the per-interval regression loss counts samples over the
+global batch, so N replicas train as one device with the same global batch.
 
 For fast inference with an exemplar bank use :meth:`TPTModel.encode` once per exemplar,
 :meth:`TPTModel.relative_scores` per query and :func:`aggregate_exemplar_scores`;
@@ -34,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tpt_keras import groups
+from tpt_keras import distribute, groups
 from tpt_keras import losses as tpt_losses
 from tpt_keras.config import TPTConfig
 from tpt_keras.optimizer import build_optimizer
@@ -207,18 +214,25 @@ class TPTModel(keras.Model):
         return {"log_probs": log_probs, "regression": regression, "attention": attention}
 
     # ------------------------------------------------------------------ losses
-    def compute_pair_losses(self, inputs, outputs, added_losses=None):
+    def compute_pair_losses(self, inputs, outputs):
         """Every loss term of a pair batch.
+
+        Depends on ``inputs`` and ``outputs`` only (and, inside ``strategy.run`` with several
+        replicas, on the other replicas' per-interval sample counts: see
+        :func:`tpt_keras.losses.interval_regression_loss`): the decoder's attention losses are
+        computed here from ``outputs["attention"]``, not read from ``self.losses`` (which under
+        ``tf.distribute`` is one list shared by the replica threads).
 
         Args:
             inputs: the pair batch dict.
             outputs: :meth:`call`'s output for it.
-            added_losses: the part encoder's added losses (default ``self.losses``).
 
         Returns:
             dict of float32 scalars: "loss" (the total), "cls_loss", "reg_loss" and, for the
             decoder, the unweighted "rank_loss" / "sparsity_loss" (/ "diversity_loss") summed
-            over layers (for monitoring; their weighted values are in ``added_losses``).
+            over layers. The total is cls_weight * cls_loss + reg_weight * reg_loss
+            + rank_weight * rank_loss + sparsity_weight * sparsity_loss
+            (+ diversity_weight * diversity_loss): the same terms as the decoder's ``add_loss``.
         """
         cfg = self.config
         query_score = ops.cast(ops.reshape(inputs["query_score"], (-1,)), "float32")
@@ -233,20 +247,25 @@ class TPTModel(keras.Model):
             cls_loss += tpt_losses.interval_classification_loss(log_probs[rows], membership[rows])
             reg_loss += tpt_losses.interval_regression_loss(regression[rows], membership[rows],
                                                             target[rows])
-        added_losses = self.losses if added_losses is None else added_losses
         total = cfg.cls_weight * cls_loss + cfg.reg_weight * reg_loss
-        for loss in added_losses:
-            total = total + ops.cast(loss, "float32")
-        terms = {"loss": total, "cls_loss": cls_loss, "reg_loss": reg_loss}
+        terms = {"cls_loss": cls_loss, "reg_loss": reg_loss}
         if cfg.part_encoder == "decoder":
-            attention = outputs["attention"]
+            attention = outputs["attention"]  # (2B, L, T, K)
             layers = range(cfg.num_layers)
-            terms["rank_loss"] = sum(tpt_losses.ranking_loss(attention[:, i], cfg.rank_margin)
-                                     for i in layers)
-            terms["sparsity_loss"] = sum(tpt_losses.sparsity_loss(attention[:, i]) for i in layers)
+            attention_terms = {
+                "rank_loss": (cfg.rank_weight,
+                              lambda a: tpt_losses.ranking_loss(a, cfg.rank_margin)),
+                "sparsity_loss": (cfg.sparsity_weight, tpt_losses.sparsity_loss),
+            }
             if cfg.diversity_weight:
-                terms["diversity_loss"] = sum(
-                    tpt_losses.diversity_loss(attention[:, i], cfg.diversity_sigma) for i in layers)
+                attention_terms["diversity_loss"] = (
+                    cfg.diversity_weight,
+                    lambda a: tpt_losses.diversity_loss(a, cfg.diversity_sigma))
+            for name, (weight, loss_fn) in attention_terms.items():
+                terms[name] = sum(loss_fn(attention[:, i]) for i in layers)
+                if weight:
+                    total = total + weight * terms[name]
+        terms["loss"] = total
         return terms
 
     def _record(self, terms):
@@ -260,7 +279,9 @@ class TPTModel(keras.Model):
         with tf.GradientTape() as tape:
             outputs = self(inputs, training=True)
             terms = self.compute_pair_losses(inputs, outputs)
-            scaled = self.optimizer.scale_loss(terms["loss"])
+            # The optimizer sums replica gradients: take those of loss / num_replicas_in_sync
+            # (a no-op on one replica); log the unscaled terms.
+            scaled = self.optimizer.scale_loss(distribute.scale_loss_for_replicas(terms["loss"]))
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._record(terms)
