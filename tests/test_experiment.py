@@ -130,3 +130,43 @@ def test_clear_errors_for_bad_command_lines(tmp_path, capsys):
     assert "did you mean 'hidden_dim'" in capsys.readouterr().err
     assert cli.main(["evaluate", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_extract_features_command_reports_bad_videos_and_resumes(tmp_path, capsys):
+    from data_pipelines import synthetic_videos
+    from data_pipelines.features import FeatureCache
+
+    manifest = synthetic_videos.write_synthetic_video_dataset(
+        str(tmp_path / "videos"), num_train=2, num_test=1, size=32, seed=5, progress=False)
+    (tmp_path / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    with open(manifest, "a") as handle:
+        handle.write("broken.mp4,50.0,train\n")
+    cache = str(tmp_path / "cache")
+    argv = ["extract-features", "custom", "--manifest", manifest, "--cache", cache,
+            "--set", "resize_height=32", "--set", "resize_width=32", "--set", "crop_size=32",
+            "--set", 'frame_sampling="linspace"', "--set", 'normalization="inception"']
+    assert cli.main(argv) == 2
+    assert "broken.mp4" in capsys.readouterr().err
+    assert cli.main(argv + ["--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "1 skipped" in out and "broken.mp4" in out
+    features = FeatureCache(cache, feature_dim=None, num_clips=None)
+    assert len(features.keys()) == 3 and features.read(features.keys()[0]).shape == (20, 1024)
+    assert cli.main(argv + ["--skip-bad"]) == 0  # resumes: nothing left to extract
+    assert "0 videos extracted, 3 already cached" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_command_mirrored_over_two_logical_cpus(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tpt_keras.cli", "train", "synthetic", "--output",
+         str(tmp_path / "run"), "--epochs", "1", "--verbose", "0", "--strategy", "mirrored",
+         "--logical-cpus", "2", "--set", "feature_dim=16", "--set", "hidden_dim=16",
+         "--set", "ffn_dim=16"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "MirroredStrategy (2 replicas)" in result.stdout
+    assert os.path.exists(tmp_path / "run" / "last.keras")
