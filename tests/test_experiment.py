@@ -170,3 +170,29 @@ def test_train_command_mirrored_over_two_logical_cpus(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "MirroredStrategy (2 replicas)" in result.stdout
     assert os.path.exists(tmp_path / "run" / "last.keras")
+
+
+@pytest.mark.slow
+def test_end_to_end_training_fine_tunes_i3d_with_frozen_bn_statistics(tiny_video_run, tmp_path):
+    """Frames → Kinetics I3D (BN statistics frozen, beta trained) → TPT, one epoch."""
+    config = tiny_video_run["config"].replace(backbone="i3d", epochs=1, batch_size=2,
+                                              num_exemplars=3)
+    splits = {"train": tiny_video_run["splits"]["train"][:6],
+              "test": tiny_video_run["splits"]["test"][:2]}
+    run_dir = str(tmp_path / "e2e")
+    before = experiment.build_backbone(config)
+    results = experiment.train(config, splits, run_dir, verbose=0)
+    model = experiment.load_run(run_dir, "last").model
+    assert model.backbone is not None and int(model.optimizer.iterations) == 3
+    trained = {v.path.split("/", 1)[1]: np.asarray(v) for v in model.backbone.weights}
+    start = {v.path.split("/", 1)[1]: np.asarray(v) for v in before.weights}
+    moving = [p for p in start if "moving_" in p]
+    betas = [p for p in start if p.endswith("beta")]
+    assert moving and betas
+    for path in moving:  # frozen statistics
+        np.testing.assert_array_equal(trained[path], start[path], err_msg=path)
+    assert any(not np.allclose(trained[p], start[p]) for p in betas)  # beta fine-tuned
+    # evaluation decodes the videos and encodes each training video once (the bank)
+    evaluated = experiment.evaluate_run(run_dir, which="last")["runs"][0]
+    assert evaluated["samples"] == 2 and np.isfinite(evaluated["r_l2"])
+    assert evaluated["spearman"] == pytest.approx(results["last"]["spearman"], abs=1e-6)
