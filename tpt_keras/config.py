@@ -40,15 +40,9 @@ OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
 NORMALIZATIONS = ("imagenet", "inception")
 FRAME_SAMPLINGS = ("window", "linspace")
 
-# AQA-7: one model per class; scores are normalised per class to 0-100 with these ranges.
-AQA7_SCORE_RANGES = {
-    "diving": (21.6, 102.6),
-    "gym_vault": (12.3, 16.87),
-    "ski_big_air": (8.0, 50.0),
-    "snowboard_big_air": (8.0, 50.0),
-    "sync_diving_3m": (46.2, 104.88),
-    "sync_diving_10m": (49.8, 99.36),
-}
+# AQA-7: one model per class; scores are normalised per class to 0-100 with these ranges (the
+# adapter that reads the annotation files owns them).
+from data_pipelines.datasets.aqa7 import SCORE_RANGES as AQA7_SCORE_RANGES  # noqa: E402
 JIGSAWS_TASKS = ("suturing", "needle_passing", "knot_tying")
 
 
