@@ -196,3 +196,13 @@ def test_end_to_end_training_fine_tunes_i3d_with_frozen_bn_statistics(tiny_video
     evaluated = experiment.evaluate_run(run_dir, which="last")["runs"][0]
     assert evaluated["samples"] == 2 and np.isfinite(evaluated["r_l2"])
     assert evaluated["spearman"] == pytest.approx(results["last"]["spearman"], abs=1e-6)
+
+
+def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, capsys):
+    status = cli.main(["train", "synthetic", "--output", str(tmp_path / "run"), "--epochs", "2",
+                       "--verbose", "0", "--set", "feature_dim=16", "--set", "hidden_dim=16",
+                       "--set", "ffn_dim=16", "--set", "learning_rate=1e30",
+                       "--set", "head_learning_rate=1e30"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "the training loss became nan" in err and "lower the learning rates" in err

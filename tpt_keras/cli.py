@@ -307,7 +307,10 @@ def main(argv=None) -> int:
         print(f"tpt {args.command}: {error}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, OSError) as error:
+        if os.environ.get("TPT_DEBUG"):
+            raise
         print(f"tpt {args.command}: error: {error}", file=sys.stderr)
+        print("(set TPT_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
 
 

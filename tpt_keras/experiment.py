@@ -361,6 +361,7 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
                                         initial_value_threshold=best_logged(paths.log)),
         keras.callbacks.CSVLogger(paths.log, append=first_epoch > 0),
         keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch"),
+        _stop_on_non_finite_loss(),
         *extra_callbacks,
     ]
 
@@ -374,6 +375,27 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     if chief:
         model.save(paths.last)
     return _finished_results(paths)
+
+
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss."""
+
+
+def _stop_on_non_finite_loss():
+    import keras
+
+    class StopOnNonFiniteLoss(keras.callbacks.Callback):
+        """Stop with a clear error at the first non-finite loss instead of training on NaN."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not np.isfinite(float(loss)):
+                raise NonFiniteLossError(
+                    f"the training loss became {float(loss)} at step {batch + 1}: lower the "
+                    "learning rates (--set learning_rate=...), check the scores for NaN, or "
+                    "use --mixed-precision off")
+
+    return StopOnNonFiniteLoss()
 
 
 def _build(model, config: TPTConfig, features_dir: str | None) -> None:
