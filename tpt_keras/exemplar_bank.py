@@ -57,16 +57,6 @@ class ExemplarBank:
                    groups=[s.group for s in samples],
                    difficulties=np.array([s.difficulty for s in samples], np.float32))
 
-    def save(self, path: str) -> None:
-        np.savez(path, keys=np.array(self.keys), parts=self.parts, targets=self.targets,
-                 groups=np.array(self.groups), difficulties=self.difficulties)
-
-    @classmethod
-    def load(cls, path: str) -> "ExemplarBank":
-        with np.load(path, allow_pickle=False) as data:
-            return cls(keys=data["keys"].tolist(), parts=data["parts"], targets=data["targets"],
-                       groups=data["groups"].tolist(), difficulties=data["difficulties"])
-
 
 def encode_all(model, videos, batch_size: int = 16, progress: bool = False, total=None):
     """Parts of every video: (N, K, d) float32. ``videos`` is an array or an iterable of batches."""
