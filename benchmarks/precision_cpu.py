@@ -21,10 +21,10 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
+
+import isolated  # noqa: E402  (benchmarks/isolated.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -165,24 +165,7 @@ def child_features(frames: int, size: int, threads: int, weights: str):
 
 def run_isolated(args: list[str], timeout: float) -> dict:
     """Runs this file with ``args`` in a fresh process; returns its result or how it died."""
-    start = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    try:
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout > {timeout:.0f} s", "wall_s": time.perf_counter() - start}
-    wall = time.perf_counter() - start
-    if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        return {"status": f"crashed ({name})", "wall_s": wall}
-    if done.returncode != 0:
-        return {"status": f"failed (exit {done.returncode}): {done.stderr.strip()[-300:]}",
-                "wall_s": wall}
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            return {"status": "ok", "wall_s": wall, **json.loads(line[len(RESULT_TAG):])}
-    return {"status": "no result", "wall_s": wall}
+    return isolated.run_isolated(__file__, args, timeout, RESULT_TAG)
 
 
 def _print_step_table(rows: dict):

@@ -23,10 +23,10 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
+
+import isolated  # noqa: E402  (benchmarks/isolated.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -103,25 +103,11 @@ def child(path, policy, jit, batch, clips, size, steps, max_seconds):
 
 
 def run_isolated(args, timeout):
-    start = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    try:
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), *args], env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout > {timeout:.0f} s"}
-    if done.returncode < 0:
-        return {"status": f"crashed ({signal.Signals(-done.returncode).name})"}
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or ["?"]
-        errors = [line for line in lines if "Error" in line or "No OpKernel" in line]
-        return {"status": f"failed: {(errors or lines)[-1].strip()[:160]}"}
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_TAG):
-            result = json.loads(line[len(RESULT_TAG):])
-            status = "ok" if result["finite"] else "non-finite loss"
-            return {"status": status, "wall_s": time.perf_counter() - start, **result}
-    return {"status": "no result"}
+    """Runs this file with ``args`` in a fresh process; a non-finite loss is a status too."""
+    row = isolated.run_isolated(__file__, args, timeout, RESULT_TAG)
+    if row["status"] == "ok" and not row["finite"]:
+        row["status"] = "non-finite loss"
+    return row
 
 
 def device_name():
