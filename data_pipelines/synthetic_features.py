@@ -1,4 +1,4 @@
-"""Built-in synthetic action-quality data at clip-feature level, and in-memory tf.data pipelines.
+"""Built-in synthetic action-quality data at clip-feature level, written as a feature cache.
 
 The generator (:func:`make_synthetic_features`) draws videos of ``K`` ordered phases whose
 quality sets the score, designed so that finding the temporal parts pays off:
@@ -26,16 +26,17 @@ A part encoder that attends to each phase's signature reads every q_nk separatel
 
 Train and test sets of the same world: same ``world_seed``, different ``seed``.
 
-The dataset helpers build batches of the :mod:`tpt_keras.model` contract from such arrays:
-:func:`pair_dataset` (one random same-group exemplar per query, re-drawn every epoch) and
-:func:`eval_dataset` (up to ``num_exemplars`` random same-group training exemplars per test video,
-masked when the group is smaller).
+:func:`write_synthetic_cache` writes a train and a test set into a :class:`FeatureCache` and
+returns their :class:`Sample` lists, so synthetic data goes through exactly the readers, pairing
+and evaluation that real data uses.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+from .features import FeatureCache
+from .samples import Sample
 
 QUALITY_DIRECTIONS = ("alternating", "shared", "independent")
 
@@ -140,101 +141,38 @@ def make_synthetic_features(num_videos: int, num_clips: int = 20, feature_dim: i
     }
 
 
-def regression_targets(arrays: dict, use_difficulty: bool = True) -> np.ndarray:
-    """(N,) float32 targets: final score / difficulty with DD, else the final score."""
-    scores = np.asarray(arrays["scores"], np.float64)
-    if use_difficulty:
-        scores = scores / np.asarray(arrays["difficulty"], np.float64)
-    return scores.astype(np.float32)
+def write_synthetic_cache(cache_dir: str, num_train: int, num_test: int, *, feature_dim: int,
+                          num_clips: int = 20, num_phases: int = 5, seed: int = 0,
+                          score_max: float = 30.0, use_difficulty: bool = True
+                          ) -> dict[str, list[Sample]]:
+    """Write a synthetic train set (``seed``) and test set (``seed + 1``) of one world into a
+    feature cache; return ``{"train": [Sample], "test": [Sample]}``.
 
-
-def _group_candidates(groups: np.ndarray, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(N, G) padded same-group candidate indices and (N,) counts (itself only if alone)."""
-    groups = np.asarray(groups)
-    rows = []
-    for i, group in enumerate(groups):
-        members = np.flatnonzero(groups == group)
-        if exclude_self and len(members) > 1:
-            members = members[members != i]
-        rows.append(members)
-    width = max(len(row) for row in rows)
-    table = np.zeros((len(rows), width), np.int64)
-    for i, row in enumerate(rows):
-        table[i, :len(row)] = row
-    return table, np.asarray([len(row) for row in rows], np.int64)
-
-
-def pair_dataset(arrays: dict, batch_size: int, seed: int = 0, use_difficulty: bool = True,
-                 shuffle: bool = True, drop_remainder: bool = False) -> tf.data.Dataset:
-    """Training pairs: every video once per epoch as query, with a random same-group exemplar
-    (not itself unless alone in its group), re-drawn each epoch; deterministic given ``seed``.
-
-    Returns:
-        ``tf.data.Dataset`` of dicts: "query", "exemplar" (B, T, D) float32, "query_score",
-        "exemplar_score" (B,) targets, "query_difficulty" (B,).
+    Keys are ``synthetic_{split}_{index:05d}``; the group is the difficulty with
+    ``use_difficulty``, else ``"all"``. The cache records the data settings, and a cache made
+    with other settings is refused (a ValueError naming the folder). Existing keys are reused.
     """
-    features = tf.constant(arrays["features"], tf.float32)
-    targets = tf.constant(regression_targets(arrays, use_difficulty))
-    difficulty = tf.constant(np.asarray(arrays["difficulty"], np.float32))
-    table, counts = _group_candidates(arrays["groups"], exclude_self=True)
-    table, counts = tf.constant(table), tf.constant(counts)
-    num_videos = len(arrays["features"])
-
-    indices = tf.data.Dataset.range(num_videos)
-    if shuffle:
-        indices = indices.shuffle(num_videos, seed=seed, reshuffle_each_iteration=True)
-    randoms = tf.data.Dataset.random(seed=seed + 1)
-
-    def make_pair(index, random):
-        pick = tf.math.floormod(random, counts[index])
-        partner = table[index, pick]
-        return {
-            "query": tf.gather(features, index),
-            "exemplar": tf.gather(features, partner),
-            "query_score": tf.gather(targets, index),
-            "exemplar_score": tf.gather(targets, partner),
-            "query_difficulty": tf.gather(difficulty, index),
-        }
-
-    dataset = tf.data.Dataset.zip((indices, randoms)).map(make_pair)
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
-
-
-def eval_dataset(train_arrays: dict, test_arrays: dict, num_exemplars: int = 10,
-                 batch_size: int = 8, seed: int = 0, use_difficulty: bool = True) -> tf.data.Dataset:
-    """Evaluation batches: each test video with up to ``num_exemplars`` random training videos
-    of its group (fixed by ``seed``); missing slots are padded and masked out.
-
-    Returns:
-        ``tf.data.Dataset`` of dicts: "query" (B, T, D), "exemplars" (B, E, T, D),
-        "exemplar_scores" (B, E) targets, "exemplar_mask" (B, E), "query_difficulty" (B,),
-        "score" (B,) the true final score.
-    """
-    rng = np.random.default_rng(seed)
-    train_groups = np.asarray(train_arrays["groups"])
-    exemplars = np.zeros((len(test_arrays["features"]), num_exemplars), np.int64)
-    mask = np.zeros(exemplars.shape, np.float32)
-    for i, group in enumerate(np.asarray(test_arrays["groups"])):
-        members = np.flatnonzero(train_groups == group)
-        if len(members) == 0:
-            raise ValueError(f"test video {i} has group {group!r}, which no training video has.")
-        chosen = rng.permutation(members)[:num_exemplars]
-        exemplars[i, :len(chosen)] = chosen
-        mask[i, :len(chosen)] = 1.0
-    train_features = tf.constant(train_arrays["features"], tf.float32)
-    train_targets = tf.constant(regression_targets(train_arrays, use_difficulty))
-    dataset = tf.data.Dataset.from_tensor_slices({
-        "query": np.asarray(test_arrays["features"], np.float32),
-        "exemplar_index": exemplars,
-        "exemplar_mask": mask,
-        "query_difficulty": np.asarray(test_arrays["difficulty"], np.float32),
-        "score": np.asarray(test_arrays["scores"], np.float32),
-    })
-
-    def gather_exemplars(element):
-        index = element.pop("exemplar_index")
-        element["exemplars"] = tf.gather(train_features, index)
-        element["exemplar_scores"] = tf.gather(train_targets, index)
-        return element
-
-    return dataset.map(gather_exemplars).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    settings = {"seed": seed, "num_phases": num_phases, "num_train": num_train,
+                "num_test": num_test}
+    cache = FeatureCache(cache_dir, feature_dim=feature_dim, num_clips=num_clips,
+                         backbone="synthetic", extra=settings)
+    recorded = {key: cache.metadata.get(key) for key in settings}
+    if recorded != settings:
+        raise ValueError(f"{cache_dir}: synthetic feature cache made with {recorded}, "
+                         f"asked for {settings}; use another folder")
+    splits = {}
+    for split, count, split_seed in (("train", num_train, seed), ("test", num_test, seed + 1)):
+        arrays = make_synthetic_features(count, num_clips=num_clips, feature_dim=feature_dim,
+                                         num_phases=num_phases, seed=split_seed,
+                                         score_max=score_max)
+        items = []
+        for index in range(count):
+            key = f"synthetic_{split}_{index:05d}"
+            if not cache.has(key):
+                cache.write(key, arrays["features"][index])
+            items.append(Sample(key=key, path="", score=float(arrays["scores"][index]),
+                                difficulty=float(arrays["difficulty"][index]),
+                                group=str(arrays["groups"][index]) if use_difficulty else "all",
+                                split=split))
+        splits[split] = items
+    return splits

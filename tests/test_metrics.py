@@ -61,25 +61,32 @@ def test_evaluate_with_a_known_predictor():
 
 
 def test_validation_spearman_feeds_model_checkpoint(tmp_path):
-    from data_pipelines.synthetic_features import (eval_dataset, make_synthetic_features,
-                                                   pair_dataset, regression_targets)
+    from data_pipelines import reader
+    from data_pipelines.features import FeatureCache
+    from data_pipelines.samples import target
+    from data_pipelines.synthetic_features import write_synthetic_cache
     from tpt_keras.config import get_preset
     from tpt_keras.groups import compute_intervals
     from tpt_keras.model import TPTModel
 
     cfg = get_preset("synthetic", feature_dim=8, hidden_dim=8, ffn_dim=8, num_heads=2,
                      head_hidden_dim=8, num_clips=10, num_queries=2, num_layers=1)
-    train = make_synthetic_features(24, num_clips=10, feature_dim=8, num_phases=2, seed=1)
-    test = make_synthetic_features(12, num_clips=10, feature_dim=8, num_phases=2, seed=2)
-    intervals = compute_intervals(regression_targets(train), train["groups"], max_value=cfg.score_max)
+    splits = write_synthetic_cache(str(tmp_path / "cache"), 24, 12, feature_dim=8, num_clips=10,
+                                   num_phases=2, seed=1)
+    cache = FeatureCache(str(tmp_path / "cache"), feature_dim=None, num_clips=None)
+    train, test = splits["train"], splits["test"]
+    intervals = compute_intervals([target(s, True) for s in train], [s.group for s in train],
+                                  max_value=cfg.score_max)
     model = TPTModel(cfg, intervals)
     model.compile(run_eagerly=True)
-    evaluation_data = eval_dataset(train, test, num_exemplars=3, batch_size=6)
+    evaluation_data = reader.feature_eval_dataset(cache, test, train, 6, use_difficulty=True,
+                                                  num_exemplars=3)
     callback = evaluation.ValidationSpearman(evaluation_data)
     checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"),
                                                  monitor="val_spearman", mode="max",
                                                  save_best_only=True, save_weights_only=True)
-    history = model.fit(pair_dataset(train, 8), epochs=2, verbose=0, shuffle=False,
+    history = model.fit(reader.feature_pair_dataset(cache, train, 8, True), epochs=2,
+                        steps_per_epoch=3, verbose=0, shuffle=False,
                         callbacks=[callback, checkpoint])
     assert len(history.history["val_spearman"]) == 2 and len(history.history["val_r_l2"]) == 2
     assert [epoch for epoch, _ in callback.history] == [0, 1]

@@ -91,30 +91,10 @@ def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = 400,
     tuned K trains on the same videos; a cache made with other data settings is refused."""
     from data_pipelines import synthetic_features
 
-    settings = {"seed": seed, "num_phases": num_phases, "num_train": num_train,
-                "num_test": num_test}
-    cache = FeatureCache(cache_dir, feature_dim=config.feature_dim, num_clips=config.num_clips,
-                         backbone="synthetic", extra=settings)
-    recorded = {key: cache.metadata.get(key) for key in settings}
-    if recorded != settings:
-        raise ValueError(f"{cache_dir}: synthetic feature cache made with {recorded}, "
-                         f"asked for {settings}; use another folder")
-    splits = {}
-    for split, count, split_seed in (("train", num_train, seed), ("test", num_test, seed + 1)):
-        arrays = synthetic_features.make_synthetic_features(
-            count, num_clips=config.num_clips, feature_dim=config.feature_dim,
-            num_phases=num_phases, seed=split_seed, score_max=config.score_max)
-        items = []
-        for index in range(count):
-            key = f"synthetic_{split}_{index:05d}"
-            if not cache.has(key):
-                cache.write(key, arrays["features"][index])
-            group = str(arrays["groups"][index]) if config.use_difficulty else "all"
-            items.append(Sample(key=key, path="", score=float(arrays["scores"][index]),
-                                difficulty=float(arrays["difficulty"][index]), group=group,
-                                split=split))
-        splits[split] = items
-    return splits
+    return synthetic_features.write_synthetic_cache(
+        cache_dir, num_train, num_test, feature_dim=config.feature_dim,
+        num_clips=config.num_clips, num_phases=num_phases, seed=seed,
+        score_max=config.score_max, use_difficulty=config.use_difficulty)
 
 
 def save_samples(splits: dict[str, list[Sample]], path: str) -> None:

@@ -94,7 +94,8 @@ class TPTModel(keras.Model):
         >>> cfg = get_preset("synthetic")
         >>> model = TPTModel(cfg, compute_intervals(targets, groups, max_value=cfg.score_max))
         >>> model.compile()
-        >>> model.fit(pair_dataset(...), epochs=cfg.epochs, callbacks=[ValidationSpearman(ev)])
+        >>> model.fit(reader.feature_pair_dataset(...), epochs=cfg.epochs, steps_per_epoch=steps,
+        ...           callbacks=[ValidationSpearman(eval_dataset)])
     """
 
     def __init__(self, config, intervals, backbone: keras.Model | None = None, **kwargs):
