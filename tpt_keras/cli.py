@@ -96,18 +96,15 @@ def _splits(config, args, *, check_paths=True, cache_dir=None):
 # Subcommands
 # ---------------------------------------------------------------------------------------------
 def cmd_data_info(args) -> int:
-    from tpt_keras import data_info
+    from tpt_keras import data_info, experiment
 
-    use_difficulty = not args.no_dd
-    splits = data_info.load_annotations(args.dataset, args.annotations,
-                                        use_difficulty=use_difficulty,
-                                        action_class=args.action_class or "diving",
-                                        task=args.task or "suturing", fold=args.fold or 0)
-    key = {"mtl_aqa": "mtl_aqa_dd" if use_difficulty else "mtl_aqa_nodd"}.get(args.dataset,
-                                                                              args.dataset)
-    use_difficulty = use_difficulty and args.dataset == "mtl_aqa"
-    info = data_info.dataset_info(splits, use_difficulty=use_difficulty,
-                                  score_max=args.score_max or data_info.DEFAULT_SCORE_MAX[key])
+    config = data_info.dataset_config(args.dataset, use_difficulty=not args.no_dd,
+                                      action_class=args.action_class, task=args.task,
+                                      fold=args.fold)
+    if args.score_max:
+        config = config.replace(score_max=args.score_max)
+    splits = experiment.load_splits(config, args.annotations, None, check_paths=False)
+    info = data_info.dataset_info(config, splits, num_exemplars=config.num_exemplars)
     print(json.dumps(info, indent=2) if args.json else data_info.format_info(info))
     return 0
 

@@ -11,56 +11,47 @@ import collections
 import numpy as np
 
 from data_pipelines import samples as samples_lib
-from tpt_keras import groups as groups_lib
-
-# The right edge of the last interval per protocol (SPEC §4).
-DEFAULT_SCORE_MAX = {"mtl_aqa_dd": 30.0, "mtl_aqa_nodd": 100.0, "aqa7": 100.0, "jigsaws": 30.0, "custom": None}
+from tpt_keras import experiment
+from tpt_keras.config import TPTConfig, get_preset
 
 
-def load_annotations(dataset: str, annotations: str, *, use_difficulty: bool = True,
-                     action_class: str = "diving", task: str = "suturing", fold: int = 0):
-    """Samples by split for ``dataset`` read from annotation files only (paths are not checked)."""
-    from data_pipelines.datasets import aqa7, jigsaws, manifest, mtl_aqa
-
+def dataset_config(dataset: str, *, use_difficulty: bool = True, action_class: str | None = None,
+                   task: str | None = None, fold: int | None = None) -> TPTConfig:
+    """The preset ``tpt train`` would use for ``dataset`` (with the class / task / fold)."""
     if dataset == "mtl_aqa":
-        return mtl_aqa.load(annotations, None, use_difficulty=use_difficulty)
+        return get_preset("mtl_aqa_dd" if use_difficulty else "mtl_aqa_nodd")
     if dataset == "aqa7":
-        return aqa7.load(annotations, None, action_class=action_class)
+        return get_preset("aqa7", action_class=action_class or "diving")
     if dataset == "jigsaws":
-        return jigsaws.load(annotations, None, task=task, fold=fold)
+        return get_preset("jigsaws", action_class=task or "suturing", fold=fold or 0)
     if dataset == "custom":
-        return manifest.load(annotations, check_paths=False)
+        return get_preset("custom")
     raise ValueError(f"unknown dataset {dataset!r}; choose mtl_aqa, aqa7, jigsaws or custom")
 
 
-def dataset_info(splits: dict, *, use_difficulty: bool, score_max: float | None,
-                 num_intervals: int = 16, num_exemplars: int = 10) -> dict:
-    """Summarise samples by split: counts per split and group, score ranges, the training
-    intervals and the test samples with fewer than ``num_exemplars`` same-group exemplars."""
+def dataset_info(config: TPTConfig, splits: dict, num_exemplars: int = 10) -> dict:
+    """Summarise samples by split: counts per split and group, score ranges, the intervals
+    training computes from them (``experiment.model_intervals``) and the test samples with
+    fewer than ``num_exemplars`` same-group training exemplars."""
     train = splits.get("train", [])
     if not train:
         raise ValueError("no training samples: the intervals are computed from training scores")
-    targets = np.array([samples_lib.target(s, use_difficulty) for s in train], dtype=np.float64)
-    train_groups = [s.group for s in train]
-    if score_max is None:
-        score_max = float(np.ceil(targets.max() - targets.min()))
-    intervals = groups_lib.compute_intervals(targets, train_groups, num_intervals=num_intervals,
-                                             max_value=score_max)
-    group_sizes = collections.Counter(train_groups)
-    info = {
+    targets = np.array([samples_lib.target(s, config.use_difficulty) for s in train])
+    intervals = experiment.model_intervals(config, train)
+    group_sizes = collections.Counter(s.group for s in train)
+    return {
         "splits": {name: len(items) for name, items in splits.items()},
         "groups": {name: dict(sorted(collections.Counter(s.group for s in items).items()))
                    for name, items in splits.items()},
         "score_range": {name: [float(min(s.score for s in items)), float(max(s.score for s in items))]
                         for name, items in splits.items() if items},
         "target_range": [float(targets.min()), float(targets.max())],
-        "use_difficulty": use_difficulty,
-        "score_max": float(score_max),
+        "use_difficulty": config.use_difficulty,
+        "score_max": float(config.score_max),
         "intervals": [[float(left), float(right)] for left, right in intervals],
         "test_with_fewer_than_10_exemplars": sum(
             1 for s in splits.get("test", []) if group_sizes.get(s.group, 0) < num_exemplars),
     }
-    return info
 
 
 def format_info(info: dict) -> str:
