@@ -276,6 +276,33 @@ def temporal_indices(num_frames: int, protocol: str | Protocol, start: int = 0) 
     return window_indices(num_frames, start, spec.num_frames)
 
 
+def tf_temporal_indices(num_frames, spec: Protocol, start: int = 0) -> tf.Tensor:
+    """TensorFlow twin of :func:`temporal_indices` for a length known only at run time (inside an
+    exported signature, where numpy cannot run).
+
+    Args:
+        num_frames: int32 scalar tensor, frames in the video (≥ 1).
+        spec: the :class:`data_pipelines.video_ops.Protocol`.
+        start: window start (ignored by linspace protocols).
+
+    Returns:
+        int32 (spec.num_frames,) indices.
+    """
+    length = spec.num_frames
+
+    def linspace():
+        values = tf.linspace(tf.constant(0.0, tf.float64), tf.cast(num_frames - 1, tf.float64), length)
+        return tf.cast(tf.floor(values), tf.int32)
+
+    def window():
+        first = tf.clip_by_value(tf.constant(start, tf.int32), 0, num_frames - length)
+        return tf.range(first, first + length)
+
+    if spec.sampling == "linspace":
+        return linspace()
+    return tf.cond(num_frames < length, linspace, window)
+
+
 def window_clips(frames, starts: Sequence[int] | np.ndarray, clip_len: int = 8) -> tf.Tensor:
     """Cut clips out of a frame sequence.
 

@@ -202,3 +202,14 @@ def test_fused_xla_path_equals_plain_ops(swap):
         raw = video_ops.frames_to_clips(frames, dataclasses.replace(fused_options, normalization="none"),
                                         training=True, seed=[seed, 1]).numpy()
         np.testing.assert_allclose(fused, video_ops.normalize(raw).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", ["mtl_aqa", "jigsaws", "custom"])
+def test_tf_temporal_indices_equal_the_numpy_rule(protocol):
+    """The exported signature samples frames with the TF twin: it must pick the same frames."""
+    spec = video_ops.get_protocol(protocol)
+    for num_frames in (1, 7, spec.num_frames - 1, spec.num_frames, spec.num_frames + 1, 250, 1001):
+        for start in (0, 3, 200):
+            expected = video_ops.temporal_indices(num_frames, spec, start)
+            got = video_ops.tf_temporal_indices(tf.constant(num_frames), spec, start).numpy()
+            np.testing.assert_array_equal(got, expected, err_msg=f"{protocol} T={num_frames} s={start}")

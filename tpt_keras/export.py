@@ -39,32 +39,6 @@ FRAMES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="frames")
 DIFFICULTY_SPEC = tf.TensorSpec([None], tf.float32, name="difficulty")
 
 
-def sample_frame_indices(num_frames, spec, start: int = 0):
-    """TensorFlow twin of :func:`data_pipelines.video_ops.temporal_indices` (dynamic length).
-
-    Args:
-        num_frames: int32 scalar tensor, frames in the video (≥ 1).
-        spec: the :class:`data_pipelines.video_ops.Protocol`.
-        start: window start (ignored by linspace protocols).
-
-    Returns:
-        int32 (spec.num_frames,) indices.
-    """
-    length = spec.num_frames
-
-    def linspace():
-        values = tf.linspace(tf.constant(0.0, tf.float64), tf.cast(num_frames - 1, tf.float64), length)
-        return tf.cast(tf.floor(values), tf.int32)
-
-    def window():
-        first = tf.clip_by_value(tf.constant(start, tf.int32), 0, num_frames - length)
-        return tf.range(first, first + length)
-
-    if spec.sampling == "linspace":
-        return linspace()
-    return tf.cond(num_frames < length, linspace, window)
-
-
 class Serving(tf.Module):
     """Frames → score, with the exemplar bank as constants.
 
@@ -106,7 +80,7 @@ class Serving(tf.Module):
         tf.debugging.assert_greater_equal(tf.shape(frames)[1:3], 2,
                                           message="frames are smaller than 2×2 pixels")
         spec = self._options.spec
-        indices = sample_frame_indices(num_frames, spec, spec.test_query_start)
+        indices = video_ops.tf_temporal_indices(num_frames, spec, spec.test_query_start)
         sampled = tf.gather(frames, indices)  # (num_frames, H, W, 3)
         sampled.set_shape([spec.num_frames, None, None, 3])
         clips = video_ops.frames_to_clips(sampled, self._options, training=False)
