@@ -78,6 +78,13 @@ def _parse_value(text: str):
         return text
 
 
+def _features_dir(config, args):
+    """``--features``, or for the built-in synthetic data a cache inside ``--output``."""
+    if config.dataset == "synthetic" and not args.features:
+        return os.path.join(args.output, "synthetic_features")
+    return args.features
+
+
 def _splits(config, args, *, check_paths=True, cache_dir=None):
     from tpt_keras import experiment
 
@@ -146,9 +153,7 @@ def cmd_train(args) -> int:
         config = config.replace(batch_size=global_batch,
                                 learning_rate=config.learning_rate * scale,
                                 head_learning_rate=config.head_learning_rate * scale)
-    features = args.features
-    if config.dataset == "synthetic" and not features:
-        features = os.path.join(args.output, "synthetic_features")
+    features = _features_dir(config, args)
     if config.backbone == "none" and not features:
         raise CommandError("this configuration has no backbone: pass --features CACHE "
                            "(made by `tpt extract-features`)")
@@ -200,9 +205,7 @@ def cmd_tune(args) -> int:
     from tpt_keras import tuning
 
     config = resolve_config(args)
-    features = args.features
-    if config.dataset == "synthetic" and not features:
-        features = os.path.join(args.output, "synthetic_features")
+    features = _features_dir(config, args)
     splits = _splits(config, args, check_paths=False, cache_dir=features)
     if not features:
         raise CommandError("tuning runs on cached features: pass --features CACHE")

@@ -110,14 +110,12 @@ def predict_with_bank(model, bank: ExemplarBank, query_parts: np.ndarray, exempl
 
     exemplar_indices = np.asarray(exemplar_indices)
     count, num_exemplars = exemplar_indices.shape
-    relative = np.empty((count, num_exemplars), np.float32)
     flat_query = np.repeat(query_parts, num_exemplars, axis=0)  # (N*E, K, d), query-major
     flat_exemplars = bank.parts[exemplar_indices.reshape(-1)]  # (N*E, K, d)
-    flat_relative = np.concatenate([
+    relative = np.concatenate([
         np.asarray(model.relative_scores(flat_exemplars[i:i + batch_size],
                                          flat_query[i:i + batch_size]), np.float32)
-        for i in range(0, len(flat_query), batch_size)])
-    relative[:] = flat_relative.reshape(count, num_exemplars)
+        for i in range(0, len(flat_query), batch_size)]).reshape(count, num_exemplars)
     scores, per_exemplar = aggregate_exemplar_scores(
         relative, bank.targets[exemplar_indices], np.asarray(exemplar_mask, np.float32),
         np.asarray(query_difficulty, np.float32), model.config.use_difficulty)

@@ -226,19 +226,19 @@ def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: s
 # ---------------------------------------------------------------------------------------------
 # Run folders
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
 class RunPaths:
     """The files of one run folder (see the module docstring)."""
 
-    root: str
-
-    def __getattr__(self, name):
-        files = {"config": "config.json", "samples": "samples.json", "data": "data.json",
-                 "best": "best.keras", "last": "last.keras", "backup": "backup",
-                 "log": "log.csv", "tensorboard": "tensorboard", "results": "results.json"}
-        if name in files:
-            return os.path.join(self.root, files[name])
-        raise AttributeError(name)
+    def __init__(self, root: str):
+        self.root = root
+        self.config = os.path.join(root, "config.json")
+        self.samples = os.path.join(root, "samples.json")
+        self.data = os.path.join(root, "data.json")
+        self.best = os.path.join(root, "best.keras")
+        self.last = os.path.join(root, "last.keras")
+        self.backup = os.path.join(root, "backup")
+        self.log = os.path.join(root, "log.csv")
+        self.tensorboard = os.path.join(root, "tensorboard")
 
 
 def truncate_log(log_csv: str, first_epoch: int) -> None:
