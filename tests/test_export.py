@@ -134,3 +134,19 @@ def test_export_refuses_runs_without_a_video_path(tmp_path, capsys):
     experiment.train(config, splits, str(tmp_path / "run"), features_dir=cache, verbose=0)
     status = cli.main(["export", str(tmp_path / "run"), "--base-dir", str(tmp_path / "out")])
     assert status == 2 and "no video" in capsys.readouterr().err
+
+
+def test_choose_exemplars_per_group_with_the_fill_rule():
+    from data_pipelines.samples import Sample
+
+    train = [Sample(key=f"k{i}", path="", score=10.0 + i, difficulty=d, group=f"{d:g}")
+             for i, d in enumerate([2.0] * 3 + [3.0] * 12)]
+    indices, mask, difficulty, groups = export.choose_exemplars(train, True, 10, seed=0)
+    assert groups == ["2", "3"] and difficulty.tolist() == [2.0, 3.0]
+    assert mask[0].tolist() == [1] * 3 + [0] * 7 and mask[1].tolist() == [1] * 10
+    assert sorted(indices[0, :3]) == [0, 1, 2] and set(indices[0]) == {0, 1, 2}  # repeats, masked
+    assert len(set(indices[1])) == 10 and set(indices[1]) <= set(range(3, 15))
+    again = export.choose_exemplars(train, True, 10, seed=0)[0]
+    np.testing.assert_array_equal(indices, again)
+    flat, flat_mask, flat_difficulty, flat_groups = export.choose_exemplars(train, False, 10, seed=0)
+    assert flat_groups == ["all"] and flat.shape == (1, 10) and flat_difficulty.tolist() == [1.0]

@@ -322,9 +322,10 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
         model = build_model(config, train_samples, backbone=backbone, jit_compile=jit_compile)
         _build(model, config, features_dir)
 
-    if os.path.exists(paths.last) and os.path.exists(paths.log) and (
-            _finished_results(paths)["epochs"] >= config.epochs):
-        return _finished_results(paths)  # finished before: nothing to do
+    if os.path.exists(paths.last) and os.path.exists(paths.log):
+        finished = _finished_results(paths)
+        if finished["epochs"] >= config.epochs:
+            return finished  # finished before: nothing to do
     first_epoch = distribute.backup_epoch(paths.backup)
     steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
     if steps < 1:
@@ -453,11 +454,12 @@ def _videos(run: Run, samples, role: str, batch_size: int):
     return (clips for _, clips in dataset)
 
 
-def run_bank(run: Run, batch_size: int = 8, progress: bool = False):
-    """The :class:`ExemplarBank` of a run's training samples (encoded once)."""
+def run_bank(run: Run, samples=None, batch_size: int = 8, progress: bool = False):
+    """The :class:`ExemplarBank` of ``samples`` (default: all the run's training samples),
+    each encoded once."""
     from tpt_keras.exemplar_bank import ExemplarBank
 
-    train = run.splits["train"]
+    train = run.splits["train"] if samples is None else samples
     return ExemplarBank.encode(run.model, train, _videos(run, train, "exemplar", batch_size),
                                run.config.use_difficulty, batch_size=batch_size,
                                progress=progress)
@@ -475,7 +477,7 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
     if not run.splits.get(split):
         raise ValueError(f"{run.paths.samples}: no samples in split {split!r}")
     test, train = run.splits[split], run.splits["train"]
-    bank = run_bank(run, batch_size, progress)
+    bank = run_bank(run, batch_size=batch_size, progress=progress)
     query_parts = encode_all(run.model, _videos(run, test, "query", batch_size),
                              batch_size=batch_size, progress=progress, total=len(test))
     chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed)

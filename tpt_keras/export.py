@@ -139,36 +139,33 @@ class Serving(tf.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-def group_bank(bank, use_difficulty: bool, num_exemplars: int, seed: int):
-    """Pick up to ``num_exemplars`` exemplars per group from an :class:`ExemplarBank`.
+def choose_exemplars(train_samples, use_difficulty: bool, num_exemplars: int, seed: int):
+    """Up to ``num_exemplars`` training exemplars per contrastive group, for the export.
 
     Returns:
-        parts (G, E, K, d), targets (G, E), mask (G, E), difficulty (G,), group names (G,).
-        Groups with fewer exemplars repeat them (mask 0), like the evaluation's fill rule.
+        indices (G, E) into ``train_samples``, mask (G, E) (groups with fewer exemplars repeat
+        them with mask 0, like the evaluation's fill rule), difficulty (G,) (1 without DD), and
+        the group names (G,). Without DD there is one group: the whole training set.
     """
-    groups = sorted(set(bank.groups)) if use_difficulty else ["all"]
+    names = np.array([s.group for s in train_samples])
+    groups = sorted(set(names)) if use_difficulty else ["all"]
     rng = np.random.default_rng(seed)
-    parts, targets, mask, difficulty = [], [], [], []
+    indices, mask, difficulty = [], [], []
     for group in groups:
-        members = np.arange(len(bank.keys)) if group == "all" else np.flatnonzero(
-            np.array(bank.groups) == group)
+        members = np.arange(len(names)) if group == "all" else np.flatnonzero(names == group)
         chosen = rng.permutation(members)[:num_exemplars]
-        real = len(chosen)
-        chosen = np.resize(chosen, num_exemplars)  # repeat to fill (masked)
-        parts.append(bank.parts[chosen])
-        targets.append(bank.targets[chosen])
-        mask.append((np.arange(num_exemplars) < real).astype(np.float32))
-        difficulty.append(float(bank.difficulties[chosen[0]]) if use_difficulty else 1.0)
-    return (np.stack(parts), np.stack(targets), np.stack(mask),
-            np.array(difficulty, np.float32), groups)
+        mask.append((np.arange(num_exemplars) < len(chosen)).astype(np.float32))
+        indices.append(np.resize(chosen, num_exemplars))  # repeat to fill (masked)
+        difficulty.append(float(train_samples[chosen[0]].difficulty) if use_difficulty else 1.0)
+    return np.stack(indices), np.stack(mask), np.array(difficulty, np.float32), groups
 
 
 def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) -> Serving:
-    """Build the :class:`Serving` module of a run folder (model, backbone, exemplar bank)."""
+    """Build the :class:`Serving` module of a run folder: the model, the backbone, and the
+    chosen exemplars encoded once (only those: not the whole training set)."""
     from tpt_keras import experiment
 
     run = experiment.load_run(run_dir, which=which)
-    bank = experiment.run_bank(run, progress=progress)
     backbone = None
     if run.model.backbone is None:
         made_by = experiment.feature_cache_backbone(run.features_dir)
@@ -176,9 +173,13 @@ def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) 
             raise ValueError(f"{run_dir} was trained on features made by {made_by!r}, not by the "
                              "Kinetics I3D: there is no video → features path to export")
         backbone = experiment.build_backbone(run.config, "kinetics400")
-    parts, targets, mask, difficulty, _ = group_bank(bank, run.config.use_difficulty,
-                                                     run.config.num_exemplars, run.config.seed)
-    return Serving(run.model, backbone, parts, targets, mask, difficulty,
+    train = run.splits["train"]
+    indices, mask, difficulty, _ = choose_exemplars(train, run.config.use_difficulty,
+                                                    run.config.num_exemplars, run.config.seed)
+    used = np.unique(indices)  # each chosen exemplar encoded once
+    bank = experiment.run_bank(run, [train[i] for i in used], progress=progress)
+    rows = np.searchsorted(used, indices)  # (G, E) rows of the bank
+    return Serving(run.model, backbone, bank.parts[rows], bank.targets[rows], mask, difficulty,
                    experiment.video_options(run.config))
 
 
