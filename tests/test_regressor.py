@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from layer_test_case import run_layer_test
 from tpt_keras.regressor import HEAD_PATTERNS, PartAwareRegressor
 
 B, K, DIM, N = 4, 3, 8, 6
@@ -76,18 +77,18 @@ def test_heads_are_float32_and_named_for_the_optimizer():
                    for p in HEAD_PATTERNS)
 
 
-def test_round_trip():
-    regressor = PartAwareRegressor(DIM, num_intervals=N, head_hidden_dim=7, fusion="pooled")
-    a, b = parts(0), parts(1)
-    first = regressor(a, b)
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(regressor))
-    assert clone.get_config() == regressor.get_config()
-    clone(a, b)
-    clone.set_weights(regressor.get_weights())
-    for x, y in zip(first, clone(a, b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
+@pytest.mark.parametrize("init_kwargs", [
+    dict(hidden_dim=DIM, num_intervals=N, head_hidden_dim=7, fusion="pooled"),
+    dict(hidden_dim=DIM, num_intervals=N, head_hidden_dim=7, initialization="keras"),
+])
+def test_keras_layer_contract(init_kwargs):
+    # Both outputs come from the float32 heads, also under mixed precision.
+    run_layer_test(PartAwareRegressor, init_kwargs, (parts(0), parts(1)), ((B, N), (B, N)),
+                   float32_outputs=(0, 1))
 
 
 def test_invalid_fusion():
     with pytest.raises(ValueError, match="'concat'"):
         PartAwareRegressor(DIM, fusion="concat")
+    with pytest.raises(ValueError, match="'xavier'"):
+        PartAwareRegressor(DIM, initialization="xavier")

@@ -14,6 +14,8 @@ behind named options (see ``docs/model.md``); the faithful preset ``"mtl_aqa_dd"
   first decoder layer only.
 * ``out_of_range_delta="first_interval"``: a relative score outside every interval gets class 0
   and no regression target (CoRe's ``argmax`` of an all-zero one-hot).
+* ``initialization="torch"``, ``adam_epsilon=1e-8``: PyTorch's default initial weights (see
+  ``tpt_keras.initializers``) and Adam epsilon (the clean presets keep Keras': "keras", 1e-7).
 
 Example:
 
@@ -39,6 +41,7 @@ RELATIVE_FUSIONS = ("part_wise", "pooled")
 OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
 NORMALIZATIONS = ("imagenet", "inception")
 FRAME_SAMPLINGS = ("window", "linspace")
+INITIALIZATIONS = ("torch", "keras")  # see tpt_keras.initializers
 
 # AQA-7: one model per class; scores are normalised per class to 0-100 with these ranges (the
 # adapter that reads the annotation files owns them).
@@ -89,6 +92,9 @@ class TPTConfig:
         head_hidden_dim: hidden width of the classification and regression heads.
         num_intervals: B, the number of relative-score intervals (half negative, half positive).
         out_of_range_delta: "first_interval" (quirk) or "nearest_interval".
+        initialization: "torch" (the original code's PyTorch defaults: pair encoder and heads
+            weights and biases U(+-1/sqrt(fan_in)), decoder biases likewise, queries N(0, 1);
+            see ``tpt_keras.initializers``) or "keras" (Glorot weights, zero biases).
 
     Losses:
         rank_margin, rank_weight, sparsity_weight: attention losses of every decoder layer.
@@ -98,6 +104,8 @@ class TPTConfig:
     Training:
         learning_rate: Adam rate of backbone, decoder and pair encoder.
         head_learning_rate: Adam rate of the classification and regression heads.
+        adam_epsilon: Adam's epsilon (1e-8 as PyTorch in the faithful presets; Keras' 1e-7 in
+            the clean ones).
         epochs, batch_size (pairs per step), seed.
         num_exemplars: exemplars per test video.
         backbone: "i3d" (end to end from frames) or "none" (precomputed clip features).
@@ -141,6 +149,7 @@ class TPTConfig:
     head_hidden_dim: int = 128
     num_intervals: int = 16
     out_of_range_delta: str = "first_interval"
+    initialization: str = "torch"
     # --- losses ---
     rank_margin: float = 3.2
     rank_weight: float = 1.0
@@ -152,6 +161,7 @@ class TPTConfig:
     # --- training ---
     learning_rate: float = 1e-4
     head_learning_rate: float = 1e-3
+    adam_epsilon: float = 1e-8
     epochs: int = 250
     batch_size: int = 24
     seed: int = 12
@@ -170,6 +180,7 @@ class TPTConfig:
             "normalization": NORMALIZATIONS,
             "frame_sampling": FRAME_SAMPLINGS,
             "backbone": ("i3d", "none"),
+            "initialization": INITIALIZATIONS,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -196,7 +207,7 @@ class TPTConfig:
                 raise ValueError(
                     f"TPTConfig.{name} must be a non-negative int; received {value!r}.")
         positive_floats = ("score_max", "temperature_init", "learning_rate",
-                           "head_learning_rate", "diversity_sigma")
+                           "head_learning_rate", "diversity_sigma", "adam_epsilon")
         for name in positive_floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -313,14 +324,16 @@ PRESETS: dict[str, TPTConfig] = {
     # A user's own data: the TPT model, with the data-protocol quirks turned off.
     "custom": TPTConfig(dataset="custom", use_difficulty=False, score_max=100.0,
                         swap_resize=False, test_exemplar_start=0,
-                        out_of_range_delta="nearest_interval"),
+                        out_of_range_delta="nearest_interval", initialization="keras",
+                        adam_epsilon=1e-7),
     # Built-in synthetic clip features (data_pipelines.synthetic_features): small, CPU-fast.
     "synthetic": TPTConfig(dataset="synthetic", use_difficulty=True, score_max=30.0,
                            backbone="none", feature_dim=64, hidden_dim=64, ffn_dim=64,
                            num_heads=4, head_hidden_dim=64, dropout=0.0,
                            learning_rate=1e-3, head_learning_rate=1e-3, epochs=40,
                            batch_size=32, seed=0, num_exemplars=10, test_exemplar_start=0,
-                           swap_resize=False, out_of_range_delta="nearest_interval"),
+                           swap_resize=False, out_of_range_delta="nearest_interval",
+                           initialization="keras", adam_epsilon=1e-7),
 }
 
 

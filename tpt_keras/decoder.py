@@ -1,4 +1,4 @@
-"""The temporal parsing decoder: K learnable queries attend over T clip features (SPEC §3).
+"""The temporal parsing decoder: K learnable queries attend over T clip features.
 
 Per layer, with memory x = the raw clip features (B, T, D) and decoder state s (B, K, d):
 
@@ -34,6 +34,7 @@ import math
 import keras
 from keras import layers, ops
 
+from tpt_keras import initializers
 from tpt_keras import losses as tpt_losses
 
 SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
@@ -146,6 +147,9 @@ class TemporalParsingDecoderLayer(layers.Layer):
         attention_scale: "d" (quirk) or "sqrt_d".
         self_attention_position: "after_ffn" (TPT's first layer), "before_cross" (DETR) or
             "none".
+        initialization: "torch" (biases of the Dense layers U(+-1/sqrt(fan_in)), PyTorch's
+            default, as the original code) or "keras" (zero biases); weights are Glorot uniform
+            in both.
 
     Call arguments:
         memory: (B, T, D) clip features used for values.
@@ -164,7 +168,7 @@ class TemporalParsingDecoderLayer(layers.Layer):
 
     def __init__(self, hidden_dim: int, ffn_dim: int, num_heads: int = 8, dropout: float = 0.1,
                  temperature_init: float = 0.07, attention_scale: str = "d",
-                 self_attention_position: str = "none", **kwargs):
+                 self_attention_position: str = "none", initialization: str = "torch", **kwargs):
         super().__init__(**kwargs)
         if attention_scale not in ATTENTION_SCALES:
             raise ValueError(f"attention_scale must be one of {ATTENTION_SCALES}; received "
@@ -179,6 +183,7 @@ class TemporalParsingDecoderLayer(layers.Layer):
         self.temperature_init = temperature_init
         self.attention_scale = attention_scale
         self.self_attention_position = self_attention_position
+        self.initialization = initializers.check_initialization(initialization)
 
         def dense(units, name):
             return layers.Dense(units, kernel_initializer="glorot_uniform",
@@ -212,12 +217,15 @@ class TemporalParsingDecoderLayer(layers.Layer):
         self.temperature = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.temperature_init),
             dtype="float32", autocast=False, name="temperature")
-        self.key_dense.build(memory_shape)
-        self.value_dense.build(memory_shape)
-        self.query_dense.build(state_shape)
+        def build_dense(layer, input_shape):
+            initializers.build_linear(layer, input_shape, self.initialization)
+
+        build_dense(self.key_dense, memory_shape)
+        build_dense(self.value_dense, memory_shape)
+        build_dense(self.query_dense, state_shape)
         self.cross_norm.build(state_shape)
-        self.ffn_inner.build(state_shape)
-        self.ffn_outer.build(state_shape[:-1] + (self.ffn_dim,))
+        build_dense(self.ffn_inner, state_shape)
+        build_dense(self.ffn_outer, state_shape[:-1] + (self.ffn_dim,))
         self.ffn_norm.build(state_shape)
         if self.self_attention is not None:
             self.self_attention.build(state_shape, state_shape, state_shape)
@@ -262,6 +270,7 @@ class TemporalParsingDecoderLayer(layers.Layer):
             "dropout": self.dropout, "temperature_init": self.temperature_init,
             "attention_scale": self.attention_scale,
             "self_attention_position": self.self_attention_position,
+            "initialization": self.initialization,
         })
         return config
 
@@ -286,6 +295,8 @@ class TemporalParsingDecoder(layers.Layer):
             (Table 5c ablation).
         rank_margin, rank_weight, sparsity_weight, diversity_weight, diversity_sigma: weights of
             the attention losses added (per layer) with ``add_loss``; 0 switches a loss off.
+        initialization: "torch" (queries N(0, 1), Dense biases U(+-1/sqrt(fan_in)): PyTorch's
+            defaults, as the original code) or "keras" (Glorot-uniform queries, zero biases).
 
     Call arguments:
         clips: (B, T, D) clip features.
@@ -305,7 +316,7 @@ class TemporalParsingDecoder(layers.Layer):
                  clip_positional_encoding: bool = False, query_positional_encoding: bool = False,
                  rank_margin: float = 3.2, rank_weight: float = 1.0,
                  sparsity_weight: float = 0.05, diversity_weight: float = 0.0,
-                 diversity_sigma: float = 1.0, **kwargs):
+                 diversity_sigma: float = 1.0, initialization: str = "torch", **kwargs):
         super().__init__(**kwargs)
         if self_attention not in SELF_ATTENTION_MODES:
             raise ValueError(f"self_attention must be one of {SELF_ATTENTION_MODES}; received "
@@ -330,6 +341,7 @@ class TemporalParsingDecoder(layers.Layer):
         self.sparsity_weight = sparsity_weight
         self.diversity_weight = diversity_weight
         self.diversity_sigma = diversity_sigma
+        self.initialization = initializers.check_initialization(initialization)
 
         def position(index):
             if self_attention == "every_layer":
@@ -342,7 +354,8 @@ class TemporalParsingDecoder(layers.Layer):
             TemporalParsingDecoderLayer(
                 hidden_dim, ffn_dim, num_heads=num_heads, dropout=dropout,
                 temperature_init=temperature_init, attention_scale=attention_scale,
-                self_attention_position=position(index), dtype=self.dtype_policy,
+                self_attention_position=position(index), initialization=initialization,
+                dtype=self.dtype_policy,
                 name=f"layer_{index}")
             for index in range(num_layers)
         ]
@@ -350,7 +363,8 @@ class TemporalParsingDecoder(layers.Layer):
     def build(self, clips_shape):
         clips_shape = tuple(clips_shape)
         self.query_embedding = self.add_weight(
-            shape=(self.num_queries, self.hidden_dim), initializer="glorot_uniform",
+            shape=(self.num_queries, self.hidden_dim),
+            initializer=initializers.query_embedding(self.initialization),
             name="query_embedding")
         for layer in self.decoder_layers:
             layer.build(clips_shape, (clips_shape[0], self.num_queries, self.hidden_dim))
@@ -402,6 +416,6 @@ class TemporalParsingDecoder(layers.Layer):
             "query_positional_encoding": self.query_positional_encoding,
             "rank_margin": self.rank_margin, "rank_weight": self.rank_weight,
             "sparsity_weight": self.sparsity_weight, "diversity_weight": self.diversity_weight,
-            "diversity_sigma": self.diversity_sigma,
+            "diversity_sigma": self.diversity_sigma, "initialization": self.initialization,
         })
         return config

@@ -51,7 +51,7 @@ from tpt_keras.regressor import PartAwareRegressor
 
 def aggregate_exemplar_scores(relative, exemplar_targets, exemplar_mask, query_difficulty,
                               use_difficulty: bool):
-    """Final scores from the relative scores against several exemplars (SPEC §6).
+    """Final scores from the relative scores against several exemplars.
 
     Args:
         relative: (B, E) predicted s_query - s_exemplar, in target units.
@@ -122,7 +122,8 @@ class TPTModel(keras.Model):
         self.regressor = PartAwareRegressor(
             config.hidden_dim, num_intervals=config.num_intervals,
             head_hidden_dim=config.head_hidden_dim, dropout=config.dropout,
-            fusion=config.relative_fusion, dtype=self.dtype_policy, name="regressor")
+            fusion=config.relative_fusion, initialization=config.initialization,
+            dtype=self.dtype_policy, name="regressor")
         names = ["loss", "cls_loss", "reg_loss"]
         if config.part_encoder == "decoder":
             names += ["rank_loss", "sparsity_loss"]
@@ -142,8 +143,26 @@ class TPTModel(keras.Model):
     def metrics(self):
         return list(self._trackers)
 
-    def compile(self, optimizer=None, **kwargs):
-        """``keras.Model.compile``; the default optimizer is the config's two-rate Adam."""
+    def compile(self, optimizer=None, loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, **kwargs):
+        """``keras.Model.compile``; the default optimizer is the config's two-rate Adam.
+
+        TPT computes its own losses and logs its own metrics (:meth:`compute_pair_losses`), so
+        ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` are refused rather than
+        silently ignored: weigh the terms with the config's ``cls_weight``, ``reg_weight``,
+        ``rank_weight``, ``sparsity_weight`` and ``diversity_weight``, and measure ranking
+        quality with a callback (``tpt_keras.evaluation.ValidationSpearman``).
+        """
+        given = [name for name, value in (("loss", loss), ("loss_weights", loss_weights),
+                                          ("metrics", metrics),
+                                          ("weighted_metrics", weighted_metrics))
+                 if value is not None]
+        if given:
+            raise ValueError(
+                f"TPTModel.compile does not take {', '.join(given)}: TPT computes its own losses "
+                "and metrics; set cls_weight / reg_weight / rank_weight / sparsity_weight / "
+                "diversity_weight in TPTConfig, and use a callback such as "
+                "tpt_keras.evaluation.ValidationSpearman for other measures.")
         if optimizer is None:
             optimizer = build_optimizer(self.config)
         super().compile(optimizer=optimizer, **kwargs)

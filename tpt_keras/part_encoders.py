@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from tpt_keras import initializers
 from tpt_keras.decoder import TemporalParsingDecoder
 
 POOLINGS = ("average", "conv")
@@ -68,8 +69,11 @@ class SegmentPartEncoder(layers.Layer):
     Args:
         num_parts: K (1 gives the holistic baseline with ``pooling="average"``).
         hidden_dim: d, the part size.
+        num_clips: T, the clips per video (the segments depend on it).
         pooling: "average" (mean inside each adaptive bin, then Dense(d)) or "conv" (Conv1D with
             d filters, kernel = stride = floor(T / K), first K outputs).
+        initialization: "torch" (PyTorch's ``nn.Linear`` / ``nn.Conv1d`` default: weights and
+            biases U(+-1/sqrt(fan_in))) or "keras" (Glorot, zero biases).
 
     Call arguments:
         clips: (B, T, D).
@@ -78,48 +82,53 @@ class SegmentPartEncoder(layers.Layer):
         parts (B, K, d); attention (B, 1, T, K): the fixed segment weights.
 
     Example:
-        >>> holistic = SegmentPartEncoder(num_parts=1, hidden_dim=64)
+        >>> holistic = SegmentPartEncoder(num_parts=1, hidden_dim=64, num_clips=20)
         >>> parts, weights = holistic(ops.ones((2, 20, 1024)))  # (2, 1, 64), (2, 1, 20, 1)
     """
 
-    def __init__(self, num_parts: int, hidden_dim: int, pooling: str = "average", **kwargs):
+    def __init__(self, num_parts: int, hidden_dim: int, num_clips: int, pooling: str = "average",
+                 initialization: str = "torch", **kwargs):
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}; received {pooling!r}.")
         if num_parts < 1:
             raise ValueError(f"num_parts must be positive; received {num_parts!r}.")
+        if num_clips < num_parts:
+            raise ValueError(f"Cannot cut {num_clips} clips into {num_parts} parts.")
         self.num_parts = num_parts
         self.hidden_dim = hidden_dim
+        self.num_clips = num_clips
         self.pooling = pooling
-        self.projection = None
-        self.convolution = None
+        self.initialization = initializers.check_initialization(initialization)
+        kernel = initializers.linear_kernel(initialization)
         if pooling == "average":
-            self.projection = layers.Dense(hidden_dim, dtype=self.dtype_policy, name="projection")
+            self._segments = adaptive_pooling_matrix(num_clips, num_parts)  # (T, K)
+            self.linear = layers.Dense(hidden_dim, kernel_initializer=kernel,
+                                       dtype=self.dtype_policy, name="projection")
+        else:
+            self._segments = strided_segment_matrix(num_clips, num_parts)
+            stride = num_clips // num_parts
+            self.linear = layers.Conv1D(hidden_dim, kernel_size=stride, strides=stride,
+                                        kernel_initializer=kernel, dtype=self.dtype_policy,
+                                        name="convolution")
 
     def build(self, clips_shape):
-        num_clips = clips_shape[1]
-        if num_clips is None:
-            raise ValueError("SegmentPartEncoder needs a static number of clips; received shape "
-                             f"{tuple(clips_shape)}.")
-        if num_clips < self.num_parts:
-            raise ValueError(f"Cannot cut {num_clips} clips into {self.num_parts} parts.")
+        if clips_shape[1] not in (None, self.num_clips):
+            raise ValueError(f"SegmentPartEncoder was made for {self.num_clips} clips; received "
+                             f"shape {tuple(clips_shape)}.")
         if self.pooling == "average":
-            self._segments = adaptive_pooling_matrix(num_clips, self.num_parts)
-            self.projection.build(tuple(clips_shape[:1]) + (self.num_parts, clips_shape[-1]))
+            input_shape = tuple(clips_shape[:1]) + (self.num_parts, clips_shape[-1])
         else:
-            self._segments = strided_segment_matrix(num_clips, self.num_parts)
-            stride = num_clips // self.num_parts
-            self.convolution = layers.Conv1D(self.hidden_dim, kernel_size=stride, strides=stride,
-                                             dtype=self.dtype_policy, name="convolution")
-            self.convolution.build(tuple(clips_shape))
+            input_shape = tuple(clips_shape[:1]) + (self.num_clips, clips_shape[-1])
+        initializers.build_linear(self.linear, input_shape, self.initialization)
 
     def call(self, clips, training=None):
         segments = ops.cast(self._segments, self.compute_dtype)  # (T, K)
         if self.pooling == "average":
             pooled = ops.einsum("btd,tk->bkd", clips, segments)  # (B, K, D)
-            parts = self.projection(pooled)  # (B, K, d)
+            parts = self.linear(pooled)  # (B, K, d)
         else:
-            parts = self.convolution(clips)[:, : self.num_parts]  # (B, K, d)
+            parts = self.linear(clips)[:, : self.num_parts]  # (B, K, d)
         batch = ops.shape(clips)[0]
         attention = ops.broadcast_to(ops.cast(self._segments, "float32")[None, None],
                                      (batch, 1) + self._segments.shape)  # (B, 1, T, K)
@@ -132,7 +141,8 @@ class SegmentPartEncoder(layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"num_parts": self.num_parts, "hidden_dim": self.hidden_dim,
-                       "pooling": self.pooling})
+                       "num_clips": self.num_clips, "pooling": self.pooling,
+                       "initialization": self.initialization})
         return config
 
 
@@ -149,13 +159,12 @@ def build_part_encoder(config, dtype=None, name: str = "part_encoder") -> layers
             query_positional_encoding=config.query_positional_encoding,
             rank_margin=config.rank_margin, rank_weight=config.rank_weight,
             sparsity_weight=config.sparsity_weight, diversity_weight=config.diversity_weight,
-            diversity_sigma=config.diversity_sigma, dtype=dtype, name=name)
-    if kind == "holistic":
-        return SegmentPartEncoder(1, config.hidden_dim, "average", dtype=dtype, name=name)
-    if kind == "adaptive_pool":
-        return SegmentPartEncoder(config.num_queries, config.hidden_dim, "average", dtype=dtype,
-                                  name=name)
-    if kind == "temporal_conv":
-        return SegmentPartEncoder(config.num_queries, config.hidden_dim, "conv", dtype=dtype,
-                                  name=name)
-    raise ValueError(f"Unknown part_encoder {kind!r}.")
+            diversity_sigma=config.diversity_sigma, initialization=config.initialization,
+            dtype=dtype, name=name)
+    segments = {"holistic": (1, "average"), "adaptive_pool": (config.num_queries, "average"),
+                "temporal_conv": (config.num_queries, "conv")}
+    if kind not in segments:
+        raise ValueError(f"Unknown part_encoder {kind!r}.")
+    num_parts, pooling = segments[kind]
+    return SegmentPartEncoder(num_parts, config.hidden_dim, config.num_clips, pooling,
+                              initialization=config.initialization, dtype=dtype, name=name)

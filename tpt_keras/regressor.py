@@ -1,4 +1,4 @@
-"""Part-aware contrastive regressor (SPEC §4).
+"""Part-aware contrastive regressor.
 
 f_r(P_a, P_b): for every part k, a shared MLP on [p_a,k ; p_b,k] (Dense(d) -> ReLU -> Dropout ->
 Dense(d)), mean over the K parts, then two heads on the pair representation:
@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from tpt_keras import initializers
+
 FUSIONS = ("part_wise", "pooled")
 # Substrings of variable paths that get the head learning rate.
 HEAD_PATTERNS = ("cls_head", "reg_head")
@@ -33,6 +35,8 @@ class PartAwareRegressor(layers.Layer):
         dropout: dropout inside the pair MLP.
         fusion: "part_wise" (TPT: pair MLP per part, then mean over parts) or "pooled" (Table 5d
             "part-enhanced holistic": mean over each video's parts first, then the pair MLP).
+        initialization: "torch" (PyTorch's ``nn.Linear`` default: weights and biases
+            U(+-1/sqrt(fan_in)), as the original code) or "keras" (Glorot, zero biases).
 
     Call arguments:
         parts_a: (B, K, d) parts of the first video.
@@ -47,7 +51,8 @@ class PartAwareRegressor(layers.Layer):
     """
 
     def __init__(self, hidden_dim: int, num_intervals: int = 16, head_hidden_dim: int = 128,
-                 dropout: float = 0.1, fusion: str = "part_wise", **kwargs):
+                 dropout: float = 0.1, fusion: str = "part_wise", initialization: str = "torch",
+                 **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}; received {fusion!r}.")
@@ -56,23 +61,30 @@ class PartAwareRegressor(layers.Layer):
         self.head_hidden_dim = head_hidden_dim
         self.dropout = dropout
         self.fusion = fusion
-        self.pair_inner = layers.Dense(hidden_dim, dtype=self.dtype_policy, name="pair_inner")
+        self.initialization = initializers.check_initialization(initialization)
+
+        def dense(units, name, dtype):
+            return layers.Dense(units, kernel_initializer=initializers.linear_kernel(initialization),
+                                dtype=dtype, name=name)
+
+        self.pair_inner = dense(hidden_dim, "pair_inner", self.dtype_policy)
         self.pair_dropout = layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.pair_outer = layers.Dense(hidden_dim, dtype=self.dtype_policy, name="pair_outer")
+        self.pair_outer = dense(hidden_dim, "pair_outer", self.dtype_policy)
         # Heads in float32 regardless of the policy: interval logits and sigmoid are sensitive.
-        self.cls_head_hidden = layers.Dense(head_hidden_dim, dtype="float32", name="cls_head_hidden")
-        self.cls_head_output = layers.Dense(num_intervals, dtype="float32", name="cls_head_output")
-        self.reg_head_hidden = layers.Dense(head_hidden_dim, dtype="float32", name="reg_head_hidden")
-        self.reg_head_output = layers.Dense(num_intervals, dtype="float32", name="reg_head_output")
+        self.cls_head_hidden = dense(head_hidden_dim, "cls_head_hidden", "float32")
+        self.cls_head_output = dense(num_intervals, "cls_head_output", "float32")
+        self.reg_head_hidden = dense(head_hidden_dim, "reg_head_hidden", "float32")
+        self.reg_head_output = dense(num_intervals, "reg_head_output", "float32")
 
     def build(self, parts_a_shape, parts_b_shape=None):
         batch = parts_a_shape[0]
-        self.pair_inner.build((batch, None, 2 * self.hidden_dim))
-        self.pair_outer.build((batch, None, self.hidden_dim))
+        build = initializers.build_linear
+        build(self.pair_inner, (batch, None, 2 * self.hidden_dim), self.initialization)
+        build(self.pair_outer, (batch, None, self.hidden_dim), self.initialization)
         for hidden, output in ((self.cls_head_hidden, self.cls_head_output),
                                (self.reg_head_hidden, self.reg_head_output)):
-            hidden.build((batch, self.hidden_dim))
-            output.build((batch, self.head_hidden_dim))
+            build(hidden, (batch, self.hidden_dim), self.initialization)
+            build(output, (batch, self.head_hidden_dim), self.initialization)
 
     def pair_features(self, parts_a, parts_b, training=None):
         """The fused relative representation (B, d) of the pair (before the heads)."""
@@ -99,5 +111,5 @@ class PartAwareRegressor(layers.Layer):
         config = super().get_config()
         config.update({"hidden_dim": self.hidden_dim, "num_intervals": self.num_intervals,
                        "head_hidden_dim": self.head_hidden_dim, "dropout": self.dropout,
-                       "fusion": self.fusion})
+                       "fusion": self.fusion, "initialization": self.initialization})
         return config
