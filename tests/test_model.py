@@ -3,6 +3,10 @@ serialisation (with and without a backbone), ablation switches, mixed precision.
 
 import dataclasses
 import json
+import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -240,6 +244,101 @@ def test_head_variables_take_ten_times_larger_first_adam_steps():
     assert multipliers.count(10.0) == 8  # cls/reg heads: 2 Dense layers each, kernel + bias
 
 
+def two_adam_steps(strategy, grads):
+    """Two graph-mode steps of MultiRateAdam(1e-4, cls_head x10, epsilon 1e-8) under ``strategy``
+    on a "cls_head" and a "backbone" variable; ``grads`` (steps, 2, 3). Returns the two (3,)."""
+    import tensorflow as tf
+
+    with strategy.scope():
+        head = keras.Variable(np.zeros(3, np.float32), name="cls_head_kernel")
+        rest = keras.Variable(np.zeros(3, np.float32), name="backbone_kernel")
+        optimizer = MultiRateAdam(1e-4, lr_multipliers={"cls_head": 10.0}, epsilon=1e-8)
+        optimizer.build([head, rest])
+
+    @tf.function
+    def step(g_head, g_rest):
+        def replica_step(g_head, g_rest):
+            # Each replica holds gradient / replicas: the optimizer sums them back.
+            scale = 1.0 / strategy.num_replicas_in_sync
+            optimizer.apply([g_head * scale, g_rest * scale], [head, rest])
+        strategy.run(replica_step, args=(g_head, g_rest))
+
+    for g in grads:
+        step(tf.constant(g[0], tf.float32), tf.constant(g[1], tf.float32))
+    return np.asarray(head, np.float64), np.asarray(rest, np.float64)
+
+
+MIRRORED_SCRIPT = """
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from test_model import two_adam_steps
+grads = np.array(sys.argv[2:], np.float64).reshape(2, 2, 3)
+head, rest = two_adam_steps(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), grads)
+print("RESULT", *np.concatenate([head, rest]).tolist())
+"""
+
+# (steps, [head, rest], 3): large and tiny gradients (where epsilon matters).
+ADAM_GRADS = np.array([[[0.5, -2e-8, 3.0], [1.0, 4e-9, -0.25]],
+                       [[-0.1, 1e-8, 2.0], [0.3, -6e-9, 0.5]]])
+
+
+def hand_adam(gradients, lr, epsilon=1e-8, beta_1=0.9, beta_2=0.999):
+    """Keras' Adam written out: w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)."""
+    w = m = v = np.zeros_like(gradients[0])
+    for t, g in enumerate(gradients, start=1):
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g * g
+        w = w - lr * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t) * m / (np.sqrt(v) + epsilon)
+    return w
+
+
+def assert_two_adams_by_hand(head, rest):
+    np.testing.assert_allclose(head, hand_adam(ADAM_GRADS[:, 0], 1e-3), rtol=1e-5, atol=1e-10)
+    np.testing.assert_allclose(rest, hand_adam(ADAM_GRADS[:, 1], 1e-4), rtol=1e-5, atol=1e-11)
+    # Keras' default epsilon 1e-7 would give a visibly different step on the tiny gradient.
+    assert not np.isclose(hand_adam(ADAM_GRADS[:, 1], 1e-4, epsilon=1e-7)[1], rest[1], rtol=1e-2)
+
+
+def test_two_rate_adam_equals_two_adams_by_hand():
+    """Two graph-mode steps of one MultiRateAdam equal Adam at 1e-3 on the head variable and
+    Adam at 1e-4 on the other."""
+    import tensorflow as tf
+
+    assert_two_adams_by_hand(*two_adam_steps(tf.distribute.get_strategy(), ADAM_GRADS))
+
+
+@pytest.mark.slow
+def test_two_rate_adam_by_hand_on_two_replicas():
+    """The same under MirroredStrategy on two logical CPUs, where the optimizer updates each
+    replica's copy of a variable (named ".../replica_1")."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(tests)] + os.environ.get("PYTHONPATH", "").split(os.pathsep)))
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, tests]
+        + [repr(float(x)) for x in ADAM_GRADS.reshape(-1)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = [l for l in result.stdout.splitlines() if l.startswith("RESULT")][-1]
+    assert_two_adams_by_hand(*np.array(line.split()[1:], np.float64).reshape(2, 3))
+
+
+def test_optimizer_uses_no_private_keras_api():
+    import ast
+    import inspect
+
+    from tpt_keras import optimizer as module
+
+    private = [node.attr for node in ast.walk(ast.parse(inspect.getsource(module)))
+               if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+               and not node.attr.endswith("__")]
+    assert private == []
+
+
 def test_optimizer_config_round_trip():
     optimizer = build_optimizer(get_preset("mtl_aqa_dd"))
     clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
@@ -248,6 +347,19 @@ def test_optimizer_config_round_trip():
     assert float(clone.learning_rate) == pytest.approx(1e-4)
     assert clone.multiplier_for("tpt_model/regressor/cls_head_hidden/kernel") == 10.0
     assert clone.multiplier_for("tpt_model/part_encoder/layer_0/key/kernel") == 1.0
+
+
+def test_compile_refuses_losses_and_metrics_it_would_ignore():
+    model = TPTModel(tiny_config(), INTERVALS)
+    for argument in (dict(loss="mse"), dict(metrics=["mae"]), dict(loss_weights=[1.0]),
+                     dict(weighted_metrics=["mae"])):
+        name = next(iter(argument))
+        with pytest.raises(ValueError, match=rf"does not take {name}: .*cls_weight"):
+            model.compile(**argument)
+    with pytest.raises(ValueError, match="loss, metrics"):
+        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    model.compile(optimizer="sgd", run_eagerly=True)  # other arguments are Keras'
+    assert isinstance(model.optimizer, keras.optimizers.SGD) and model.run_eagerly
 
 
 # ----------------------------------------------------------------------------- prediction
