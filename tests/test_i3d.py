@@ -15,6 +15,7 @@ import pytest
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
+from layer_test_case import run_layer_test  # noqa: E402
 from tpt_keras import i3d_weights, safe_pickle  # noqa: E402
 from tpt_keras.i3d import (  # noqa: E402
     FreezableBatchNormalization,
@@ -267,6 +268,14 @@ def test_bn_statistics_frozen_while_beta_trains(freeze):
     for name in ("moving_mean", "moving_variance"):
         unchanged = np.array_equal(np.asarray(getattr(bn, name)), before[name])
         assert unchanged is freeze, name
+
+
+@pytest.mark.parametrize("freeze_statistics", [True, False])
+def test_freezable_batch_norm_keras_layer_contract(freeze_statistics):
+    video = np.random.RandomState(7).uniform(-1, 1, (2, 2, 4, 4, 3)).astype(np.float32)
+    run_layer_test(FreezableBatchNormalization,
+                   dict(freeze_statistics=freeze_statistics, scale=False, epsilon=1e-3),
+                   (video,), (2, 2, 4, 4, 3))
 
 
 def test_frozen_bn_uses_moving_statistics_in_training_mode():
