@@ -195,3 +195,33 @@ def test_importing_the_config_loads_neither_tensorflow_nor_a_dataset_adapter():
             "print(sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('data_pipelines.datasets.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ the exported signature
+@pytest.mark.slow
+def test_exported_clip_frames_span_a_400_frame_custom_video(tmp_path):
+    """The SavedModel samples like the run's protocol: for a ``custom`` run, the middle frame of
+    each clip is spread over the whole 400-frame video (issue 9: it was 4 … 99)."""
+    import keras
+
+    from tpt_keras import export
+    from tpt_keras.model import TPTModel
+
+    config = get_preset("custom", backbone="none", feature_dim=3, hidden_dim=8, ffn_dim=8,
+                        num_heads=2, head_hidden_dim=8, num_queries=2, num_layers=1,
+                        num_intervals=4, **{"protocol.resize_height": 16, "protocol.resize_width": 16,
+                                            "protocol.crop_size": 16})
+    intervals = np.array([[-100.0, -50.0], [-50.0, 0.0], [0.0, 50.0], [50.0, 100.0]])
+    model = TPTModel(config, intervals)
+    model.encode(np.zeros((1, 20, 3), np.float32))
+    backbone = keras.Sequential([keras.Input((8, 16, 16, 3)), keras.layers.GlobalAveragePooling3D()])
+    parts = np.random.default_rng(0).normal(size=(1, 2, 2, 8)).astype(np.float32)
+    serving = export.Serving(model, backbone, parts, np.array([[40.0, 60.0]]), np.ones((1, 2)),
+                             np.ones(1), config.protocol)
+    path = export.export_serving(serving, str(tmp_path / "saved"))
+    frames = np.random.default_rng(1).integers(0, 255, (400, 16, 16, 3)).astype(np.uint8)
+    loaded = tf.saved_model.load(path).signatures["serving_default"]
+    clip_frames = loaded(frames=tf.constant(frames), difficulty=tf.zeros([0]))["clip_frames"].numpy()
+    middles = [5 * clip + 4 for clip in range(20)]  # 20 clips of 8, stride 5: middle of each
+    assert clip_frames.tolist() == [m * 399 // 102 for m in middles]  # linspace over 0..399
+    assert clip_frames[0] < 20 and clip_frames[-1] > 380
