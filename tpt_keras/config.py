@@ -17,12 +17,12 @@ behind named options (see ``docs/model.md``); the faithful preset ``"mtl_aqa_dd"
 * ``out_of_range_delta="first_interval"``: a relative score outside every interval gets class 0
   and no regression target (CoRe's ``argmax`` of an all-zero one-hot).
 
-Example:
-
 The video protocol (temporal sampling, window starts, clip layout, resize, crop, flip,
 normalisation) is one nested :class:`data_pipelines.protocol.VideoProtocol` field,
 ``config.protocol``, saved as a nested dict in config.json. Override its fields with dotted names:
 ``cfg.replace(**{"protocol.flip": False})``, or ``--set protocol.flip=false`` on the command line.
+
+Example:
 
 >>> cfg = get_preset("mtl_aqa_dd", epochs=10)
 >>> cfg.save("/tmp/run/config.json")
