@@ -36,7 +36,7 @@ def main():
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
-    config = get_preset("mtl_aqa_dd", crop_size=args.size)
+    config = get_preset("mtl_aqa_dd", **{"protocol.crop_size": args.size})
     rng = np.random.default_rng(0)
     intervals = np.stack([np.linspace(-30, 26.25, 16), np.linspace(-26.25, 30, 16)], 1)
     backbone = InceptionI3D(include_top=False, weights=None if args.weights == "none" else args.weights)

@@ -7,7 +7,7 @@ then measures with 1 and 2 threads:
 * **full pipeline**: ``reader.video_clips_dataset(training=True)``: decode → MTL-AQA temporal
   window → one flip + random crop 224 per video → 20 clips × 8 frames → ImageNet normalisation
   to float32 (the default output);
-* **uint8 pipeline**: the same with ``normalization="none"`` (uint8 clips, normalised on the
+* **uint8 pipeline**: the same with ``uint8=True`` (uint8 clips, normalised on the
   accelerator),
 
 and prints videos/s, clips/s, CPU ms per video and the ratios pipeline / raw (goal ≥ 0.8), by wall
@@ -83,13 +83,13 @@ def raw_decode_dataset(samples, threads: int) -> tf.data.Dataset:
     return _with_threads(frames.prefetch(2), threads)
 
 
-def pipeline_dataset(samples, threads: int, normalization: str = "imagenet") -> tf.data.Dataset:
-    dataset = reader.video_clips_dataset(samples, "mtl_aqa", training=True, seed=1, normalization=normalization)
+def pipeline_dataset(samples, threads: int, uint8: bool = False) -> tf.data.Dataset:
+    dataset = reader.video_clips_dataset(samples, "mtl_aqa", training=True, seed=1, uint8=uint8)
     return _with_threads(dataset, threads)
 
 
 def uint8_pipeline_dataset(samples, threads: int) -> tf.data.Dataset:
-    return pipeline_dataset(samples, threads, normalization="none")
+    return pipeline_dataset(samples, threads, uint8=True)
 
 
 def _cpu_seconds() -> float:

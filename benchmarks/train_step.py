@@ -66,7 +66,7 @@ def child(path, policy, jit, batch, clips, size, steps, max_seconds):
 
     keras.mixed_precision.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
-    config = get_preset("mtl_aqa_dd", num_clips=clips, batch_size=batch,
+    config = get_preset("mtl_aqa_dd", batch_size=batch, **{"protocol.num_clips": clips},
                         backbone="none" if path == "features" else "i3d")
     backbone = None
     if path == "i3d":

@@ -5,7 +5,8 @@ Rooms (one concept per module; none imports the model):
 * :mod:`.samples` — the :class:`Sample` record and :func:`target`;
 * :mod:`.datasets` — annotation adapters (MTL-AQA, AQA-7, JIGSAWS, CSV manifest) → sample lists;
 * :mod:`.decode` — frame folders / GIF / container videos → uint8 frames (PyAV for video);
-* :mod:`.video_ops` — temporal sampling, clip windowing, flip/resize/crop, normalisation;
+* :mod:`.protocol` — the :class:`VideoProtocol` (one per preset) and the numpy temporal rule;
+* :mod:`.video_ops` — clip windowing, flip/resize/crop, normalisation (TensorFlow);
 * :mod:`.pairing` — exemplar selection for training and test;
 * :mod:`.features` — the clip-feature cache;
 * :mod:`.reader` — the tf.data readers that assemble all of the above.

@@ -33,14 +33,15 @@ masked out instead).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from . import decode, pairing, video_ops
+from . import protocol as protocol_lib
 from .features import FeatureCache
+from .protocol import VideoProtocol
 from .samples import Sample, target
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -231,21 +232,32 @@ def feature_eval_dataset(cache: FeatureCache, test_samples: Sequence[Sample], tr
 # ---------------------------------------------------------------------------------------------
 # Video datasets
 # ---------------------------------------------------------------------------------------------
-def _options(protocol, **overrides) -> video_ops.VideoOptions:
-    """A :class:`video_ops.VideoOptions` from a protocol name or options, with keyword overrides."""
-    if isinstance(protocol, video_ops.VideoOptions):
-        return dataclasses.replace(protocol, **overrides)
-    return video_ops.VideoOptions(protocol=protocol, **overrides)
+_CLIP_KEYWORDS = ("uint8", "antialias", "xla")  # execution options of video_ops.frames_to_clips
 
 
-def load_sampled_frames(path: str, options: video_ops.VideoOptions, training: bool, role: str = "query",
+class _Options:
+    """A :class:`VideoProtocol` (a name or the object, plus protocol-field keyword overrides) and
+    the execution keywords of :func:`video_ops.frames_to_clips` (``uint8``, ``antialias``, ``xla``)."""
+
+    def __init__(self, protocol, **overrides):
+        self.clip_kwargs = {key: overrides.pop(key) for key in _CLIP_KEYWORDS if key in overrides}
+        self.spec = protocol_lib.get_protocol(protocol).replace(**overrides)
+        self.clip_shape = video_ops.clip_shape(self.spec)
+        self.clip_dtype = video_ops.clip_dtype(self.clip_kwargs.get("uint8", False))
+
+    def clips(self, frames, training, seed=None, fused=False):
+        return video_ops.frames_to_clips(frames, self.spec, training, seed, fused, **self.clip_kwargs)
+
+
+def load_sampled_frames(path: str, protocol: str | VideoProtocol, training: bool, role: str = "query",
                         seed=None, skip_log: decode.SkipLog | None = None):
     """Decode the frames one video contributes: uint8 (protocol.num_frames, H, W, 3), or None when
     skipped (``skip_log`` given and the video is bad)."""
-    start = video_ops.window_start(options.spec, training, role, seed=seed)
+    spec = protocol_lib.get_protocol(protocol)
+    start = protocol_lib.window_start(spec, training, role, seed=seed)
 
     def sampler(num_frames):
-        return video_ops.temporal_indices(num_frames, options.spec, start)
+        return protocol_lib.temporal_indices(num_frames, spec, start)
 
     return decode.read_frames_or_skip(path, sampler, skip_log)
 
@@ -266,13 +278,13 @@ def _drop_failed(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.filter(keep).map(strip)
 
 
-def _tf_video(path, seed, options: video_ops.VideoOptions, training: bool, role: str, skip_log):
+def _tf_video(path, seed, options: _Options, training: bool, role: str, skip_log):
     """Graph op: path, int64 seed (2,) → (clips (num_clips, clip_len, crop, crop, 3) of
     ``options.clip_dtype``, ok bool). A skipped video gives zeros and ok = False (dropped later)."""
     length = options.spec.num_frames
 
     def read(path_bytes, seed_value):
-        frames = load_sampled_frames(path_bytes.decode("utf-8"), options, training, role,
+        frames = load_sampled_frames(path_bytes.decode("utf-8"), options.spec, training, role,
                                      seed=[int(v) for v in seed_value] + [7], skip_log=skip_log)
         if frames is None:
             return np.zeros((length, 1, 1, 3), np.uint8), False
@@ -281,28 +293,29 @@ def _tf_video(path, seed, options: video_ops.VideoOptions, training: bool, role:
     frames, ok = tf.numpy_function(read, [path, seed], [tf.uint8, tf.bool], stateful=False, name="read_video")
     frames.set_shape([length, None, None, 3])
     ok.set_shape([])
-    clips = tf.cond(ok, lambda: video_ops.frames_to_clips(frames, options, training, seed, fused=True),
+    clips = tf.cond(ok, lambda: options.clips(frames, training, seed, fused=True),
                     lambda: tf.zeros(options.clip_shape, options.clip_dtype))
     clips.set_shape(options.clip_shape)
     return clips, ok
 
 
 def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_difficulty: bool,
-                       protocol: str | video_ops.VideoOptions = "mtl_aqa", seed: int = 12,
+                       protocol: str | VideoProtocol = "mtl_aqa", seed: int = 12,
                        epochs: int | None = None, input_context=None, first_epoch: int = 0,
                        skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
                        **video_options) -> tf.data.Dataset:
     """Training pairs of videos: like :func:`feature_pair_dataset` with clips instead of features.
 
     Query and exemplar are sampled and augmented independently (own seeds, training mode).
-    ``protocol`` is a protocol name or a ready :class:`video_ops.VideoOptions`; ``video_options``
-    are VideoOptions fields (``swap_resize=True``, ``normalization="none"``, ...).
+    ``protocol`` is a :class:`VideoProtocol` or the name of one (``data_pipelines.protocol.PROTOCOLS``);
+    ``video_options`` override its fields (``flip=False``, ...) or are execution keywords of
+    :func:`video_ops.frames_to_clips` (``uint8=True``, ``xla``, ``antialias``).
 
     Returns:
         dataset of dicts: query, exemplar float32 (B, 20, 8, 224, 224, 3) normalised; query_score,
         exemplar_score, query_difficulty (B,).
     """
-    options = _options(protocol, **video_options)
+    options = _Options(protocol, **video_options)
     if skip_bad and skip_log is None:
         skip_log = decode.SkipLog()
     _check_keys_unique(train_samples, "train_samples")
@@ -332,21 +345,21 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
 
 
 def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[Sample], batch_size: int,
-                       use_difficulty: bool, protocol: str | video_ops.VideoOptions = "mtl_aqa",
+                       use_difficulty: bool, protocol: str | VideoProtocol = "mtl_aqa",
                        num_exemplars: int = 10, seed: int = 0, input_context=None, empty_group: str = "error",
                        with_keys: bool = False, skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
                        **video_options) -> tf.data.Dataset:
     """Test videos with their exemplar videos (test transform: centre crop, no flip).
 
     Each distinct exemplar slot is decoded once; padded slots (mask 0) repeat the clips of the real
-    slot they copy. ``test_exemplar_start=3`` (a ``video_options`` field) reproduces the original
-    MTL-AQA code's exemplar window.
+    slot they copy. The exemplars' window starts at the protocol's ``test_exemplar_start`` (3 in
+    the original MTL-AQA code, a quirk).
 
     Returns:
         dataset of dicts: query float32 (B, 20, 8, 224, 224, 3); exemplars (B, E, 20, 8, 224, 224, 3);
         exemplar_scores, exemplar_mask (B, E); query_difficulty, score (B,); key (B,) with ``with_keys``.
     """
-    options = _options(protocol, **video_options)
+    options = _Options(protocol, **video_options)
     if skip_bad and skip_log is None:
         skip_log = decode.SkipLog()
     log = skip_log if skip_bad else None
@@ -394,7 +407,7 @@ def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[S
     return _finish(_drop_failed(dataset), per_replica, drop_remainder=False)
 
 
-def video_clips_dataset(samples: Sequence[Sample], protocol: str | video_ops.VideoOptions = "mtl_aqa",
+def video_clips_dataset(samples: Sequence[Sample], protocol: str | VideoProtocol = "mtl_aqa",
                         role: str = "query", batch_size: int | None = None, training: bool = False, seed: int = 0,
                         skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
                         **video_options) -> tf.data.Dataset:
@@ -405,7 +418,7 @@ def video_clips_dataset(samples: Sequence[Sample], protocol: str | video_ops.Vid
         dataset of ``(key string (), clips float32 (20, 8, crop, crop, 3))``, batched to (B,) and
         (B, 20, 8, crop, crop, 3) when ``batch_size`` is given.
     """
-    options = _options(protocol, **video_options)
+    options = _Options(protocol, **video_options)
     if not samples:
         raise ValueError("video_clips_dataset: no samples")
     if skip_bad and skip_log is None:
@@ -428,13 +441,13 @@ def video_clips_dataset(samples: Sequence[Sample], protocol: str | video_ops.Vid
     return dataset.prefetch(AUTOTUNE).with_options(options_)
 
 
-def make_clips_fn(protocol: str | video_ops.VideoOptions = "mtl_aqa", role: str = "query", **video_options):
+def make_clips_fn(protocol: str | VideoProtocol = "mtl_aqa", role: str = "query", **video_options):
     """A ``sample → float32 (20, 8, crop, crop, 3)`` function (test transform, eager) for
     :func:`features.extract_to_cache`. Raises :class:`decode.VideoDecodeError` for a bad video."""
-    options = _options(protocol, **video_options)
+    options = _Options(protocol, **video_options)
 
     def clips_fn(sample: Sample) -> np.ndarray:
-        frames = load_sampled_frames(sample.path, options, False, role)
-        return video_ops.frames_to_clips(frames, options, False, fused=True).numpy()
+        frames = load_sampled_frames(sample.path, options.spec, False, role)
+        return options.clips(frames, False, fused=True).numpy()
 
     return clips_fn

@@ -1,288 +1,61 @@
-"""Video ops: temporal sampling, clip windowing, flip/resize/crop, normalisation.
+"""Video ops: the TensorFlow half of the video protocol — flip/resize/crop, clip windowing,
+normalisation, and the in-graph twin of the temporal rule.
 
-Small pure functions with shapes in their docstrings. Randomness comes only from explicit seeds:
-temporal draws take a numpy seed, spatial draws a stateless TensorFlow seed of shape (2,), so the
-same seed gives the same video whatever the tf.data parallelism.
+The protocol itself (which frames, which resize, crop, flip and normalisation) is one
+:class:`data_pipelines.protocol.VideoProtocol`, owned by the config preset; its temporal rule is
+numpy (:func:`data_pipelines.protocol.sample_frames`) because it runs *before* decoding (a frame
+folder then decodes only the 103 or 160 frames it needs). The functions here take that object.
 
-Temporal sampling is numpy because it runs *before* decoding (a frame folder then decodes only the
-103 or 160 frames it needs); the spatial ops are TensorFlow because they run inside tf.data maps.
-
-Protocols (``PROTOCOLS``; SPEC §1):
-
-=========  ======  ====================================================  ==========================
-protocol   frames  temporal sampling                                     spatial (train / test)
-=========  ======  ====================================================  ==========================
-mtl_aqa    103     window ``frames[s:s+103]``; train ``s = 3 + randint(  flip p=.5 + random crop /
-                   -3, 3)``; test query ``s = 0``; test exemplar          centre crop
-                   ``s = test_exemplar_start`` (3 in the original code)
-aqa7       103     ``frames[0:103]`` (``img_00001 … img_00103``)          flip + random / centre
-jigsaws    160     ``linspace(0, T-1, 160)`` floored, whole video         centre crop, no flip
-custom     103     ``linspace(0, T-1, 103)`` floored, whole video         flip + random / centre
-=========  ======  ====================================================  ==========================
-
-Short videos: a window that does not fit is moved left until it does (start
-``min(s, T - length)``); a video with fewer frames than the window is resampled uniformly
-(``linspace`` floored, so frames repeat). Never an error, never padding with black frames.
+Randomness comes only from explicit seeds: temporal draws take a numpy seed, spatial draws a
+stateless TensorFlow seed of shape (2,), so the same seed gives the same video whatever the
+tf.data parallelism.
 
 Clips: 103 frames → 20 clips of 8 with starts 0, 5, …, 95 (neighbours overlap by 3 frames);
 160 frames → 20 non-overlapping clips (starts 0, 8, …, 152).
 
-Spatial: one flip decision and one crop position per video, shared by all of its frames. Resize to
-height 256 × width 455 (the intended size), or height 455 × width 256 with ``swap_resize=True``
-(the original code's swapped tuple, a quirk). Resize and crop are computed in one
-``ScaleAndTranslate`` pass that evaluates only the 224×224 window, equal to ``tf.image.resize``
-followed by slicing (antialiased bilinear by default, like PIL's resize in the original).
+Spatial: one flip decision and one crop position per video, shared by all of its frames, drawn
+only in training and only if the protocol allows them (``flip``, ``random_crop``); test is the
+centre crop without flip. Resize and crop are computed in one ``ScaleAndTranslate`` pass that
+evaluates only the crop window, equal to ``tf.image.resize`` followed by slicing (antialiased
+bilinear by default, like PIL's resize in the original).
+
+Execution options that do not change the values the model sees are keywords, not protocol
+fields: ``uint8=True`` emits uint8 clips (the model normalises them on the accelerator),
+``antialias``, ``xla`` (one fused kernel for crop + clips + normalisation).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from data_pipelines.protocol import (  # noqa: F401 (temporal rule re-exported for callers)
+    NORMALIZATIONS, ROLES, SAMPLINGS, VideoProtocol, clip_indices, clip_starts, get_protocol,
+    linspace_indices, sample_frames, temporal_indices, window_indices, window_start)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# "inception" is another name for "i3d" ([-1, 1]); "none" keeps uint8 clips.
-NORMALIZATIONS = ("imagenet", "i3d", "inception", "none")
-SAMPLINGS = ("window", "linspace")
-ROLES = ("query", "exemplar")
 
 
-@dataclasses.dataclass(frozen=True)
-class Protocol:
-    """Temporal sampling and augmentation rules of one dataset family.
-
-    Attributes:
-        name: protocol name.
-        num_clips, clip_len, clip_stride: the clip windowing; a video contributes
-            ``num_frames = (num_clips - 1) · clip_stride + clip_len`` frames (103 or 160).
-        sampling: ``"window"`` (contiguous window at a start) or ``"linspace"`` (uniform over the video).
-        train_start, train_shift: training window start ``train_start + randint(-shift, shift)``.
-        test_query_start, test_exemplar_start: window starts at test time.
-        random_crop: random crop position in training (else the centre, always).
-        flip: one random horizontal flip decision per training video (p = 0.5).
-        resize_to: (height, width) before cropping.
-    """
-
-    name: str
-    num_clips: int = 20
-    clip_len: int = 8
-    clip_stride: int = 5
-    sampling: str = "window"
-    train_start: int = 0
-    train_shift: int = 0
-    test_query_start: int = 0
-    test_exemplar_start: int = 0
-    random_crop: bool = True
-    flip: bool = True
-    resize_to: tuple[int, int] = (256, 455)
-
-    def __post_init__(self):
-        if self.sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
-        if min(self.num_clips, self.clip_len, self.clip_stride) < 1 or self.train_shift < 0:
-            raise ValueError(f"invalid clip layout or shift in {self}")
-
-    @property
-    def num_frames(self) -> int:
-        """Frames one video contributes (103 for 20 clips of 8 with stride 5)."""
-        return (self.num_clips - 1) * self.clip_stride + self.clip_len
+def clip_shape(protocol: VideoProtocol) -> tuple[int, int, int, int, int]:
+    """(num_clips, clip_len, crop, crop, 3) of one video."""
+    return (protocol.num_clips, protocol.clip_len, protocol.crop_size, protocol.crop_size, 3)
 
 
-PROTOCOLS = {
-    "mtl_aqa": Protocol("mtl_aqa", train_start=3, train_shift=3),
-    "aqa7": Protocol("aqa7"),
-    # JIGSAWS videos are 640×480: 341×256 keeps 4:3 (no public TPT code; MUSDL protocol).
-    "jigsaws": Protocol("jigsaws", clip_stride=8, sampling="linspace", random_crop=False, flip=False,
-                        resize_to=(256, 341)),
-    "custom": Protocol("custom", sampling="linspace"),
-}
-
-# VideoOptions fields that override the protocol's (None = keep the protocol's value).
-_PROTOCOL_OVERRIDES = ("num_clips", "clip_len", "clip_stride", "sampling", "train_start", "train_shift",
-                       "test_query_start", "test_exemplar_start", "random_crop", "flip")
+def clip_dtype(uint8: bool = False) -> tf.DType:
+    """float32 (normalised clips), or uint8 with ``uint8=True``."""
+    return tf.uint8 if uint8 else tf.float32
 
 
-def get_protocol(name: str) -> Protocol:
-    """The :class:`Protocol` called ``name``; ValueError listing the known ones otherwise."""
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; expected one of {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoOptions:
-    """Every setting of the video → clips transform: a protocol plus optional overrides.
-
-    Attributes:
-        protocol: ``"mtl_aqa"``, ``"aqa7"``, ``"jigsaws"`` or ``"custom"`` (see module docstring).
-        swap_resize: swap the resize's height and width, as the original code did (quirk): the
-            intended height 256 × width 455 becomes height 455 × width 256.
-        resize_to: intended (height, width); None takes the protocol's. Swapped if ``swap_resize``.
-        crop_size: square crop side (224).
-        normalization: ``"imagenet"`` (mean/std of SPEC §1), ``"i3d"`` / ``"inception"`` (pixels
-            to [-1, 1]), or ``"none"``: uint8 clips 0–255, 4× smaller, for models that call
-            :func:`normalize` on the accelerator (the fast path; see docs/pipelines.md).
-        antialias: antialiased bilinear resize (PIL-like, as the original); False = plain bilinear.
-        xla: cut the clips and normalise them in one XLA-compiled kernel (same values, about 3×
-            less CPU for the float32 output, the pipeline's main cost after decoding). None (the
-            default): fused inside the readers (``data_pipelines.reader``), plain TF ops elsewhere
-            (so a SavedModel that calls :func:`frames_to_clips` needs no XLA at serving time).
-        num_clips, clip_len, clip_stride, sampling, train_start, train_shift, test_query_start,
-        test_exemplar_start, random_crop, flip: override the protocol's value when not None
-            (see :class:`Protocol`). ``test_exemplar_start=3`` reproduces the original MTL-AQA
-            code (test exemplars use frames 3..105, a quirk); the default 0 treats exemplars
-            like the query.
-    """
-
-    protocol: str = "mtl_aqa"
-    swap_resize: bool = False
-    resize_to: tuple[int, int] | None = None
-    crop_size: int = 224
-    normalization: str = "imagenet"
-    antialias: bool = True
-    xla: bool | None = None
-    num_clips: int | None = None
-    clip_len: int | None = None
-    clip_stride: int | None = None
-    sampling: str | None = None
-    train_start: int | None = None
-    train_shift: int | None = None
-    test_query_start: int | None = None
-    test_exemplar_start: int | None = None
-    random_crop: bool | None = None
-    flip: bool | None = None
-
-    def __post_init__(self):
-        _ = self.spec  # validates the protocol and its overrides
-        if self.normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
-        height, width = self.output_resize
-        if self.crop_size < 1 or self.crop_size > min(height, width):
-            raise ValueError(f"crop_size={self.crop_size} does not fit the resize {height}×{width}")
-
-    @property
-    def spec(self) -> Protocol:
-        """The protocol with this object's overrides applied."""
-        overrides = {name: getattr(self, name) for name in _PROTOCOL_OVERRIDES if getattr(self, name) is not None}
-        return dataclasses.replace(get_protocol(self.protocol), **overrides)
-
-    @property
-    def output_resize(self) -> tuple[int, int]:
-        """(height, width) frames are resized to before cropping."""
-        height, width = self.resize_to if self.resize_to is not None else get_protocol(self.protocol).resize_to
-        return (int(width), int(height)) if self.swap_resize else (int(height), int(width))
-
-    @property
-    def clip_dtype(self) -> tf.DType:
-        """float32, or uint8 with ``normalization="none"``."""
-        return tf.uint8 if self.normalization == "none" else tf.float32
-
-    @property
-    def clip_shape(self) -> tuple[int, int, int, int, int]:
-        """(num_clips, clip_len, crop, crop, 3) of one video."""
-        spec = self.spec
-        return (spec.num_clips, spec.clip_len, self.crop_size, self.crop_size, 3)
-
-
-# ---------------------------------------------------------------------------------------------
-# Temporal (numpy)
-# ---------------------------------------------------------------------------------------------
-def clip_starts(num_frames: int = 103, num_clips: int = 20, clip_len: int = 8, stride: int = 5) -> np.ndarray:
-    """First frame of each clip.
-
-    Returns:
-        int32 (num_clips,): ``0, stride, …, (num_clips-1)·stride``; defaults give 0, 5, …, 95.
-
-    Raises:
-        ValueError: the last clip would run past ``num_frames``.
-    """
-    starts = np.arange(num_clips, dtype=np.int32) * int(stride)
-    if num_clips < 1 or clip_len < 1 or starts[-1] + clip_len > num_frames:
-        raise ValueError(
-            f"{num_clips} clips of {clip_len} frames with stride {stride} need "
-            f"{(num_clips - 1) * stride + clip_len} frames, only {num_frames} given")
-    return starts
-
-
-def clip_indices(num_frames: int = 103, num_clips: int = 20, clip_len: int = 8, stride: int = 5) -> np.ndarray:
-    """Frame index of every clip position: int32 (num_clips, clip_len)."""
-    starts = clip_starts(num_frames, num_clips, clip_len, stride)
-    return starts[:, None] + np.arange(clip_len, dtype=np.int32)[None, :]
-
-
-def linspace_indices(num_frames: int, length: int) -> np.ndarray:
-    """Uniform sampling over the whole video: ``floor(linspace(0, num_frames-1, length))``.
-
-    Returns:
-        int64 (length,), non-decreasing, first 0 and last ``num_frames - 1``; repeats frames when
-        the video is shorter than ``length``.
-    """
-    if num_frames < 1:
-        raise ValueError("num_frames must be ≥ 1")
-    return np.floor(np.linspace(0, num_frames - 1, length)).astype(np.int64)
-
-
-def window_indices(num_frames: int, start: int, length: int) -> np.ndarray:
-    """A contiguous window ``start … start+length-1``.
-
-    If the window runs past the end it moves left to ``num_frames - length``; if the video is
-    shorter than ``length`` it is resampled uniformly (:func:`linspace_indices`).
-
-    Returns:
-        int64 (length,).
-    """
-    if num_frames < length:
-        return linspace_indices(num_frames, length)
-    start = int(min(max(int(start), 0), num_frames - length))
-    return np.arange(start, start + length, dtype=np.int64)
-
-
-def window_start(protocol: str | Protocol, training: bool, role: str = "query", seed=None) -> int:
-    """The window start ``s`` of a ``"window"`` protocol.
-
-    Training: ``train_start + randint(-train_shift, train_shift)`` (both ends included, numpy
-    ``seed``); MTL-AQA: ``3 + randint(-3, 3)``. Test: ``test_query_start`` for the query,
-    ``test_exemplar_start`` for an exemplar (both 0 unless overridden; 3 for exemplars in the
-    original MTL-AQA code). ``"linspace"`` protocols ignore the start.
-    """
-    spec = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    if training:
-        if spec.train_shift == 0:
-            return int(spec.train_start)
-        rng = np.random.default_rng(seed)
-        return int(spec.train_start + rng.integers(-spec.train_shift, spec.train_shift + 1))
-    return int(spec.test_exemplar_start if role == "exemplar" else spec.test_query_start)
-
-
-def temporal_indices(num_frames: int, protocol: str | Protocol, start: int = 0) -> np.ndarray:
-    """The frames a protocol takes from a video of ``num_frames`` frames.
-
-    Args:
-        num_frames: frames available (T).
-        protocol: protocol name or :class:`Protocol`.
-        start: window start (from :func:`window_start`); ignored by ``"linspace"`` protocols.
-
-    Returns:
-        int64 (protocol.num_frames,) indices into the video.
-    """
-    spec = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    if spec.sampling == "linspace":
-        return linspace_indices(num_frames, spec.num_frames)
-    return window_indices(num_frames, start, spec.num_frames)
-
-
-def tf_temporal_indices(num_frames, spec: Protocol, start: int = 0) -> tf.Tensor:
+def tf_temporal_indices(num_frames, spec: VideoProtocol, start: int = 0) -> tf.Tensor:
     """TensorFlow twin of :func:`temporal_indices` for a length known only at run time (inside an
     exported signature, where numpy cannot run).
 
     Args:
         num_frames: int32 scalar tensor, frames in the video (≥ 1).
-        spec: the :class:`data_pipelines.video_ops.Protocol`.
+        spec: the :class:`data_pipelines.protocol.VideoProtocol`.
         start: window start (ignored by linspace protocols).
 
     Returns:
@@ -332,11 +105,6 @@ def _seed(seed) -> tf.Tensor:
     if seed.shape.rank == 0:
         seed = tf.stack([seed, tf.zeros_like(seed)])
     return seed
-
-
-def resize_size(swap_resize: bool = False) -> tuple[int, int]:
-    """(height, width) of the resize: (256, 455) intended, (455, 256) with the original's swap."""
-    return (455, 256) if swap_resize else (256, 455)
 
 
 def flip_decision(seed, training: bool, prob: float = 0.5) -> tf.Tensor:
@@ -422,8 +190,8 @@ def resize_crop(frames, resized_hw: tuple[int, int], offset, crop_size: int = 22
 
 def _affine(mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (scale, bias) with ``normalised = pixel · scale + bias``."""
-    if mode not in NORMALIZATIONS or mode == "none":
-        raise ValueError(f"normalization must be 'imagenet', 'i3d' or 'inception', got {mode!r}")
+    if mode not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {mode!r}")
     if mode == "imagenet":  # (x/255 - mean)/std = x·(1/(255·std)) - mean/std
         mean, std = np.asarray(IMAGENET_MEAN), np.asarray(IMAGENET_STD)
         return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
@@ -434,7 +202,7 @@ def normalize(frames, mode: str = "imagenet") -> tf.Tensor:
     """Pixels 0–255 (uint8 or float, channels last) → float32 model input of the same shape.
 
     ``"imagenet"``: ``(x/255 - mean) / std`` with SPEC's mean/std (range about [-2.12, 2.64]);
-    ``"i3d"`` (alias ``"inception"``): ``x/127.5 - 1`` in [-1, 1].
+    ``"inception"``: ``x/127.5 - 1`` in [-1, 1] (the I3D's Kinetics input range).
 
     Computed as one multiply-add over rows flattened to ``W·C`` values (a 3-wide channel broadcast
     is several times slower on CPU). Usable inside a model to normalise uint8 clips on device.
@@ -507,48 +275,51 @@ def _xla_crop_window_normalize(frames, corner, flip, indices, scale, bias, crop_
     return tf.cast(tf.gather(crop, indices), tf.float32) * scale + bias
 
 
-def frames_to_clips(frames, options: VideoOptions, training: bool, seed=None, fused: bool = False) -> tf.Tensor:
+def frames_to_clips(frames, protocol: VideoProtocol, training: bool, seed=None, fused: bool = False, *,
+                    uint8: bool = False, antialias: bool = True, xla: bool | None = None) -> tf.Tensor:
     """Already temporally sampled frames → normalised clips.
 
-    Order: flip/resize/crop on the sampled frames (uint8), then cut the 20 clips and normalise them
-    into float32 (one fused XLA kernel with ``options.xla``).
+    Order: flip/resize/crop on the sampled frames (uint8), then cut the clips and normalise them
+    into float32 (one fused XLA kernel with ``xla``).
 
     Args:
-        frames: uint8 (protocol.num_frames, H, W, 3) (from :func:`temporal_indices`).
-        options: the :class:`VideoOptions`.
-        training: the protocol's random flip/crop, or the test transform.
+        frames: uint8 (protocol.num_frames, H, W, 3) (from :func:`sample_frames`).
+        protocol: the :class:`VideoProtocol` (clip layout, resize, crop, flip, normalisation).
+        training: the protocol's random flip/crop, or the test transform (centre, no flip).
         seed: stateless seed for the spatial draws.
-        fused: use the XLA kernel when ``options.xla`` is None (the readers pass True).
+        fused: use the XLA kernel when ``xla`` is None (the readers pass True).
+        uint8: emit uint8 clips 0–255 (normalised later on the accelerator) instead of float32.
+        antialias: antialiased bilinear resize (PIL-like, as the original); False = plain bilinear.
+        xla: force the fused XLA kernel on or off (None: ``fused``).
 
     Returns:
-        float32 (num_clips, clip_len, crop, crop, 3), normalised (uint8 0–255 with
-        ``normalization="none"``).
+        float32 (num_clips, clip_len, crop, crop, 3), normalised (uint8 0–255 with ``uint8``).
     """
-    spec = options.spec
-    resized_hw, crop_size = options.output_resize, options.crop_size
+    spec = protocol
+    resized_hw, crop_size = spec.resized_hw, spec.crop_size
     flip, offset = spatial_params(training, seed, resized_hw, crop_size, 0.5 if spec.flip else 0.0,
                                   spec.random_crop)
     starts = clip_starts(spec.num_frames, spec.num_clips, spec.clip_len, spec.clip_stride)
     indices = tf.constant(clip_indices(spec.num_frames, spec.num_clips, spec.clip_len, spec.clip_stride))
 
     def via_resize():
-        cropped = resize_crop(frames, resized_hw, offset, crop_size, flip, options.antialias)  # (L, c, c, 3)
-        if options.normalization == "none":
+        cropped = resize_crop(frames, resized_hw, offset, crop_size, flip, antialias)  # (L, c, c, 3)
+        if uint8:
             return window_clips(cropped, starts, spec.clip_len)  # (num_clips, clip_len, c, c, 3) uint8
         if use_xla:
-            scale, bias = _affine(options.normalization)
+            scale, bias = _affine(spec.normalization)
             return _xla_window_normalize(cropped, indices, tf.constant(scale), tf.constant(bias))
-        return normalize(window_clips(cropped, starts, spec.clip_len), options.normalization)
+        return normalize(window_clips(cropped, starts, spec.clip_len), spec.normalization)
 
     frames = tf.convert_to_tensor(frames)
-    use_xla = options.xla if options.xla is not None else fused
-    if options.normalization == "none" or not use_xla:
+    use_xla = xla if xla is not None else fused
+    if uint8 or not use_xla:
         clips = via_resize()
     else:  # frames already at the resize size (pre-extracted datasets): everything in one kernel
-        scale, bias = _affine(options.normalization)
+        scale, bias = _affine(spec.normalization)
         corner = tf.stack([offset[0], tf.where(flip, resized_hw[1] - crop_size - offset[1], offset[1])])
         same_size = tf.reduce_all(tf.equal(tf.shape(frames)[1:3], resized_hw))
         clips = tf.cond(same_size, lambda: _xla_crop_window_normalize(
             frames, corner, flip, indices, tf.constant(scale), tf.constant(bias), crop_size), via_resize)
-    clips.set_shape(options.clip_shape)
+    clips.set_shape(clip_shape(spec))
     return clips

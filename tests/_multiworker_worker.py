@@ -163,7 +163,8 @@ def tiny_tpt_config(**overrides):
     from tpt_keras.config import get_preset
 
     settings = dict(feature_dim=8, hidden_dim=8, ffn_dim=8, num_heads=2, head_hidden_dim=8,
-                    num_clips=6, num_queries=3, dropout=0.0)
+                    num_queries=3, dropout=0.0)
+    settings["protocol.num_clips"] = 6
     settings.update(overrides)
     return get_preset("synthetic", **settings)
 

@@ -30,7 +30,7 @@ def tiny_video_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_video_run")
     manifest = synthetic_videos.write_synthetic_video_dataset(
         str(root / "videos"), num_train=14, num_test=6, size=32, seed=3, progress=False)
-    config = demo.video_config(2, resize_height=32, resize_width=32, crop_size=32, hidden_dim=32,
+    config = demo.video_config(2, frame_size=32, hidden_dim=32,
                                ffn_dim=32, head_hidden_dim=16, batch_size=7)
     splits = experiment.load_splits(config, manifest)
     cache = str(root / "features")

@@ -255,7 +255,7 @@ def test_temporal_conv_parts():
     ("adaptive_pool", SegmentPartEncoder, 5), ("temporal_conv", SegmentPartEncoder, 5)])
 def test_build_part_encoder(kind, cls, parts):
     cfg = get_preset("synthetic", part_encoder=kind, feature_dim=D, hidden_dim=DIM, ffn_dim=DIM,
-                     num_clips=T)
+                     **{"protocol.num_clips": T})
     encoder = build_part_encoder(cfg)
     assert isinstance(encoder, cls)
     out, attention = encoder(clips())

@@ -144,8 +144,8 @@ def test_extract_features_command_reports_bad_videos_and_resumes(tmp_path, capsy
         handle.write("broken.mp4,50.0,train\n")
     cache = str(tmp_path / "cache")
     argv = ["extract-features", "custom", "--manifest", manifest, "--cache", cache,
-            "--set", "resize_height=32", "--set", "resize_width=32", "--set", "crop_size=32",
-            "--set", 'frame_sampling="linspace"', "--set", 'normalization="inception"']
+            "--set", "protocol.resize_height=32", "--set", "protocol.resize_width=32",
+            "--set", "protocol.crop_size=32"]
     assert cli.main(argv) == 2
     assert "broken.mp4" in capsys.readouterr().err
     assert cli.main(argv + ["--skip-bad"]) == 0

@@ -70,7 +70,7 @@ def test_validation_spearman_feeds_model_checkpoint(tmp_path):
     from tpt_keras.model import TPTModel
 
     cfg = get_preset("synthetic", feature_dim=8, hidden_dim=8, ffn_dim=8, num_heads=2,
-                     head_hidden_dim=8, num_clips=10, num_queries=2, num_layers=1)
+                     head_hidden_dim=8, num_queries=2, num_layers=1, **{"protocol.num_clips": 10})
     splits = write_synthetic_cache(str(tmp_path / "cache"), 24, 12, feature_dim=8, num_clips=10,
                                    num_phases=2, seed=1)
     cache = FeatureCache(str(tmp_path / "cache"), feature_dim=None, num_clips=None)

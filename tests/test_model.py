@@ -22,7 +22,8 @@ INTERVALS = np.array([[-10.0, -3.0], [-3.0, 0.0], [0.0, 3.0], [3.0, 10.0]])
 
 
 def tiny_config(**overrides):
-    options = dict(num_clips=T, feature_dim=D, hidden_dim=DIM, ffn_dim=DIM, num_heads=2,
+    options = {"protocol.num_clips": T}
+    options.update(feature_dim=D, hidden_dim=DIM, ffn_dim=DIM, num_heads=2,
                    head_hidden_dim=8, num_queries=K, num_intervals=4, score_max=10.0,
                    batch_size=4, dropout=0.1, learning_rate=1e-4, head_learning_rate=1e-3)
     options.update(overrides)
@@ -74,7 +75,7 @@ def test_presets_and_faithful_values():
     assert (cfg.learning_rate, cfg.head_learning_rate, cfg.epochs, cfg.batch_size, cfg.seed) == (
         1e-4, 1e-3, 250, 24, 12)
     assert cfg.attention_scale == "d" and cfg.self_attention == "first_layer_after_ffn"
-    assert cfg.swap_resize and cfg.test_exemplar_start == 3 and cfg.score_max == 30
+    assert cfg.protocol.swap_resize and cfg.protocol.test_exemplar_start == 3 and cfg.score_max == 30
     assert cfg.frames_per_video == 103 and get_preset("jigsaws").frames_per_video == 160
     assert get_preset("mtl_aqa_nodd").score_max == 100 and not get_preset("aqa7").use_difficulty
     assert cfg.head_lr_multiplier == pytest.approx(10.0)

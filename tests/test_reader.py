@@ -264,16 +264,16 @@ def test_video_eval_and_clips_datasets(video_samples):
 def test_video_reader_bad_video(video_samples, caplog):
     samples, bad = video_samples
     broken = samples[:3] + [Sample(key="bad", path=bad, score=1.0, group="a")]
-    clips = reader.video_clips_dataset(broken[2:], "mtl_aqa", normalization="none")
+    clips = reader.video_clips_dataset(broken[2:], "mtl_aqa", uint8=True)
     with pytest.raises(tf.errors.OpError, match=r"bad\.mp4: corrupt or unreadable video"):
         list(clips)
     log = decode.SkipLog()
     with caplog.at_level(logging.WARNING):
-        kept = list(reader.video_clips_dataset(broken[2:], "mtl_aqa", normalization="none", skip_bad=True,
+        kept = list(reader.video_clips_dataset(broken[2:], "mtl_aqa", uint8=True, skip_bad=True,
                                                skip_log=log).as_numpy_iterator())
     assert [key for key, _ in kept] == [b"v2"] and kept[0][1].dtype == np.uint8
     assert log.count == 1 and "bad.mp4" in caplog.text
     pairs = reader.video_pair_dataset(broken, batch_size=1, use_difficulty=False, seed=0, epochs=1,
-                                      normalization="none", skip_bad=True, skip_log=log)
+                                      uint8=True, skip_bad=True, skip_log=log)
     queries = [round((int(b["query"][0, 0, 0, 112, 112, 1]) - 20) / 30) for b in pairs.as_numpy_iterator()]
     assert 1 <= len(queries) <= 3 and log.count >= 2  # pairs touching bad.mp4 are dropped, never zero-filled

@@ -1,13 +1,13 @@
-"""Video ops: temporal sampling, clip windows, one flip/crop per video, resize equality, normalisation."""
-
-import dataclasses
+"""Video protocol and ops: temporal sampling, clip windows, one flip/crop per video, resize equality, normalisation."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from data_pipelines import video_ops
-from data_pipelines.video_ops import VideoOptions
+from data_pipelines.protocol import PROTOCOLS, VideoProtocol, get_protocol
+
+MTL, AQA7, JIGSAWS = PROTOCOLS["mtl_aqa"], PROTOCOLS["aqa7"], PROTOCOLS["jigsaws"]
 
 
 def test_clip_starts_defaults_and_jigsaws():
@@ -47,10 +47,9 @@ def test_window_start_rules():
     assert starts == set(range(0, 7))  # 3 + randint(-3, 3), both ends included
     assert video_ops.window_start("mtl_aqa", True, seed=5) == video_ops.window_start("mtl_aqa", True, seed=5)
     assert video_ops.window_start("mtl_aqa", False, "query") == 0
-    assert video_ops.window_start("mtl_aqa", False, "exemplar") == 0
-    faithful = VideoOptions("mtl_aqa", test_exemplar_start=3).spec
-    assert video_ops.window_start(faithful, False, "exemplar") == 3  # the original's quirk
-    assert video_ops.window_start(faithful, False, "query") == 0
+    assert video_ops.window_start("mtl_aqa", False, "exemplar") == 3  # the original's quirk
+    clean = MTL.replace(test_exemplar_start=0)
+    assert video_ops.window_start(clean, False, "exemplar") == 0
     assert video_ops.window_start("aqa7", True, seed=1) == 0
     with pytest.raises(ValueError, match="role"):
         video_ops.window_start("mtl_aqa", False, "teacher")
@@ -135,7 +134,6 @@ def test_normalize_known_values():
     np.testing.assert_allclose(out[0, 0, 0], -mean / std, rtol=1e-6)
     np.testing.assert_allclose(out[1, 1, 3], (1 - mean) / std, rtol=1e-6)
     assert out.dtype == np.float32 and out.shape == (2, 2, 4, 3)
-    np.testing.assert_allclose(video_ops.normalize(pixels, "i3d").numpy()[:, 0, 0, 0], [-1.0, 1.0])
     np.testing.assert_allclose(video_ops.normalize(pixels, "inception").numpy()[:, 1, 2, 2], [-1.0, 1.0])
     with pytest.raises(ValueError):
         video_ops.normalize(pixels, "none")
@@ -144,46 +142,54 @@ def test_normalize_known_values():
 def test_frames_to_clips_shapes_ranges_and_time():
     # Frame t is flat grey 2t + 10: the clips reveal which frame each position holds.
     frames = (np.arange(103) * 2 + 10).astype(np.uint8).reshape(103, 1, 1, 1) * np.ones((1, 64, 112, 3), np.uint8)
-    for options in (VideoOptions("mtl_aqa"), VideoOptions("mtl_aqa", swap_resize=True)):
+    for options in (MTL.replace(swap_resize=False), MTL):
         clips = video_ops.frames_to_clips(frames, options, training=True, seed=[1, 2])
         assert clips.shape == (20, 8, 224, 224, 3) and clips.dtype == tf.float32
         clips = clips.numpy()
         assert clips.min() >= (0 - 0.485) / 0.229 - 1e-5 and clips.max() <= (1 - 0.406) / 0.225 + 1e-5
         red = clips[:, :, 100, 100, 0] * 0.229 + 0.485  # back to [0, 1]
         np.testing.assert_allclose(red * 255, 2 * video_ops.clip_indices() + 10, atol=0.01)
-    fused = video_ops.frames_to_clips(frames, VideoOptions("aqa7", normalization="i3d", xla=True), training=False)
-    plain = video_ops.frames_to_clips(frames, VideoOptions("aqa7", normalization="i3d", xla=False), training=False)
+    inception = AQA7.replace(normalization="inception")
+    fused = video_ops.frames_to_clips(frames, inception, training=False, xla=True)
+    plain = video_ops.frames_to_clips(frames, inception, training=False, xla=False)
     np.testing.assert_allclose(fused.numpy(), plain.numpy(), atol=1e-6)  # XLA fusion changes nothing
     assert fused.numpy().min() >= -1.0 and fused.numpy().max() <= 1.0
-    raw = video_ops.frames_to_clips(frames, VideoOptions("aqa7", normalization="none"), training=False)
+    raw = video_ops.frames_to_clips(frames, AQA7, training=False, uint8=True)
     assert raw.dtype == tf.uint8 and int(raw[19, 7, 0, 0, 0]) == 2 * 102 + 10
     # JIGSAWS: centre crop and no flip even in training (SPEC §1), so no seed is needed.
     ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, None, :, None] * 3, (160, 48, 64, 3))
-    jig = video_ops.frames_to_clips(ramp, VideoOptions("jigsaws", normalization="none"), training=True)
+    jig = video_ops.frames_to_clips(ramp, JIGSAWS, training=True, uint8=True)
     assert jig.shape == (20, 8, 224, 224, 3)
     np.testing.assert_array_equal(jig.numpy(), video_ops.frames_to_clips(
-        ramp, VideoOptions("jigsaws", normalization="none"), training=False).numpy())
+        ramp, JIGSAWS, training=False, uint8=True).numpy())
     assert jig.numpy()[0, 0, 0, 0, 0] < jig.numpy()[0, 0, 0, -1, 0]  # not mirrored
 
 
-def test_video_options_validation():
-    assert VideoOptions().spec.num_frames == 103 and VideoOptions("jigsaws").spec.num_frames == 160
-    custom = VideoOptions("mtl_aqa", num_clips=10, clip_stride=8, train_shift=0, flip=False).spec
+def test_protocol_validation_and_derived_values():
+    assert MTL.num_frames == 103 and JIGSAWS.num_frames == 160
+    custom = MTL.replace(num_clips=10, clip_stride=8, train_jitter=0, flip=False)
     assert (custom.num_frames, custom.train_start, custom.flip, custom.random_crop) == (80, 3, False, True)
-    assert VideoOptions("aqa7", normalization="inception").clip_dtype == tf.float32
-    assert VideoOptions().output_resize == (256, 455)
-    assert VideoOptions(swap_resize=True).output_resize == (455, 256)
-    assert VideoOptions("jigsaws").output_resize == (256, 341)
-    assert VideoOptions(resize_to=(256, 455), swap_resize=True).output_resize == (455, 256)
-    assert VideoOptions(resize_to=(240, 320), crop_size=200).clip_shape == (20, 8, 200, 200, 3)
+    assert video_ops.clip_dtype() == tf.float32 and video_ops.clip_dtype(uint8=True) == tf.uint8
+    assert MTL.replace(swap_resize=False).resized_hw == (256, 455)
+    assert MTL.resized_hw == (455, 256)
+    assert JIGSAWS.resized_hw == (256, 341)
+    assert video_ops.clip_shape(MTL.replace(resize_height=240, resize_width=320, crop_size=200)) == (
+        20, 8, 200, 200, 3)
+    assert VideoProtocol.from_dict(MTL.to_dict()) == MTL
     with pytest.raises(ValueError, match="unknown protocol"):
-        VideoOptions("ucf101")
+        get_protocol("ucf101")
     with pytest.raises(ValueError, match="does not fit"):
-        VideoOptions(resize_to=(200, 300))
+        MTL.replace(resize_height=200, resize_width=300)
     with pytest.raises(ValueError, match="normalization"):
-        VideoOptions(normalization="zscore")
+        MTL.replace(normalization="zscore")
     with pytest.raises(ValueError, match="sampling"):
-        VideoOptions(sampling="random")
+        MTL.replace(sampling="random")
+    with pytest.raises(ValueError, match="did you mean 'flip'"):
+        MTL.replace(flp=False)
+    with pytest.raises(ValueError, match="train_jitter"):
+        MTL.replace(train_start=1)
+    with pytest.raises(ValueError, match="missing"):
+        VideoProtocol.from_dict({k: v for k, v in MTL.to_dict().items() if k != "flip"})
 
 
 @pytest.mark.parametrize("swap", [False, True])
@@ -191,16 +197,14 @@ def test_fused_xla_path_equals_plain_ops(swap):
     """Frames already at the resize size take the one-kernel path: same values as the plain ops."""
     height, width = (455, 256) if swap else (256, 455)
     frames = np.random.default_rng(4).integers(0, 256, (18, height, width, 3)).astype(np.uint8)
-    fused_options = VideoOptions("mtl_aqa", swap_resize=swap, num_clips=3, xla=True)  # 3 clips: 18 frames
-    plain_options = dataclasses.replace(fused_options, xla=False)
+    protocol = MTL.replace(swap_resize=swap, num_clips=3)  # 3 clips: 18 frames
     flips = {bool(video_ops.spatial_params(True, [seed, 1])[0]) for seed in range(4)}
     assert flips == {False, True}
     for seed in range(4):  # covers flipped and unflipped videos
-        fused = video_ops.frames_to_clips(frames, fused_options, training=True, seed=[seed, 1]).numpy()
-        plain = video_ops.frames_to_clips(frames, plain_options, training=True, seed=[seed, 1]).numpy()
+        fused = video_ops.frames_to_clips(frames, protocol, training=True, seed=[seed, 1], xla=True).numpy()
+        plain = video_ops.frames_to_clips(frames, protocol, training=True, seed=[seed, 1], xla=False).numpy()
         np.testing.assert_allclose(fused, plain, atol=1e-5)
-        raw = video_ops.frames_to_clips(frames, dataclasses.replace(fused_options, normalization="none"),
-                                        training=True, seed=[seed, 1]).numpy()
+        raw = video_ops.frames_to_clips(frames, protocol, training=True, seed=[seed, 1], uint8=True).numpy()
         np.testing.assert_allclose(fused, video_ops.normalize(raw).numpy(), atol=1e-5)
 
 

@@ -7,8 +7,10 @@ only thing :class:`tpt_keras.model.TPTModel` needs besides the score intervals.
 Quirks of the authors' code (``baiyang4/aqa_tpt``) that produced the published numbers are kept
 behind named options (see ``docs/model.md``); the faithful preset ``"mtl_aqa_dd"`` reproduces them:
 
-* ``swap_resize=True``: frames are resized to width 256 x height 455 instead of 455 x 256.
-* ``test_exemplar_start=3``: test exemplars use frames 3..105 while the test query uses 0..102.
+* ``protocol.swap_resize=True``: frames are resized to height 455 x width 256 instead of the
+  intended 256 x 455 (also what the authors' AQA-7 loader does, so ``aqa7`` keeps it).
+* ``protocol.test_exemplar_start=3``: test exemplars use frames 3..105 while the test query uses
+  0..102.
 * ``attention_scale="d"``: cross-attention logits are divided by d, not sqrt(d).
 * ``self_attention="first_layer_after_ffn"``: the part self-attention sits after the FFN of the
   first decoder layer only.
@@ -16,6 +18,11 @@ behind named options (see ``docs/model.md``); the faithful preset ``"mtl_aqa_dd"
   and no regression target (CoRe's ``argmax`` of an all-zero one-hot).
 * ``initialization="torch"``, ``adam_epsilon=1e-8``: PyTorch's default initial weights (see
   ``tpt_keras.initializers``) and Adam epsilon (the clean presets keep Keras': "keras", 1e-7).
+
+The video protocol (temporal sampling, window starts, clip layout, resize, crop, flip,
+normalisation) is one nested :class:`data_pipelines.protocol.VideoProtocol` field,
+``config.protocol``, saved as a nested dict in config.json. Override its fields with dotted names:
+``cfg.replace(**{"protocol.flip": False})``, or ``--set protocol.flip=false`` on the command line.
 
 Example:
 
@@ -39,13 +46,11 @@ SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
 PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
 RELATIVE_FUSIONS = ("part_wise", "pooled")
 OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
-NORMALIZATIONS = ("imagenet", "inception")
-FRAME_SAMPLINGS = ("window", "linspace")
 INITIALIZATIONS = ("torch", "keras")  # see tpt_keras.initializers
 
-# AQA-7: one model per class; scores are normalised per class to 0-100 with these ranges (the
-# adapter that reads the annotation files owns them).
-from data_pipelines.datasets.aqa7 import SCORE_RANGES as AQA7_SCORE_RANGES  # noqa: E402
+from data_pipelines.datasets import AQA7_CLASSES  # noqa: E402 (a plain constant, no adapter)
+from data_pipelines.protocol import FIELDS as PROTOCOL_FIELDS, PROTOCOLS, VideoProtocol  # noqa: E402
+
 JIGSAWS_TASKS = ("suturing", "needle_passing", "knot_tying")
 
 
@@ -60,19 +65,13 @@ class TPTConfig:
         score_max: right edge of the last positive score interval (the largest possible
             |relative score|): 30 for MTL-AQA with DD (three judges x 10), 100 for AQA-7 and
             MTL-AQA without DD, 24 for JIGSAWS (GRS sum 6..30, so |delta| <= 24).
-        action_class: AQA-7 class (a key of ``AQA7_SCORE_RANGES``) or JIGSAWS task; None if
+        action_class: AQA-7 class (one of ``AQA7_CLASSES``) or JIGSAWS task; None if
             not applicable.
         fold: JIGSAWS cross-validation fold (0..3).
-        num_clips, clip_len, clip_stride: clips per video, frames per clip, start offset
-            between clips (20 x 8, stride 5 covers 103 frames).
-        frame_sampling: "window" (consecutive frames from a start index, MTL-AQA / AQA-7) or
-            "linspace" (frames spread uniformly over the whole video, JIGSAWS).
-        train_frame_start, temporal_jitter: training window start ``start + randint(-j, j)``.
-        test_query_start, test_exemplar_start: window starts at test time (quirk: 0 and 3).
-        resize_height, resize_width, crop_size: spatial protocol (resize then 224 crop).
-        swap_resize: (quirk) resize to width ``resize_height`` x height ``resize_width``.
-        horizontal_flip: one random flip decision per training video.
-        normalization: "imagenet" (mean/std, as TPT) or "inception" ([-1, 1]).
+        protocol: the :class:`data_pipelines.protocol.VideoProtocol`: temporal sampling, window
+            starts, clip layout (``num_clips`` x ``clip_len``, ``clip_stride``), resize, crop,
+            flip, normalisation. ``num_clips``, ``clip_len``, ``crop_size`` and
+            ``frames_per_video`` are read-only shortcuts to it.
 
     Model:
         feature_dim: clip feature size from the backbone (1024 for I3D Mixed_5c).
@@ -117,20 +116,7 @@ class TPTConfig:
     score_max: float = 30.0
     action_class: str | None = None
     fold: int = 0
-    num_clips: int = 20
-    clip_len: int = 8
-    clip_stride: int = 5
-    frame_sampling: str = "window"
-    train_frame_start: int = 3
-    temporal_jitter: int = 3
-    test_query_start: int = 0
-    test_exemplar_start: int = 3
-    resize_height: int = 256
-    resize_width: int = 455
-    swap_resize: bool = True
-    crop_size: int = 224
-    horizontal_flip: bool = True
-    normalization: str = "imagenet"
+    protocol: VideoProtocol = PROTOCOLS["mtl_aqa"]
     # --- model ---
     feature_dim: int = 1024
     num_queries: int = 5
@@ -177,8 +163,6 @@ class TPTConfig:
             "part_encoder": PART_ENCODERS,
             "relative_fusion": RELATIVE_FUSIONS,
             "out_of_range_delta": OUT_OF_RANGE_MODES,
-            "normalization": NORMALIZATIONS,
-            "frame_sampling": FRAME_SAMPLINGS,
             "backbone": ("i3d", "none"),
             "initialization": INITIALIZATIONS,
         }
@@ -186,21 +170,21 @@ class TPTConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"TPTConfig.{name} must be one of {allowed}; received {value!r}.")
-        for name in ("use_difficulty", "swap_resize", "horizontal_flip",
-                     "clip_positional_encoding", "query_positional_encoding"):
+        if not isinstance(self.protocol, VideoProtocol):
+            raise ValueError("TPTConfig.protocol must be a data_pipelines.protocol.VideoProtocol; "
+                             f"received {type(self.protocol).__name__}.")
+        for name in ("use_difficulty", "clip_positional_encoding", "query_positional_encoding"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"TPTConfig.{name} must be a bool; received {value!r}.")
-        positive_ints = ("num_clips", "clip_len", "clip_stride", "crop_size", "resize_height",
-                         "resize_width", "feature_dim", "num_queries", "num_layers", "hidden_dim",
+        positive_ints = ("feature_dim", "num_queries", "num_layers", "hidden_dim",
                          "ffn_dim", "num_heads", "head_hidden_dim", "num_intervals", "epochs",
                          "batch_size", "num_exemplars")
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TPTConfig.{name} must be a positive int; received {value!r}.")
-        non_negative_ints = ("fold", "train_frame_start", "temporal_jitter", "test_query_start",
-                             "test_exemplar_start", "seed")
+        non_negative_ints = ("fold", "seed")
         for name in non_negative_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -227,17 +211,13 @@ class TPTConfig:
         if self.self_attention != "none" and self.hidden_dim % self.num_heads:
             raise ValueError(f"TPTConfig.hidden_dim ({self.hidden_dim!r}) must be divisible by "
                              f"num_heads ({self.num_heads!r}).")
-        if self.temporal_jitter > self.train_frame_start:
-            raise ValueError(f"TPTConfig.temporal_jitter ({self.temporal_jitter!r}) must not exceed "
-                             f"train_frame_start ({self.train_frame_start!r}): the window would "
-                             "start before frame 0.")
         if self.part_encoder in ("adaptive_pool", "temporal_conv", "decoder") and (
                 self.num_queries > self.num_clips):
             raise ValueError(f"TPTConfig.num_queries ({self.num_queries!r}) must not exceed "
                              f"num_clips ({self.num_clips!r}).")
         if self.dataset == "aqa7" and self.action_class is not None and (
-                self.action_class not in AQA7_SCORE_RANGES):
-            raise ValueError(f"TPTConfig.action_class must be one of {tuple(AQA7_SCORE_RANGES)} "
+                self.action_class not in AQA7_CLASSES):
+            raise ValueError(f"TPTConfig.action_class must be one of {AQA7_CLASSES} "
                              f"for AQA-7; received {self.action_class!r}.")
         if self.dataset == "jigsaws":
             if self.action_class is not None and self.action_class not in JIGSAWS_TASKS:
@@ -248,9 +228,24 @@ class TPTConfig:
 
     # ------------------------------------------------------------------ derived values
     @property
+    def num_clips(self) -> int:
+        """Clips per video (T), from the protocol."""
+        return self.protocol.num_clips
+
+    @property
+    def clip_len(self) -> int:
+        """Frames per clip, from the protocol."""
+        return self.protocol.clip_len
+
+    @property
+    def crop_size(self) -> int:
+        """Side of the square input frames, from the protocol."""
+        return self.protocol.crop_size
+
+    @property
     def frames_per_video(self) -> int:
         """Frames one video is cut from: ``(num_clips - 1) * clip_stride + clip_len`` (103 / 160)."""
-        return (self.num_clips - 1) * self.clip_stride + self.clip_len
+        return self.protocol.num_frames
 
     @property
     def head_lr_multiplier(self) -> float:
@@ -259,11 +254,26 @@ class TPTConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def replace(self, **overrides) -> "TPTConfig":
-        """A copy with ``overrides`` applied (validated; unknown names raise ValueError)."""
-        _check_keys(overrides)
-        return dataclasses.replace(self, **overrides)
+        """A copy with ``overrides`` applied (validated; unknown names raise ValueError).
+
+        Protocol fields are spelled with a ``protocol.`` prefix (pass them with ``**``):
+        ``cfg.replace(**{"protocol.flip": False, "epochs": 5})``; ``protocol=`` takes a whole
+        :class:`VideoProtocol` (or a complete dict).
+        """
+        nested = {key.split(".", 1)[1]: value for key, value in overrides.items()
+                  if isinstance(key, str) and key.startswith("protocol.")}
+        flat = {key: value for key, value in overrides.items()
+                if not (isinstance(key, str) and key.startswith("protocol."))}
+        _check_keys(flat)
+        protocol = flat.pop("protocol", self.protocol)
+        if isinstance(protocol, dict):
+            protocol = VideoProtocol.from_dict(protocol)
+        if nested:
+            protocol = protocol.replace(**nested)
+        return dataclasses.replace(self, protocol=protocol, **flat)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field; ``protocol`` as a nested dict."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -272,6 +282,9 @@ class TPTConfig:
         if not isinstance(values, dict):
             raise ValueError(f"TPTConfig.from_dict needs a dict; received {type(values).__name__}.")
         _check_keys(values)
+        values = dict(values)
+        if isinstance(values.get("protocol"), dict):
+            values["protocol"] = VideoProtocol.from_dict(values["protocol"])
         return cls(**values)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -301,38 +314,43 @@ def _check_keys(values: dict[str, Any]) -> None:
     unknown = [key for key in values if key not in known]
     if unknown:
         hints = []
+        names = known + [f"protocol.{name}" for name in PROTOCOL_FIELDS]
         for key in unknown:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            close = ([f"protocol.{key}"] if key in PROTOCOL_FIELDS
+                     else difflib.get_close_matches(str(key), names, n=1))
             hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise ValueError(f"Unknown TPTConfig field(s): {', '.join(hints)}.")
 
 
-# Presets. The faithful MTL-AQA "with DD" setting comes first; every preset is complete.
+# Presets. The faithful MTL-AQA "with DD" setting comes first; every preset is complete and
+# names its video protocol explicitly (data_pipelines.protocol.PROTOCOLS, where every protocol
+# field is written out; docs/pipelines.md has the table).
 PRESETS: dict[str, TPTConfig] = {
-    # The authors' code and published setting (Tables 1, 4, 5): quirks on.
-    "mtl_aqa_dd": TPTConfig(),
+    # The authors' code and published setting (Tables 1, 4, 5): quirks on (swapped resize,
+    # test exemplars from frame 3).
+    "mtl_aqa_dd": TPTConfig(protocol=PROTOCOLS["mtl_aqa"]),
     # CoRe's "without DD" protocol: exemplars from the whole training set, final score directly.
-    "mtl_aqa_nodd": TPTConfig(use_difficulty=False, score_max=100.0),
-    # AQA-7: one model per class (set action_class), scores normalised to 0-100, no jitter.
+    "mtl_aqa_nodd": TPTConfig(use_difficulty=False, score_max=100.0, protocol=PROTOCOLS["mtl_aqa"]),
+    # AQA-7: one model per class (set action_class), scores normalised to 0-100; frames 0..102,
+    # the swapped resize of the authors' AQA-7 loader.
     "aqa7": TPTConfig(dataset="aqa7", use_difficulty=False, score_max=100.0,
-                      train_frame_start=0, temporal_jitter=0, test_exemplar_start=0),
-    # JIGSAWS (MUSDL protocol): 160 frames by linspace, 20 non-overlapping clips of 8, score =
-    # GRS sum in 6..30 so the largest |delta| is 24.
+                      protocol=PROTOCOLS["aqa7"]),
+    # JIGSAWS (MUSDL protocol): 160 frames by linspace, 20 non-overlapping clips of 8, 256x341,
+    # centre crop, no flip; score = GRS sum in 6..30 so the largest |delta| is 24.
     "jigsaws": TPTConfig(dataset="jigsaws", use_difficulty=False, score_max=24.0,
-                         action_class="suturing", clip_stride=8, frame_sampling="linspace",
-                         train_frame_start=0, temporal_jitter=0, test_exemplar_start=0),
-    # A user's own data: the TPT model, with the data-protocol quirks turned off.
+                         action_class="suturing", protocol=PROTOCOLS["jigsaws"]),
+    # A user's own data: the TPT model, linspace over the whole video, no data quirks.
     "custom": TPTConfig(dataset="custom", use_difficulty=False, score_max=100.0,
-                        swap_resize=False, test_exemplar_start=0,
-                        out_of_range_delta="nearest_interval", initialization="keras",
-                        adam_epsilon=1e-7),
-    # Built-in synthetic clip features (data_pipelines.synthetic_features): small, CPU-fast.
+                        out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],
+                        initialization="keras", adam_epsilon=1e-7),
+    # Built-in synthetic clip features (data_pipelines.synthetic_features): small, CPU-fast. No
+    # video: only the protocol's clip count (20) matters; it carries the custom protocol.
     "synthetic": TPTConfig(dataset="synthetic", use_difficulty=True, score_max=30.0,
                            backbone="none", feature_dim=64, hidden_dim=64, ffn_dim=64,
                            num_heads=4, head_hidden_dim=64, dropout=0.0,
                            learning_rate=1e-3, head_learning_rate=1e-3, epochs=40,
-                           batch_size=32, seed=0, num_exemplars=10, test_exemplar_start=0,
-                           swap_resize=False, out_of_range_delta="nearest_interval",
+                           batch_size=32, seed=0, num_exemplars=10,
+                           out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],
                            initialization="keras", adam_epsilon=1e-7),
 }
 

@@ -70,14 +70,20 @@ def feature_demo(output: str, epochs: int) -> list:
     return rows
 
 
-def video_config(epochs: int, **overrides):
+def video_config(epochs: int, frame_size: int = 64, **overrides):
+    """The ``custom`` preset as a user would set it for small rendered videos: its protocol as
+    is (linspace over the whole video, flip + random crop in training) except the resize, set to
+    the videos' ``frame_size`` (resize and crop to frame_size²), exactly what
+    ``--set protocol.resize_height=64 --set protocol.resize_width=64 --set protocol.crop_size=64``
+    does; a features-mode model small enough for CPU."""
     from tpt_keras.config import get_preset
 
-    settings = dict(
-        frame_sampling="linspace", temporal_jitter=0, train_frame_start=0, resize_height=64,
-        resize_width=64, crop_size=64, normalization="inception", backbone="none",
-        hidden_dim=128, ffn_dim=128, head_hidden_dim=64, num_heads=4, dropout=0.0,
-        learning_rate=1e-3, head_learning_rate=1e-3, batch_size=16, epochs=epochs, seed=0)
+    settings = {
+        "protocol.resize_height": frame_size, "protocol.resize_width": frame_size,
+        "protocol.crop_size": frame_size, "backbone": "none",
+        "hidden_dim": 128, "ffn_dim": 128, "head_hidden_dim": 64, "num_heads": 4, "dropout": 0.0,
+        "learning_rate": 1e-3, "head_learning_rate": 1e-3, "batch_size": 16, "epochs": epochs,
+        "seed": 0}
     return get_preset("custom", **{**settings, **overrides})
 
 

@@ -32,28 +32,11 @@ from data_pipelines.samples import Sample
 from tpt_keras.config import TPTConfig
 
 BACKBONE_NAME = "i3d_kinetics400_mixed5c"
-_NORMALIZATION = {"imagenet": "imagenet", "inception": "i3d"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------
-def video_options(config: TPTConfig):
-    """The :class:`data_pipelines.video_ops.VideoOptions` a config asks for."""
-    from data_pipelines import video_ops
-
-    protocol = config.dataset if config.dataset in video_ops.PROTOCOLS else "custom"
-    height, width = config.resize_height, config.resize_width
-    resize_to = (width, height) if config.swap_resize else (height, width)
-    return video_ops.VideoOptions(
-        protocol=protocol, resize_to=resize_to, crop_size=config.crop_size,
-        normalization=_NORMALIZATION[config.normalization], num_clips=config.num_clips,
-        clip_len=config.clip_len, clip_stride=config.clip_stride, sampling=config.frame_sampling,
-        train_start=config.train_frame_start, train_shift=config.temporal_jitter,
-        test_query_start=config.test_query_start, test_exemplar_start=config.test_exemplar_start,
-        flip=config.horizontal_flip)
-
-
 def load_splits(config: TPTConfig, annotations: str, media_root: str | None = None,
                 check_paths: bool = True) -> dict[str, list[Sample]]:
     """Samples by split for the config's dataset.
@@ -163,17 +146,15 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     from data_pipelines import features, reader
     from tpt_keras import i3d
 
-    options = video_options(config)
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
-                         backbone=BACKBONE_NAME,
-                         extra={"video_options": _jsonable(dataclasses.asdict(options))})
+                         backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()})
     backbone = build_backbone(config, weights)
 
     def extract_fn(clips):
         return np.asarray(i3d.clip_features(backbone, clips))
 
     report = features.extract_to_cache(samples, cache, extract_fn,
-                                       reader.make_clips_fn(options, role="query"),
+                                       reader.make_clips_fn(config.protocol, role="query"),
                                        skip_bad=skip_bad, progress=progress, batch_size=batch_size)
     return cache, report
 
@@ -181,10 +162,6 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
 def feature_cache_backbone(cache_dir: str) -> str | None:
     """The backbone name recorded in a feature cache's metadata."""
     return FeatureCache(cache_dir, feature_dim=None, num_clips=None).metadata.get("backbone")
-
-
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=list))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +179,7 @@ def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, 
             config.use_difficulty, seed=config.seed, first_epoch=first_epoch,
             input_context=input_context)
     return reader.video_pair_dataset(train_samples, batch_size, config.use_difficulty,
-                                     protocol=video_options(config), seed=config.seed,
+                                     protocol=config.protocol, seed=config.seed,
                                      first_epoch=first_epoch, input_context=input_context,
                                      skip_bad=skip_bad)
 
@@ -218,7 +195,7 @@ def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: s
             train_samples, batch_size, config.use_difficulty, num_exemplars=config.num_exemplars,
             seed=config.seed, with_keys=with_keys, input_context=input_context)
     return reader.video_eval_dataset(test_samples, train_samples, batch_size,
-                                     config.use_difficulty, protocol=video_options(config),
+                                     config.use_difficulty, protocol=config.protocol,
                                      num_exemplars=config.num_exemplars, seed=config.seed,
                                      with_keys=with_keys, input_context=input_context)
 
@@ -449,7 +426,7 @@ def _videos(run: Run, samples, role: str, batch_size: int):
     if run.features_dir:
         cache = FeatureCache(run.features_dir, feature_dim=None, num_clips=None)
         return cache.read_many([s.key for s in samples])
-    dataset = reader.video_clips_dataset(samples, video_options(run.config), role=role,
+    dataset = reader.video_clips_dataset(samples, run.config.protocol, role=role,
                                          batch_size=batch_size)
     return (clips for _, clips in dataset)
 

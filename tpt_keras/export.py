@@ -14,9 +14,9 @@ Layout: ``saved_models/<name>/<version>/`` (what TF Serving's model server loads
     inputs: ``query_frames``, ``exemplar_frames`` (two videos as above).
     outputs: ``relative_score`` () the predicted s_query − s_exemplar in target units.
 
-Inside a signature: temporal sampling (the run's protocol at test time: the window from frame 0,
-or frames spread uniformly for linspace protocols and for videos shorter than the window), 20
-clips of 8 frames, resize + centre crop + normalisation, the I3D backbone (the model's own in an
+Inside a signature: temporal sampling by the run's ``config.protocol`` at test time (the query's
+window from ``test_query_start``, or frames spread uniformly over the whole video for linspace
+protocols and for videos shorter than the window), its clips, resize + centre crop + normalisation, the I3D backbone (the model's own in an
 end-to-end run; the Kinetics-400 I3D that made the features in a features run), the temporal
 parsing decoder, and the regressor against the baked exemplars: up to ``num_exemplars`` training
 videos of the query's contrastive group (the group with the nearest difficulty under DD, else the
@@ -48,11 +48,11 @@ class Serving(tf.Module):
         bank_parts: (G, E, K, d) parts of the exemplars of each group.
         bank_targets: (G, E) their targets; bank_mask: (G, E) 1 for a real exemplar.
         bank_difficulty: (G,) the difficulty of each group (1.0 without DD).
-        options: the run's :class:`data_pipelines.video_ops.VideoOptions`.
+        protocol: the run's :class:`data_pipelines.protocol.VideoProtocol` (``config.protocol``).
     """
 
     def __init__(self, model, backbone, bank_parts, bank_targets, bank_mask, bank_difficulty,
-                 options, name="tpt_serving"):
+                 protocol, name="tpt_serving"):
         super().__init__(name=name)
         self.model = model
         self.backbone = backbone
@@ -60,7 +60,7 @@ class Serving(tf.Module):
         self._targets = tf.constant(bank_targets, tf.float32)
         self._mask = tf.constant(bank_mask, tf.float32)
         self._difficulty = tf.constant(bank_difficulty, tf.float32)
-        self._options = options
+        self._protocol = protocol
         self._use_difficulty = bool(model.config.use_difficulty)
         self.score = tf.function(self._score, input_signature=[FRAMES_SPEC, DIFFICULTY_SPEC])
         self.relative_score = tf.function(self._relative, input_signature=[
@@ -71,6 +71,7 @@ class Serving(tf.Module):
     def _clips(self, frames):
         """uint8 (T, H, W, 3) → float32 (1, num_clips, clip_len, crop, crop, 3), and int32
         (num_clips,) the input frame at the middle of each clip."""
+        from data_pipelines import protocol as protocol_lib
         from data_pipelines import video_ops
 
         # EnsureShape runs in the served graph: a loaded signature does not check ranks itself.
@@ -79,12 +80,12 @@ class Serving(tf.Module):
         tf.debugging.assert_positive(num_frames, message="the video has no frames")
         tf.debugging.assert_greater_equal(tf.shape(frames)[1:3], 2,
                                           message="frames are smaller than 2×2 pixels")
-        spec = self._options.spec
+        spec = self._protocol
         indices = video_ops.tf_temporal_indices(num_frames, spec, spec.test_query_start)
         sampled = tf.gather(frames, indices)  # (num_frames, H, W, 3)
         sampled.set_shape([spec.num_frames, None, None, 3])
-        clips = video_ops.frames_to_clips(sampled, self._options, training=False)
-        middles = tf.gather(indices, np.arange(spec.num_clips) * spec.clip_stride + spec.clip_len // 2)
+        clips = video_ops.frames_to_clips(sampled, spec, training=False)
+        middles = tf.gather(indices, protocol_lib.clip_middle_positions(spec))
         return clips[tf.newaxis], middles  # (1, num_clips, clip_len, crop, crop, 3), (num_clips,)
 
     def _encode(self, frames):
@@ -180,7 +181,7 @@ def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) 
     bank = experiment.run_bank(run, [train[i] for i in used], progress=progress)
     rows = np.searchsorted(used, indices)  # (G, E) rows of the bank
     return Serving(run.model, backbone, bank.parts[rows], bank.targets[rows], mask, difficulty,
-                   experiment.video_options(run.config))
+                   run.config.protocol)
 
 
 def export_serving(serving: Serving, path: str) -> str:

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import os
 
+# AQA-7's action classes, in the annotation files' order (class id 1..6). A plain constant here so
+# that code which only validates a class name (the config) need not import the adapter.
+AQA7_CLASSES = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m", "sync_diving_10m")
+
 
 class AnnotationError(ValueError):
     """A malformed annotation file or row; the message names the file and the row."""

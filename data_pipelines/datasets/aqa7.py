@@ -17,9 +17,9 @@ import numpy as np
 import scipy.io
 
 from ..samples import Sample
-from . import AnnotationError, check_media, require_file
+from . import AQA7_CLASSES, AnnotationError, check_media, require_file
 
-CLASSES = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m", "sync_diving_10m")
+CLASSES = AQA7_CLASSES
 SCORE_RANGES = {
     "diving": (21.6, 102.6),
     "gym_vault": (12.3, 16.87),
