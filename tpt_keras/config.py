@@ -31,7 +31,7 @@ import json
 import os
 from typing import Any
 
-DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "custom", "synthetic")
+DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "custom", "synthetic")
 ATTENTION_SCALES = ("d", "sqrt_d")
 SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
 PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
@@ -310,6 +310,13 @@ PRESETS: dict[str, TPTConfig] = {
     "jigsaws": TPTConfig(dataset="jigsaws", use_difficulty=False, score_max=24.0,
                          action_class="suturing", clip_stride=8, frame_sampling="linspace",
                          train_frame_start=0, temporal_jitter=0, test_exemplar_start=0),
+    # FineDiving: group = action type (dive number), target = dive_score / difficulty (0-30, so
+    # |delta| <= 30; the largest same-type |delta| in the data is 28.5); 103 frames spread over
+    # the whole dive (TPT's 20 clips x 8, stride 5), the MTL-AQA spatial protocol without quirks.
+    "finediving": TPTConfig(dataset="finediving", use_difficulty=True, score_max=30.0,
+                            frame_sampling="linspace", train_frame_start=0, temporal_jitter=0,
+                            test_exemplar_start=0, swap_resize=False,
+                            out_of_range_delta="nearest_interval"),
     # A user's own data: the TPT model, with the data-protocol quirks turned off.
     "custom": TPTConfig(dataset="custom", use_difficulty=False, score_max=100.0,
                         swap_resize=False, test_exemplar_start=0,
