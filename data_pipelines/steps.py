@@ -114,3 +114,15 @@ def step_segments(boundaries, num_clips: int) -> np.ndarray:
     boundaries = np.asarray(boundaries, np.float64).reshape(-1)
     edges = np.concatenate([[-0.5], boundaries, [num_clips - 0.5]])
     return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def protocol_boundaries(steps: Sequence[tuple[int, int]], num_clips: int = 20, clip_len: int = 8,
+                        clip_stride: int = 5, sampling: str = "linspace", start: int = 0) -> np.ndarray:
+    """(J - 1,) step boundaries in clip units of a video whose frames are exactly its labelled
+    frames (a FineDiving frame folder), under a protocol's sampling (:func:`clip_frame_indices`).
+
+    Example: ``protocol_boundaries(sample.steps)`` for the ``finediving`` preset's grid.
+    """
+    num_frames = sum(int(length) for _, length in steps)
+    return step_boundaries(steps, clip_frame_indices(num_frames, num_clips, clip_len, clip_stride,
+                                                     sampling, start))

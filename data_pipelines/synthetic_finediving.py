@@ -46,6 +46,17 @@ def select_dives(splits: dict[str, list[Sample]], num_train: int | None, num_tes
     return {"train": train, "test": test[:num_test] if num_test is not None else test}
 
 
+def world_directions(feature_dim: int, world_seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed world: (NUM_STEP_LABELS, D) step-label signatures and the (D,) quality
+    direction, orthonormal."""
+    if feature_dim < NUM_STEP_LABELS + 1:
+        raise ValueError(f"feature_dim must be at least {NUM_STEP_LABELS + 1} (one direction per "
+                         f"FineDiving step label and one for quality); received {feature_dim}.")
+    world = np.random.default_rng(world_seed)
+    directions, _ = np.linalg.qr(world.standard_normal((feature_dim, NUM_STEP_LABELS + 1)))
+    return directions.T[:NUM_STEP_LABELS], directions.T[NUM_STEP_LABELS]
+
+
 def make_step_features(dives: list[Sample], feature_dim: int = 64, num_clips: int = 20,
                        clip_len: int = 8, clip_stride: int = 5, seed: int = 0, *,
                        world_seed: int = 1234, signature_scale: float = 2.0,
@@ -69,12 +80,7 @@ def make_step_features(dives: list[Sample], feature_dim: int = 64, num_clips: in
         boundaries in clip units), "clip_steps" (N, T) int64 step ordinal per clip, "qualities"
         (list of N (J_n,) float64).
     """
-    if feature_dim < NUM_STEP_LABELS + 1:
-        raise ValueError(f"feature_dim must be at least {NUM_STEP_LABELS + 1} (one direction per "
-                         f"FineDiving step label and one for quality); received {feature_dim}.")
-    world = np.random.default_rng(world_seed)
-    directions, _ = np.linalg.qr(world.standard_normal((feature_dim, NUM_STEP_LABELS + 1)))
-    signatures, quality_dir = directions.T[:NUM_STEP_LABELS], directions.T[NUM_STEP_LABELS]
+    signatures, quality_dir = world_directions(feature_dim, world_seed)
     completeness = np.array([s.score / s.difficulty for s in dives], np.float64)
     mean, std = completeness_stats or (completeness.mean(), completeness.std())
     z = (completeness - mean) / max(std, 1e-8)
@@ -87,8 +93,8 @@ def make_step_features(dives: list[Sample], feature_dim: int = 64, num_clips: in
         labels = np.array([label for label, _ in dive.steps])
         if labels.min() < 1 or labels.max() >= NUM_STEP_LABELS:
             raise ValueError(f"dive {dive.key}: step labels must be 1..{NUM_STEP_LABELS - 1}, got {labels}")
-        indices = steps_lib.clip_frame_indices(sum(length for _, length in dive.steps), num_clips,
-                                               clip_len, clip_stride, sampling="linspace")
+        num_frames = sum(length for _, length in dive.steps)  # the folder holds the labelled frames
+        indices = steps_lib.clip_frame_indices(num_frames, num_clips, clip_len, clip_stride)
         fractions = steps_lib.clip_step_fractions(dive.steps, indices)  # (T, J)
         noise = rng.normal(0.0, quality_spread, len(labels))
         quality = z[n] + noise - noise.mean()  # (J,), mean = z_n
