@@ -55,6 +55,21 @@ def test_uniform_baseline_by_hand():
     assert pm.uniform_attention(2, 3, 20, 5).shape == (2, 3, 20, 5)
 
 
+def test_equal_parts_baseline_by_hand():
+    # T = 20, K = 5: parts on clips 0-3, 4-7, ...: centres 1.5, 5.5, 9.5, 13.5, 17.5, boundaries
+    # 3.5, 7.5, 11.5, 15.5; annotated 4.5 -> 3.5 (error 1), 12 -> 11.5 (error .5)
+    result = pm.equal_parts_baseline([np.array([4.5, 12.0])], num_clips=20, num_parts=5)
+    # segments [-.5,3.5] [3.5,11.5] [11.5,19.5] vs [-.5,4.5] [4.5,12] [12,19.5]
+    iou = (4 / 5 + 7 / 8.5 + 7.5 / 8) / 3
+    assert result == pytest.approx({"boundary_mae": 0.75, "mean_iou": iou, "iou@0.5": 1.0,
+                                    "iou@0.75": 1.0, "parts_in_order": 1.0, "videos": 1,
+                                    "boundaries": 2})
+    # 7 clips into 3 parts: clips 0-1, 2-3, 4-6
+    np.testing.assert_allclose(pm.equal_parts_attention(1, 1, 7, 3)[0, 0],
+                               [[.5, 0, 0], [.5, 0, 0], [0, .5, 0], [0, .5, 0], [0, 0, 1 / 3],
+                                [0, 0, 1 / 3], [0, 0, 1 / 3]])
+
+
 def test_zero_length_annotated_step_is_left_out_and_bad_inputs():
     # annotated [1, 1] (step 1 never sampled); parts at 0, 2, 4 on T = 5 -> boundaries 1, 3
     attention = _one_hot(5, [0, 2, 4])[None, None]

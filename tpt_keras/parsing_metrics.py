@@ -15,7 +15,8 @@ boundaries in clip units (:func:`data_pipelines.steps.step_boundaries`). Pure nu
   IoU is the mean temporal IoU of predicted and annotated segment, step by step
   (:func:`video_iou`); ``iou@d`` is the fraction of videos whose IoU is at least d.
 
-:func:`uniform_baseline` gives the same figures for untrained, uniform attention.
+:func:`uniform_baseline` gives the same figures for untrained, uniform attention, and
+:func:`equal_parts_baseline` for K fixed equal parts (content-blind, but hard to beat).
 """
 
 from __future__ import annotations
@@ -118,9 +119,27 @@ def uniform_attention(batch: int, num_layers: int, num_clips: int, num_parts: in
     return np.full((batch, num_layers, num_clips, num_parts), 1.0 / num_clips)
 
 
+def equal_parts_attention(batch: int, num_layers: int, num_clips: int, num_parts: int) -> np.ndarray:
+    """(B, L, T, K) attention that cuts every video into K equal parts, whatever it shows: part k
+    attends uniformly to clips ``floor(kT/K) .. floor((k+1)T/K) - 1``."""
+    attention = np.zeros((batch, num_layers, num_clips, num_parts))
+    edges = (np.arange(num_parts + 1) * num_clips) // num_parts
+    for k in range(num_parts):
+        attention[:, :, edges[k]:edges[k + 1], k] = 1.0 / (edges[k + 1] - edges[k])
+    return attention
+
+
 def uniform_baseline(boundaries: Sequence, num_clips: int = 20, num_parts: int = 5,
                      thresholds: Sequence[float] = THRESHOLDS) -> dict:
-    """:func:`parsing_metrics` of uniform attention: every part centre and every part boundary
-    sits at the middle of the video, ``(T - 1) / 2``."""
+    """:func:`parsing_metrics` of uniform (untrained) attention: every part centre and every
+    part boundary sits at the middle of the video, ``(T - 1) / 2``."""
     return parsing_metrics(uniform_attention(len(boundaries), 1, num_clips, num_parts), boundaries,
+                           thresholds=thresholds)
+
+
+def equal_parts_baseline(boundaries: Sequence, num_clips: int = 20, num_parts: int = 5,
+                         thresholds: Sequence[float] = THRESHOLDS) -> dict:
+    """:func:`parsing_metrics` of :func:`equal_parts_attention`: fixed, content-blind parts
+    (boundaries at 3.5, 7.5, 11.5, 15.5 for T = 20, K = 5), the bar a learned parse must clear."""
+    return parsing_metrics(equal_parts_attention(len(boundaries), 1, num_clips, num_parts), boundaries,
                            thresholds=thresholds)
