@@ -183,3 +183,29 @@ def test_data_info_against_a_naive_count(shared_data, capsys):
     status = cli.main(["data-info", "--dataset", "finediving", "--annotations", str(shared_data / "FineDiving")])
     out = capsys.readouterr().out
     assert status == 0 and "3 steps: 2208" in out and "train 52" in out
+
+
+def test_a_real_dive_through_the_preset_sampling(shared_data, tmp_path):
+    """Dive 01/1 (85 frames) as unpadded numbered frames: the preset samples floor(linspace(0, 84,
+    103)) in numeric order, and the clip grid's steps follow the frames' labels."""
+    from data_pipelines import video_ops
+
+    annotations = _tiny_layout(shared_data, tmp_path, [("01", 1)], [])
+    folder = tmp_path / "frames" / "01" / "1"
+    folder.mkdir(parents=True)
+    for number in range(85):  # pixel value = 2 x frame number, file names 1.jpg … 85.jpg
+        Image.fromarray(np.full((8, 8, 3), 2 * number, np.uint8)).save(folder / f"{number + 1}.jpg", quality=100)
+    config = get_preset("finediving")
+    dive = experiment.load_splits(config, str(annotations), str(tmp_path / "frames"))["train"][0]
+    spec = experiment.video_options(config).spec
+    frames = decode.read_frames(dive.path, lambda n: video_ops.temporal_indices(n, spec))
+    expected = [i * 84 // 102 for i in range(103)]  # exact floor of linspace(0, 84, 103)
+    np.testing.assert_allclose(frames[:, 4, 4, 0], 2 * np.array(expected), atol=2)
+    # labels: Inward 0-2, 3.5 Soms.Tuck 3-34, Entry 35-84; clip t holds sampled frames 5t..5t+7
+    labels = [4] * 3 + [25] * 32 + [36] * 50
+    majority = []
+    for t in range(20):
+        clip = [labels[expected[5 * t + i]] for i in range(8)]
+        majority.append(max((clip.count(x), -[4, 25, 36].index(x)) for x in set(clip)))
+    by_hand = [-order for _, order in majority]
+    assert steps.clip_steps(dive.steps, steps.clip_frame_indices(85)).tolist() == by_hand
