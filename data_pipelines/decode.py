@@ -2,7 +2,8 @@
 
 Three sources, chosen by the path:
 
-* a **frame folder**: its ``*.jpg``/``*.jpeg``/``*.png`` files sorted by name (``img_00001.jpg`` …),
+* a **frame folder**: its ``*.jpg``/``*.jpeg``/``*.png`` files sorted by name, numbers by value
+  (``img_00001.jpg`` …; ``1.jpg, 2.jpg, 10.jpg`` as FineDiving names them),
   decoded with ``tf.io.decode_jpeg`` / ``tf.io.decode_png``; only the requested frames are decoded;
 * a **GIF** (``.gif``): ``tf.io.decode_gif``;
 * a **container video** (``.mp4 .avi .mov .webm .mkv .m4v``): PyAV (FFmpeg bundled in its wheel).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 
@@ -99,8 +101,16 @@ def source_kind(path: str) -> str:
     )
 
 
+def frame_sort_key(name: str) -> tuple:
+    """Natural sort key of a frame file name: digit runs compare as numbers, so ``2.jpg`` comes
+    before ``10.jpg``; zero-padded names (``img_00001.jpg``) keep their lexical order."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
+
+
 def list_frame_files(folder: str) -> list[str]:
-    """The image files of a frame folder, sorted by file name (``img_00001.jpg`` first).
+    """The image files of a frame folder, sorted by file name with numbers compared by value
+    (``img_00001.jpg`` first; ``1.jpg, 2.jpg, 10.jpg``).
 
     Raises:
         VideoDecodeError: the folder is missing or holds no .jpg/.jpeg/.png file.
@@ -108,7 +118,8 @@ def list_frame_files(folder: str) -> list[str]:
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise VideoDecodeError(folder, "frame folder does not exist")
-    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(FRAME_EXTENSIONS))
+    names = sorted((name for name in os.listdir(folder) if name.lower().endswith(FRAME_EXTENSIONS)),
+                   key=frame_sort_key)
     if not names:
         raise VideoDecodeError(folder, "frame folder holds no .jpg/.jpeg/.png frames")
     return [os.path.join(folder, name) for name in names]

@@ -19,6 +19,8 @@ aqa7       window of 103 from frame 0 (no jitter)  20×8, st. 5  455×256 (*)  f
 jigsaws    floor(linspace(0, T-1, 160))            20×8, st. 8  256×341      centre crop, no flip
 custom     floor(linspace(0, T-1, 103))            20×8, st. 5  256×455      flip + random crop
                                                                              / centre
+finediving floor(linspace(0, T-1, 103))            20×8, st. 5  256×455      flip + random crop
+                                                                             / centre
 =========  ======================================  ===========  ===========  ==================
 
 (*) Quirks of the authors' code, kept by name: ``swap_resize=True`` resizes to height
@@ -166,6 +168,13 @@ PROTOCOLS: dict[str, VideoProtocol] = {
         num_clips=20, clip_len=8, clip_stride=8, resize_height=256, resize_width=341,
         swap_resize=False, crop_size=224, random_crop=False, flip=False, normalization="imagenet"),
     "custom": VideoProtocol(
+        sampling="linspace", train_start=0, train_jitter=0, test_query_start=0, test_exemplar_start=0,
+        num_clips=20, clip_len=8, clip_stride=5, resize_height=256, resize_width=455,
+        swap_resize=False, crop_size=224, random_crop=True, flip=True, normalization="imagenet"),
+    # FineDiving frame folders are already trimmed to the dive: 103 frames spread over the whole
+    # dive (the FineDiving reference samples 96, which does not cut into 20 overlapping clips of 8),
+    # the MTL-AQA spatial protocol without its quirks.
+    "finediving": VideoProtocol(
         sampling="linspace", train_start=0, train_jitter=0, test_query_start=0, test_exemplar_start=0,
         num_clips=20, clip_len=8, clip_stride=5, resize_height=256, resize_width=455,
         swap_resize=False, crop_size=224, random_crop=True, flip=True, normalization="imagenet"),

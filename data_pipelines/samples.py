@@ -22,6 +22,11 @@ class Sample:
         split: ``"train"`` or ``"test"`` (a manifest may use other names).
         start_frame, end_frame: frame range in the source broadcast (MTL-AQA annotations), if known.
             Informational: per-dive frame folders already start at the dive.
+        steps: the per-frame step (sub-action) labels of the video, run-length encoded in time
+            order: ``((label, num_frames), ...)``, e.g. ``((4, 3), (25, 32), (36, 50))`` for
+            "Inward" over frames 0-2, "3.5 Soms.Tuck" over 3-34, "Entry" over 35-84 (FineDiving);
+            None when the data has no step labels. Expand with
+            :func:`data_pipelines.steps.frame_labels`.
     """
 
     key: str
@@ -32,6 +37,7 @@ class Sample:
     split: str = "train"
     start_frame: int | None = None
     end_frame: int | None = None
+    steps: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self):
         if not isinstance(self.key, str) or not self.key:
@@ -40,6 +46,16 @@ class Sample:
             raise ValueError(f"Sample {self.key}: score must be finite, got {self.score!r}")
         if not (math.isfinite(float(self.difficulty)) and float(self.difficulty) > 0):
             raise ValueError(f"Sample {self.key}: difficulty must be > 0, got {self.difficulty!r}")
+        if self.steps is not None:  # JSON gives lists: keep the dataclass hashable
+            try:
+                steps = tuple((int(label), int(length)) for label, length in self.steps)
+            except (TypeError, ValueError):
+                raise ValueError(f"Sample {self.key}: steps must be (label, num_frames) pairs, "
+                                 f"got {self.steps!r}") from None
+            if not steps or min(length for _, length in steps) < 1:
+                raise ValueError(f"Sample {self.key}: every step must cover at least one frame, "
+                                 f"got {steps!r}")
+            object.__setattr__(self, "steps", steps)
 
 
 def target(sample: Sample, use_difficulty: bool) -> float:

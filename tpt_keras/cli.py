@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("data-info", help="summarise a dataset's annotation files")
-    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "custom"])
+    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "finediving", "custom"])
     info.add_argument("--annotations", required=True, help="annotation folder or manifest CSV")
     info.add_argument("--no-dd", action="store_true", help="MTL-AQA without difficulty degree")
     info.add_argument("--class", dest="action_class", help="AQA-7 class (default diving)")

@@ -40,7 +40,7 @@ import json
 import os
 from typing import Any
 
-DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "custom", "synthetic")
+DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "custom", "synthetic")
 ATTENTION_SCALES = ("d", "sqrt_d")
 SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
 PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
@@ -339,6 +339,12 @@ PRESETS: dict[str, TPTConfig] = {
     # centre crop, no flip; score = GRS sum in 6..30 so the largest |delta| is 24.
     "jigsaws": TPTConfig(dataset="jigsaws", use_difficulty=False, score_max=24.0,
                          action_class="suturing", protocol=PROTOCOLS["jigsaws"]),
+    # FineDiving: group = action type (dive number), target = dive_score / difficulty (0-30, so
+    # |delta| <= 30; the largest same-type |delta| in the data is 28.5); 103 frames spread over
+    # the whole dive, the MTL-AQA spatial protocol without quirks. The TPT model and training
+    # dynamics as the authors train them.
+    "finediving": TPTConfig(dataset="finediving", use_difficulty=True, score_max=30.0,
+                            out_of_range_delta="nearest_interval", protocol=PROTOCOLS["finediving"]),
     # A user's own data: the TPT model, linspace over the whole video, no data quirks.
     "custom": TPTConfig(dataset="custom", use_difficulty=False, score_max=100.0,
                         out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],

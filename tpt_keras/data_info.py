@@ -24,9 +24,11 @@ def dataset_config(dataset: str, *, use_difficulty: bool = True, action_class: s
         return get_preset("aqa7", action_class=action_class or "diving")
     if dataset == "jigsaws":
         return get_preset("jigsaws", action_class=task or "suturing", fold=fold or 0)
+    if dataset == "finediving":
+        return get_preset("finediving")
     if dataset == "custom":
         return get_preset("custom")
-    raise ValueError(f"unknown dataset {dataset!r}; choose mtl_aqa, aqa7, jigsaws or custom")
+    raise ValueError(f"unknown dataset {dataset!r}; choose mtl_aqa, aqa7, jigsaws, finediving or custom")
 
 
 def dataset_info(config: TPTConfig, splits: dict, num_exemplars: int = 10) -> dict:
@@ -39,7 +41,7 @@ def dataset_info(config: TPTConfig, splits: dict, num_exemplars: int = 10) -> di
     targets = np.array([samples_lib.target(s, config.use_difficulty) for s in train])
     intervals = experiment.model_intervals(config, train)
     group_sizes = collections.Counter(s.group for s in train)
-    return {
+    info = {
         "splits": {name: len(items) for name, items in splits.items()},
         "groups": {name: dict(sorted(collections.Counter(s.group for s in items).items()))
                    for name, items in splits.items()},
@@ -51,6 +53,33 @@ def dataset_info(config: TPTConfig, splits: dict, num_exemplars: int = 10) -> di
         "intervals": [[float(left), float(right)] for left, right in intervals],
         "test_with_fewer_than_10_exemplars": sum(
             1 for s in splits.get("test", []) if group_sizes.get(s.group, 0) < num_exemplars),
+    }
+    if config.dataset == "finediving":  # the contrastive groups are the action types
+        info["action_types"] = {name: len({s.group for s in items}) for name, items in splits.items()}
+        info["action_types"]["all"] = len({s.group for items in splits.values() for s in items})
+    labelled = [s for items in splits.values() for s in items if s.steps]
+    if labelled:
+        info["steps"] = step_statistics(labelled)
+    return info
+
+
+def _summary(values) -> dict:
+    values = np.asarray(values, np.float64)
+    return {"min": float(values.min()), "median": float(np.median(values)),
+            "mean": float(values.mean()), "max": float(values.max())}
+
+
+def step_statistics(samples) -> dict:
+    """Step statistics of samples with step labels (all splits together): dives, how many dives
+    have J steps, step and dive lengths in frames, distinct step labels."""
+    lengths = [length for s in samples for _, length in s.steps]
+    per_dive = collections.Counter(len(s.steps) for s in samples)
+    return {
+        "dives": len(samples),
+        "steps_per_dive": {str(count): per_dive[count] for count in sorted(per_dive)},
+        "step_frames": _summary(lengths),
+        "dive_frames": _summary([sum(length for _, length in s.steps) for s in samples]),
+        "step_labels": len({label for s in samples for label, _ in s.steps}),
     }
 
 
@@ -74,4 +103,15 @@ def format_info(info: dict) -> str:
     lines.append("")
     lines.append("test samples with fewer than 10 same-group training exemplars: "
                  f"{info['test_with_fewer_than_10_exemplars']}")
+    if "action_types" in info:
+        shown = ", ".join(f"{name} {count}" for name, count in info["action_types"].items())
+        lines.append(f"action types (dive numbers, the groups): {shown}")
+    if "steps" in info:
+        steps = info["steps"]
+        per_dive = ", ".join(f"{count} steps: {dives}" for count, dives in steps["steps_per_dive"].items())
+        lines.append(f"step labels: {steps['dives']} dives ({per_dive}), {steps['step_labels']} distinct steps")
+        for name, title in (("step_frames", "step length"), ("dive_frames", "dive length")):
+            stats = steps[name]
+            lines.append(f"  {title} in frames: min {stats['min']:g}, median {stats['median']:g}, "
+                         f"mean {stats['mean']:.1f}, max {stats['max']:g}")
     return "\n".join(lines)

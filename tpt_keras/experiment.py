@@ -43,11 +43,11 @@ def load_splits(config: TPTConfig, annotations: str, media_root: str | None = No
 
     Args:
         config: dataset, use_difficulty, action_class (AQA-7 class / JIGSAWS task), fold.
-        annotations: annotation folder (MTL-AQA, AQA-7, JIGSAWS) or the manifest CSV (custom).
+        annotations: annotation folder (MTL-AQA, AQA-7, JIGSAWS, FineDiving) or the manifest CSV (custom).
         media_root: frame folders / videos (not used by a manifest, whose paths are its own).
         check_paths: fail early, naming the row, when a sample's frames are missing.
     """
-    from data_pipelines.datasets import aqa7, jigsaws, manifest, mtl_aqa
+    from data_pipelines.datasets import aqa7, finediving, jigsaws, manifest, mtl_aqa
 
     check = check_paths and (media_root is not None or config.dataset == "custom")
     if config.dataset == "mtl_aqa":
@@ -59,6 +59,8 @@ def load_splits(config: TPTConfig, annotations: str, media_root: str | None = No
     if config.dataset == "jigsaws":
         return jigsaws.load(annotations, media_root, task=config.action_class or "suturing",
                             fold=config.fold, check_paths=check)
+    if config.dataset == "finediving":
+        return finediving.load(annotations, media_root, check_paths=check)
     if config.dataset == "custom":
         return manifest.load(annotations, check_paths=check)
     raise ValueError(f"dataset {config.dataset!r} has no annotation files; for built-in data "

@@ -1,6 +1,6 @@
 """Dataset adapters: annotation files → ``{"train": [Sample, ...], "test": [...]}``.
 
-Adapters: :mod:`.mtl_aqa`, :mod:`.aqa7`, :mod:`.jigsaws`, :mod:`.manifest` (a user's CSV). Each
+Adapters: :mod:`.mtl_aqa`, :mod:`.aqa7`, :mod:`.jigsaws`, :mod:`.finediving`, :mod:`.manifest` (a user's CSV). Each
 ``load`` checks that every sample's frame folder or video exists (``check_paths=True``), and takes
 a media root of None to read annotations only (``tpt data-info``).
 
@@ -44,10 +44,11 @@ def check_media(path: str, annotation_file: str, row: str) -> None:
 
 
 def load(name: str, *args, **kwargs):
-    """``load("mtl_aqa" | "aqa7" | "jigsaws" | "manifest", ...)`` → that adapter's ``load``."""
-    from . import aqa7, jigsaws, manifest, mtl_aqa  # noqa: PLC0415 (keeps imports light)
+    """``load("mtl_aqa" | "aqa7" | "jigsaws" | "finediving" | "manifest", ...)`` → that adapter's ``load``."""
+    from . import aqa7, finediving, jigsaws, manifest, mtl_aqa  # noqa: PLC0415 (keeps imports light)
 
-    adapters = {"mtl_aqa": mtl_aqa.load, "aqa7": aqa7.load, "jigsaws": jigsaws.load, "manifest": manifest.load}
+    adapters = {"mtl_aqa": mtl_aqa.load, "aqa7": aqa7.load, "jigsaws": jigsaws.load,
+                "finediving": finediving.load, "manifest": manifest.load}
     if name not in adapters:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(adapters)}")
     return adapters[name](*args, **kwargs)
