@@ -161,4 +161,5 @@ def format_score(result: dict) -> str:
     return (f"{result['video']}: score {result['score']:.3f} on the {result['scale_description']} "
             f"(± {result['spread']:.3f} over {len(scores)} exemplars, range "
             f"{min(scores):.2f} – {max(scores):.2f})\n"
-            f"parts attend most to clips {result['top_clips']}")
+            f"parts attend most to clips {result['top_clips']}"
+            + (f"; picture: {result['picture']}" if result.get("picture") else ""))
