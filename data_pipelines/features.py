@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .decode import VideoDecodeError
 from .samples import Sample
 
 logger = logging.getLogger(__name__)
@@ -182,6 +181,8 @@ def extract_to_cache(samples: Sequence[Sample], cache: FeatureCache,
     Returns:
         :class:`ExtractionReport`.
     """
+    from .decode import VideoDecodeError  # here: decode imports TensorFlow
+
     from tqdm.auto import tqdm
 
     written, existing, failed = [], [], []

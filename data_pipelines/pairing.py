@@ -3,8 +3,13 @@
 Training: every epoch, each query gets one random training sample of its group, never itself
 unless it is alone in the group (then it is paired with itself, as the original code does).
 
-Test: each test sample gets up to ``num_exemplars`` (10) distinct training samples of its group,
-drawn without replacement. **Fill rule** for a group with ``m < num_exemplars`` training samples:
+Test (**one rule for evaluation, ``tpt score`` and the export**): each contrastive group gets one
+fixed set of up to ``num_exemplars`` (10) distinct training samples, drawn without replacement with
+a generator seeded by (seed, the group's name) only; every test video of the group votes with that
+same set. A SavedModel has no test position to seed a draw with, only the video (and its
+difficulty, or group), so a per-group set is the rule both paths can share: the same video gets
+the same exemplars, hence the same score, from ``tpt evaluate``, ``tpt score`` and the export.
+**Fill rule** for a group with ``m < num_exemplars`` training samples:
 all ``m`` are used, and the row is padded to ``num_exemplars`` by repeating them cyclically
 (``members[0], members[1], …``) with ``mask = 0`` on the padding, so batches stay rectangular and
 a masked mean over exemplars equals the plain mean over the ``m`` real ones. A test sample whose
@@ -12,12 +17,13 @@ group has no training sample at all is an error by default (``empty_group="error
 ``empty_group="all"`` it draws from the whole training set instead.
 
 Everything is deterministic under a seed: training pairs depend on (seed, epoch) only, test
-exemplars on (seed, test position) only.
+exemplars on (seed, group name) only.
 """
 
 from __future__ import annotations
 
 import collections
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -85,14 +91,47 @@ class TestExemplars(NamedTuple):
         return self.mask.sum(axis=1).astype(np.int64)
 
 
+def group_exemplars(train_samples: Sequence[Sample], group: str | None, num_exemplars: int = 10,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed exemplar set of one contrastive group (the rule in the module docstring).
+
+    Args:
+        train_samples: the training list.
+        group: a group name present in ``train_samples``, or None for the whole training set
+            (the ``empty_group="all"`` fallback; drawn on its own stream).
+        num_exemplars: E.
+        seed: the run's seed; the draw depends only on (seed, group).
+
+    Returns:
+        indices int64 (E,) positions in ``train_samples`` (the m real ones first, then cyclic
+        repeats), mask float32 (E,) with 1 on the m = min(E, group size) real exemplars.
+    """
+    if num_exemplars < 1:
+        raise ValueError(f"num_exemplars must be ≥ 1, got {num_exemplars}")
+    if group is None:
+        members, stream = np.arange(len(train_samples), dtype=np.int64), 2
+    else:
+        members, stream = group_members(train_samples).get(group), 1
+        if members is None:
+            raise ValueError(f"no training sample in group {group!r}")
+    if len(members) == 0:
+        raise ValueError("no training samples to draw exemplars from")
+    name = "" if group is None else group
+    rng = np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8")), stream])
+    count = min(len(members), num_exemplars)
+    chosen = rng.choice(members, size=count, replace=False)
+    mask = (np.arange(num_exemplars) < count).astype(np.float32)
+    return np.resize(chosen, num_exemplars).astype(np.int64), mask  # cyclic repeat = fill rule
+
+
 def test_exemplars(test_samples: Sequence[Sample], train_samples: Sequence[Sample], num_exemplars: int = 10,
                    seed: int = 0, empty_group: str = "error") -> TestExemplars:
-    """Up to ``num_exemplars`` same-group training exemplars per test sample (fill rule above).
+    """The exemplars of each test sample: its group's fixed set (:func:`group_exemplars`).
 
     Args:
         test_samples, train_samples: the two lists.
-        num_exemplars: exemplars per test sample (10 in SPEC §6).
-        seed: the draw for test position i depends only on (seed, i).
+        num_exemplars: exemplars per test sample (10, as in the paper).
+        seed: the run's seed; a row depends only on (seed, the sample's group).
         empty_group: ``"error"`` or ``"all"`` for a test group absent from training.
 
     Returns:
@@ -105,21 +144,17 @@ def test_exemplars(test_samples: Sequence[Sample], train_samples: Sequence[Sampl
     if not train_samples:
         raise ValueError("no training samples to draw exemplars from")
     members = group_members(train_samples)
-    everyone = np.arange(len(train_samples), dtype=np.int64)
     indices = np.zeros((len(test_samples), num_exemplars), dtype=np.int64)
     mask = np.zeros((len(test_samples), num_exemplars), dtype=np.float32)
+    sets: dict = {}
     for position, sample in enumerate(test_samples):
-        group = members.get(sample.group)
-        if group is None:
-            if empty_group == "error":
-                raise ValueError(f"test sample {sample.key}: no training sample in its group {sample.group!r} "
-                                 "(pass empty_group='all' to draw from the whole training set)")
-            group = everyone
-        rng = np.random.default_rng([int(seed), position, 1])
-        count = min(len(group), num_exemplars)
-        chosen = rng.choice(group, size=count, replace=False)
-        indices[position] = np.resize(chosen, num_exemplars)  # cyclic repeat = the fill rule
-        mask[position, :count] = 1.0
+        group = sample.group if sample.group in members else None
+        if group is None and empty_group == "error":
+            raise ValueError(f"test sample {sample.key}: no training sample in its group {sample.group!r} "
+                             "(pass empty_group='all' to draw from the whole training set)")
+        if group not in sets:
+            sets[group] = group_exemplars(train_samples, group, num_exemplars, seed)
+        indices[position], mask[position] = sets[group]
     return TestExemplars(indices, mask)
 
 

@@ -1,8 +1,42 @@
 """tpt-keras: the Temporal Parsing Transformer for action quality assessment, in Keras 3.
 
-Importing the package is cheap: submodules (``tpt_keras.model``, ``tpt_keras.i3d``, ...) are
-imported by the user, so that ``data_pipelines`` can use ``tpt_keras.safe_pickle`` without
-loading TensorFlow.
+Public names (imported on first use, so that ``import tpt_keras`` stays cheap and does not load
+TensorFlow; ``data_pipelines`` uses ``tpt_keras.safe_pickle`` without it):
+
+* ``tpt_keras.TPTModel`` — the model (:mod:`tpt_keras.model`);
+* ``tpt_keras.InceptionI3D`` — the I3D backbone (:mod:`tpt_keras.i3d`);
+* ``tpt_keras.get_preset`` — a preset :class:`TPTConfig` (:mod:`tpt_keras.config`);
+* ``tpt_keras.load_model(path)`` — load a ``best.keras`` / ``last.keras`` of a run
+  (:mod:`tpt_keras.loading`): it registers the package's classes with Keras first.
+
+``keras.saving.load_model`` works too once the classes are registered: ``import tpt_keras``
+registers them when Keras is already imported, and ``tpt_keras.load_model`` or any use of the
+names above always does.
 """
 
+import importlib
+import sys
+
 __version__ = "0.1.0"
+
+_LAZY = {"TPTModel": "tpt_keras.model", "InceptionI3D": "tpt_keras.i3d",
+         "get_preset": "tpt_keras.config", "load_model": "tpt_keras.loading"}
+__all__ = ["TPTModel", "InceptionI3D", "get_preset", "load_model", "__version__"]
+
+
+def __getattr__(name):  # PEP 562: import the module of a public name on first access
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        if name in ("TPTModel", "InceptionI3D"):
+            importlib.import_module("tpt_keras.loading").register()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tpt_keras' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if "keras" in sys.modules:  # Keras already loaded: registering costs nothing, so do it now
+    importlib.import_module("tpt_keras.loading").register()

@@ -15,10 +15,60 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
+# Before TensorFlow is imported anywhere: C++ log level (the cuInit error on a machine without a
+# GPU is hidden at 2 only when device set-up happens inside _import_tensorflow_quietly).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# Start-up lines TensorFlow's C++ side writes straight to stderr on a machine without a GPU
+# (before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not reach them).
+_NOISE = re.compile(r"cudart_stub\.cc|cuda_platform\.cc|cuda_driver\.cc|cuda_executor\.cc|"
+                    r"failed call to cuInit|absl::InitializeLog|Unable to register cu(DNN|FFT|BLAS)|"
+                    r"oneDNN custom operations are on|computation_placer\.cc|cpu_feature_guard\.cc|"
+                    r"To enable the following instructions: .* rebuild TensorFlow")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and set up its devices with stderr captured at the file-descriptor
+    level, then replay every captured line except the known start-up noise (``_NOISE``): real
+    errors still show. Python's absl logger is set to errors only."""
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe (cuInit) happens here, captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines(True):
+                if not _NOISE.search(line):
+                    sys.stderr.write(line)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 class CommandError(Exception):
@@ -178,7 +228,8 @@ def cmd_evaluate(args) -> int:
     from tpt_keras import experiment
 
     results = experiment.evaluate_run(args.runs, which=args.checkpoint, split=args.split,
-                                      plot=args.plot, progress=not args.json)
+                                      plot=args.plot, progress=not args.json, scale=args.scale,
+                                      skip_bad=args.skip_bad)
     print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
     return 0
 
@@ -195,9 +246,14 @@ def cmd_export(args) -> int:
 def cmd_score(args) -> int:
     from tpt_keras import scoring
 
+    def show(result):  # the score first: drawing the picture can still fail
+        if not args.json:
+            print(scoring.format_score(result), flush=True)
+
     result = scoring.score_video(args.video, args.model, difficulty=args.difficulty,
-                                 picture=args.picture)
-    print(scoring.format_score(result))
+                                 picture=args.picture, group=args.group, scale=args.scale,
+                                 on_score=show)
+    print(json.dumps(result, indent=2) if args.json else f"picture: {result['picture']}")
     return 0
 
 
@@ -222,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("data-info", help="summarise a dataset's annotation files")
-    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "finediving", "custom"])
+    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "finediving", "custom"],
+                      help="which adapter reads --annotations")
     info.add_argument("--annotations", required=True, help="annotation folder or manifest CSV")
     info.add_argument("--no-dd", action="store_true", help="MTL-AQA without difficulty degree")
     info.add_argument("--class", dest="action_class", help="AQA-7 class (default diving)")
@@ -230,17 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--fold", type=int, help="JIGSAWS fold (default 0)")
     info.add_argument("--score-max", type=float, help="right edge of the last interval")
     info.add_argument("--json", action="store_true", help="emit JSON")
-    info.set_defaults(handler=cmd_data_info)
+    info.set_defaults(handler=cmd_data_info, needs_tensorflow=False)
 
     check = commands.add_parser("i3d-check", help="compare the Keras I3D with the Flax original")
-    check.add_argument("--frames", type=int, default=16)
-    check.add_argument("--size", type=int, default=224)
+    check.add_argument("--frames", type=positive_int, default=16,
+                       help="frames of the random test video (at least 1)")
+    check.add_argument("--size", type=positive_int, default=224,
+                       help="height and width of the test video in pixels (at least 1)")
     check.set_defaults(handler=cmd_i3d_check)
 
     extract = commands.add_parser("extract-features", help="I3D clip features into a cache")
     _add_data_arguments(extract)
     extract.add_argument("--cache", required=True, help="feature cache folder (resumable)")
-    extract.add_argument("--batch-size", type=int, default=1, help="videos per backbone call")
+    extract.add_argument("--batch-size", type=positive_int, default=1, help="videos per backbone call")
     extract.add_argument("--skip-bad", action="store_true",
                          help="report and skip unreadable videos instead of stopping")
     extract.set_defaults(handler=cmd_extract_features)
@@ -251,49 +310,73 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", required=True, help="run folder (resumes if it exists)")
     train.add_argument("--epochs", type=int, help="override the preset's epochs")
     train.add_argument("--mixed-precision", default="auto",
-                       choices=["auto", "off", "float16", "bfloat16"])
-    train.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+                       choices=["auto", "off", "float16", "bfloat16"],
+                       help="compute dtype policy (auto: chosen per device, see docs/scale.md)")
+    train.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"],
+                       help="XLA-compile the train step (auto: on for a GPU, off for a CPU)")
     train.add_argument("--strategy", default="auto",
-                       choices=["auto", "one-device", "mirrored", "multi-worker"])
+                       choices=["auto", "one-device", "mirrored", "multi-worker"],
+                       help="tf.distribute strategy (auto: multi-worker with TF_CONFIG, mirrored over "
+                            "several devices, else none)")
     train.add_argument("--per-replica-batch", type=int,
                        help="pairs per replica; global batch = this × replicas, learning rates "
                             "scaled by sqrt(global / preset batch)")
     train.add_argument("--logical-cpus", type=int,
                        help="split the CPU into N logical devices (mirrored on a CPU machine)")
     train.add_argument("--skip-bad", action="store_true", help="skip unreadable videos")
-    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                       help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
     evaluate.add_argument("runs", nargs="+", metavar="RUN",
-                          help="run folder(s); several = AQA-7 classes or JIGSAWS folds, averaged")
-    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"])
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--plot", help="scatter plot PNG (default RUN/scatter_<split>.png)")
+                          help="run folder(s); several = AQA-7 classes or JIGSAWS folds of one "
+                               "dataset, averaged (mixed datasets and repeated runs are refused)")
+    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                          help="which model of the run folder (default best)")
+    evaluate.add_argument("--split", default="test", help="split of samples.json (default test)")
+    evaluate.add_argument("--plot", help="scatter plot PNG (default RUN/scatter_<split>.png; with "
+                                         "several runs one picture with a panel per run)")
+    evaluate.add_argument("--scale", default="judges", choices=["judges", "normalised"],
+                          help="score scale for AQA-7 (per-class 0–100 training scale, or the "
+                               "judges'; default judges); other datasets have one scale")
+    evaluate.add_argument("--skip-bad", action="store_true",
+                          help="skip unreadable test videos (reported) instead of stopping")
     evaluate.add_argument("--json", action="store_true", help="emit JSON")
     evaluate.set_defaults(handler=cmd_evaluate)
 
     export = commands.add_parser("export", help="TF Serving SavedModel")
     export.add_argument("run", help="run folder")
     export.add_argument("--name", default="tpt", help="model name (saved_models/<name>/<version>)")
-    export.add_argument("--version", type=int, default=1)
-    export.add_argument("--base-dir", default="saved_models")
-    export.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    export.add_argument("--version", type=positive_int, default=1,
+                        help="model version folder (default 1; must not exist yet)")
+    export.add_argument("--base-dir", default="saved_models",
+                        help="folder of exported models (default saved_models)")
+    export.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="which model of the run folder (default best)")
     export.set_defaults(handler=cmd_export)
 
     score = commands.add_parser("score", help="score one video or frame folder")
     score.add_argument("video", help="video file, GIF or frame folder")
     score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
-    score.add_argument("--difficulty", type=float, help="degree of difficulty (models with DD)")
-    score.add_argument("--picture", help="attention picture PNG (default <video>_attention.png)")
+    score.add_argument("--difficulty", type=float,
+                       help="degree of difficulty (required by models trained with it, refused otherwise)")
+    score.add_argument("--group", help="the video's contrastive group (models without difficulty "
+                                       "trained on several groups, e.g. the AQA-7 class)")
+    score.add_argument("--scale", default="judges", choices=["judges", "normalised"],
+                       help="score scale for AQA-7 (default the judges'); other datasets have one")
+    score.add_argument("--picture", help="attention picture PNG (default "
+                                         "./<video name>_attention.png; folders are created)")
+    score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
     score.set_defaults(handler=cmd_score)
 
     tune = commands.add_parser("tune", help="Keras Tuner search on cached features")
     _add_data_arguments(tune)
     tune.add_argument("--features", help="feature cache")
     tune.add_argument("--output", required=True, help="tuner folder (best preset saved here)")
-    tune.add_argument("--tuner", default="random", choices=["random", "bayesian", "hyperband"])
-    tune.add_argument("--trials", type=int, default=10)
+    tune.add_argument("--tuner", default="random", choices=["random", "bayesian", "hyperband"],
+                      help="Keras Tuner search algorithm (default random)")
+    tune.add_argument("--trials", type=positive_int, default=10, help="trials to run (default 10)")
     tune.add_argument("--epochs", type=int, help="epochs per trial")
     tune.set_defaults(handler=cmd_tune)
     return parser
@@ -302,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "needs_tensorflow", True):
+            _import_tensorflow_quietly()
         return args.handler(args)
     except CommandError as error:
         print(f"tpt {args.command}: {error}", file=sys.stderr)

@@ -34,8 +34,7 @@ import numpy as np
 import tensorflow as tf
 loaded = tf.saved_model.load(sys.argv[1])
 frames = np.load(sys.argv[2])
-out = loaded.signatures["serving_default"](frames=tf.constant(frames),
-                                           difficulty=tf.zeros([0], tf.float32))
+out = loaded.signatures["serving_default"](frames=tf.constant(frames))  # no DD: frames only
 assert "tpt_keras" not in sys.modules
 print(json.dumps({"score": float(out["score"]), "modules_ok": True}))
 """

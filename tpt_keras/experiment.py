@@ -404,10 +404,7 @@ class Run:
 
 def load_run(run_dir: str, which: str = "best") -> Run:
     """Load ``best.keras`` or ``last.keras`` of a run folder with its config and samples."""
-    import keras
-
-    import tpt_keras.i3d  # noqa: F401  (registers the serializable classes)
-    import tpt_keras.model  # noqa: F401
+    from tpt_keras.loading import load_model
 
     paths = RunPaths(run_dir)
     checkpoint = getattr(paths, which)
@@ -417,20 +414,42 @@ def load_run(run_dir: str, which: str = "best") -> Run:
                                     "run folder?")
     with open(paths.data, encoding="utf-8") as handle:
         data = json.load(handle)
-    model = keras.saving.load_model(checkpoint)
+    model = load_model(checkpoint)
     return Run(paths, TPTConfig.load(paths.config), model, load_samples(paths.samples), data)
 
 
-def _videos(run: Run, samples, role: str, batch_size: int):
-    """Input batches of ``samples`` in order: cached features or test-transform clips."""
+def _decode_error_line(error) -> str:
+    """The one line of a TensorFlow error raised inside tf.data that names the bad video."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    for line in lines:
+        if "VideoDecodeError" in line or "no such file" in line or "unreadable" in line:
+            return line.split("VideoDecodeError:", 1)[-1].strip()
+    return next((line for line in lines if line), type(error).__name__)
+
+
+def _videos(run: Run, samples, role: str, batch_size: int, skip_log=None):
+    """Input batches of ``samples`` in order: cached features or test-transform clips. With a
+    ``skip_log`` (:class:`data_pipelines.decode.SkipLog`) unreadable videos are dropped and
+    recorded there; without, the first one stops with a ValueError naming it."""
     from data_pipelines import reader
 
     if run.features_dir:
         cache = FeatureCache(run.features_dir, feature_dim=None, num_clips=None)
         return cache.read_many([s.key for s in samples])
     dataset = reader.video_clips_dataset(samples, run.config.protocol, role=role,
-                                         batch_size=batch_size)
-    return (clips for _, clips in dataset)
+                                         batch_size=batch_size, skip_bad=skip_log is not None,
+                                         skip_log=skip_log)
+
+    def batches():
+        import tensorflow as tf
+
+        try:
+            for _, clips in dataset:
+                yield clips
+        except tf.errors.OpError as error:
+            raise ValueError(_decode_error_line(error)) from None
+
+    return batches()
 
 
 def run_bank(run: Run, samples=None, batch_size: int = 8, progress: bool = False):
@@ -444,56 +463,144 @@ def run_bank(run: Run, samples=None, batch_size: int = 8, progress: bool = False
                                progress=progress)
 
 
-def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: bool = False):
-    """Predicted and true scores of a split on the test protocol (SPEC §6), with the bank.
+def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: bool = False,
+                  skip_bad: bool = False):
+    """Predicted and true scores of a split on the test protocol, with the bank.
+
+    Exemplars: each group's fixed set (:func:`data_pipelines.pairing.test_exemplars`, the rule
+    the export uses too); only the chosen training videos are encoded.
+
+    Args:
+        skip_bad: drop unreadable test videos (listed in "skipped") instead of stopping.
 
     Returns:
-        dict with "keys", "pred", "true" (N,), "per_exemplar" (N, E), "mask" (N, E).
+        dict with "keys", "groups", "pred", "true" (N,), "per_exemplar" (N, E), "mask" (N, E),
+        "skipped" [(path, message)].
     """
-    from data_pipelines import pairing
+    from data_pipelines import decode, pairing
     from tpt_keras.exemplar_bank import encode_all, predict_with_bank
 
     if not run.splits.get(split):
         raise ValueError(f"{run.paths.samples}: no samples in split {split!r}")
     test, train = run.splits[split], run.splits["train"]
-    bank = run_bank(run, batch_size=batch_size, progress=progress)
-    query_parts = encode_all(run.model, _videos(run, test, "query", batch_size),
+    skip_log = decode.SkipLog() if skip_bad else None
+    query_parts = encode_all(run.model, _videos(run, test, "query", batch_size, skip_log),
                              batch_size=batch_size, progress=progress, total=len(test))
+    if skip_log is not None and skip_log.items:
+        bad = {path for path, _ in skip_log.items}
+        test = [s for s in test if s.path not in bad]
+    if len(query_parts) != len(test) or not test:
+        raise ValueError(f"{run.paths.samples}: encoded {len(query_parts)} of {len(test)} "
+                         f"{split} videos")
     chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed)
-    pred, per_exemplar = predict_with_bank(run.model, bank, query_parts, chosen.indices,
-                                           chosen.mask, [s.difficulty for s in test])
-    return {"keys": [s.key for s in test], "pred": pred,
+    used = np.unique(chosen.indices)  # each chosen exemplar encoded once
+    bank = run_bank(run, [train[i] for i in used], batch_size=batch_size, progress=progress)
+    rows = np.searchsorted(used, chosen.indices)  # (N, E) rows of the bank
+    pred, per_exemplar = predict_with_bank(run.model, bank, query_parts, rows, chosen.mask,
+                                           [s.difficulty for s in test])
+    return {"keys": [s.key for s in test], "groups": [s.group for s in test], "pred": pred,
             "true": np.array([s.score for s in test], np.float64),
-            "per_exemplar": per_exemplar, "mask": chosen.mask}
+            "per_exemplar": per_exemplar, "mask": chosen.mask,
+            "skipped": list(skip_log.items) if skip_log is not None else []}
+
+
+MULTI_RUN_DATASETS = ("aqa7", "jigsaws")
+
+
+def run_name(config: TPTConfig) -> str:
+    """A row name that tells runs apart: ``aqa7 diving``, ``jigsaws suturing fold 2``,
+    ``mtl_aqa (DD)``."""
+    if config.dataset == "jigsaws":
+        return f"jigsaws {config.action_class} fold {config.fold}"
+    if config.dataset == "aqa7":
+        return f"aqa7 {config.action_class}"
+    if config.dataset == "mtl_aqa":
+        return f"mtl_aqa ({'DD' if config.use_difficulty else 'no DD'})"
+    return config.dataset
+
+
+def _check_runs(run_dirs, configs) -> None:
+    """Several runs are averaged only when they are the classes / folds of one dataset."""
+    real = [os.path.realpath(path) for path in run_dirs]
+    for index, path in enumerate(real):
+        if path in real[:index]:
+            raise ValueError(f"{run_dirs[index]} is given twice: each run is evaluated once")
+    if len(run_dirs) < 2:
+        return
+    datasets = sorted({config.dataset for config in configs})
+    if len(datasets) > 1:
+        raise ValueError("cannot average runs of different datasets ("
+                         + ", ".join(f"{d}: {p}" for d, p in zip([c.dataset for c in configs], run_dirs))
+                         + "): evaluate them separately")
+    if datasets[0] not in MULTI_RUN_DATASETS:
+        raise ValueError(f"several {datasets[0]} runs: only AQA-7 classes or JIGSAWS folds are "
+                         "averaged; evaluate the runs one at a time")
+    names = [run_name(config) for config in configs]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ValueError(f"{run_dirs[names.index(name)]} and {run_dirs[index]} are both "
+                             f"{name}: each class / fold is averaged once")
 
 
 def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str | None = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, scale: str = "judges", skip_bad: bool = False) -> dict:
     """Spearman and R-ℓ2 of one or several runs, with the average over runs.
 
     Several runs are the AQA-7 classes (one model each: average ρ by Fisher z) or the JIGSAWS
-    folds (average ρ by Fisher z as well, R-ℓ2 by the mean). A scatter plot of predicted vs true
-    scores is written per run (``RUN/scatter_<split>.png`` or ``plot``).
+    folds (average ρ by Fisher z as well, R-ℓ2 by the mean); runs of different datasets, and a
+    run given twice, are refused. Scatter plots of predicted vs true scores: ``plot`` (one
+    picture, a panel per run), else ``RUN/scatter_<split>.png`` per run.
+
+    Args:
+        scale: ``"judges"`` or ``"normalised"`` (:mod:`tpt_keras.score_scale`): the scale of the
+            metrics and plots (only AQA-7 has two; ρ is the same on both for one class).
+        skip_bad: skip unreadable test videos (listed per row under "skipped").
     """
-    from tpt_keras import metrics, visualize
+    from tpt_keras import metrics, score_scale, visualize
 
     if isinstance(run_dirs, str):
         run_dirs = [run_dirs]
-    rows = []
+    run_dirs = list(run_dirs)
+    if scale not in score_scale.SCALES:
+        raise ValueError(f"scale must be one of {', '.join(score_scale.SCALES)}, got {scale!r}")
+    configs = []
+    for run_dir in run_dirs:
+        path = RunPaths(run_dir).config
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: missing — is {run_dir} a `tpt train` run folder?")
+        configs.append(TPTConfig.load(path))
+    _check_runs(run_dirs, configs)
+    rows, panels = [], []
     for run_dir in run_dirs:
         run = load_run(run_dir, which)
-        outputs = predict_split(run, split, progress=progress)
-        rho = metrics.spearman(outputs["pred"], outputs["true"])
-        r_l2 = metrics.r_l2(outputs["pred"], outputs["true"])
-        name = run.config.action_class or run.config.dataset
-        picture = plot if (plot and len(run_dirs) == 1) else os.path.join(
-            run_dir, f"scatter_{split}.png")
-        visualize.plot_scatter(outputs["pred"], outputs["true"], picture,
-                               title=f"{name} ({which}): ρ = {rho:.4f}, R-ℓ2 = {r_l2:.3f}")
+        outputs = predict_split(run, split, progress=progress, skip_bad=skip_bad)
+        dataset = run.config.dataset
+        both = {"normalised": (outputs["pred"], outputs["true"]),
+                "judges": (score_scale.to_judges(outputs["pred"], outputs["groups"], dataset),
+                           score_scale.to_judges(outputs["true"], outputs["groups"], dataset))}
+        pred, true = both[scale]
+        by_scale = {name: {"spearman": metrics.spearman(p, t), "r_l2": metrics.r_l2(p, t)}
+                    for name, (p, t) in both.items()}
+        rho, r_l2 = by_scale[scale]["spearman"], by_scale[scale]["r_l2"]
+        name = run_name(run.config)
+        title = f"{name} ({which}): ρ = {rho:.4f}, R-ℓ2 = {r_l2:.3f}"
+        if plot:
+            panels.append((pred, true, title))
+            picture = None
+        else:
+            picture = visualize.plot_scatter(pred, true, os.path.join(run_dir, f"scatter_{split}.png"),
+                                             title=title)
         logged = _finished_results(run.paths) if os.path.exists(run.paths.log) else None
-        rows.append({"run": run_dir, "name": name, "checkpoint": which, "split": split,
-                     "samples": len(outputs["pred"]), "spearman": rho, "r_l2": r_l2,
-                     "plot": picture, "training_log": logged})
+        rows.append({"run": run_dir, "name": name, "dataset": dataset, "checkpoint": which,
+                     "split": split, "samples": len(pred), "scale": scale,
+                     "scale_description": score_scale.describe(scale, dataset),
+                     "spearman": rho, "r_l2": r_l2, "by_scale": by_scale, "plot": picture,
+                     "skipped": [{"path": p, "error": m} for p, m in outputs["skipped"]],
+                     "training_log": logged})
+    if plot:
+        picture = visualize.plot_scatter_panels(panels, plot)
+        for row in rows:
+            row["plot"] = picture
     average = {"spearman": metrics.fisher_z_mean([row["spearman"] for row in rows]),
                "r_l2": float(np.mean([row["r_l2"] for row in rows]))}
     return {"runs": rows, "average": average}
@@ -501,19 +608,24 @@ def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str |
 
 def format_results(results: dict) -> str:
     """A terminal table of :func:`evaluate_run`'s results."""
-    lines = [f"{'run':<28} {'checkpoint':<10} {'samples':>7} {'Spearman':>9} {'R-l2 x100':>10}"]
+    width = max(28, *(len(row["name"]) for row in results["runs"]))
+    lines = [f"{'run':<{width}} {'checkpoint':<10} {'samples':>7} {'Spearman':>9} {'R-l2 x100':>10}"]
     for row in results["runs"]:
-        lines.append(f"{row['name'][:28]:<28} {row['checkpoint']:<10} {row['samples']:>7} "
+        lines.append(f"{row['name']:<{width}} {row['checkpoint']:<10} {row['samples']:>7} "
                      f"{row['spearman']:>9.4f} {row['r_l2']:>10.4f}")
     if len(results["runs"]) > 1:
         average = results["average"]
-        lines.append(f"{'average (Fisher z for ρ)':<28} {'':<10} {'':>7} "
+        lines.append(f"{'average (Fisher z for ρ)':<{width}} {'':<10} {'':>7} "
                      f"{average['spearman']:>9.4f} {average['r_l2']:>10.4f}")
+    lines.append(f"scores on the {results['runs'][0]['scale_description']}")
     for row in results["runs"]:
         log = row.get("training_log")
         if log:
             lines.append(f"{row['name']}: validation ρ during training — best {log['best']['spearman']:.4f} "
                          f"(epoch {log['best']['epoch']}, the number the original code reports), "
                          f"last {log['last']['spearman']:.4f} (epoch {log['last']['epoch']})")
-        lines.append(f"{row['name']}: scatter plot {row['plot']}")
+        for skipped in row.get("skipped", []):
+            lines.append(f"{row['name']}: skipped unreadable {skipped['path']}: {skipped['error']}")
+    plots = list(dict.fromkeys(row["plot"] for row in results["runs"]))
+    lines.append("scatter plot" + ("s: " if len(plots) > 1 else ": ") + ", ".join(plots))
     return "\n".join(lines)

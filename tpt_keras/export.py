@@ -3,9 +3,11 @@
 Layout: ``saved_models/<name>/<version>/`` (what TF Serving's model server loads). Signatures:
 
 ``serving_default``
-    inputs: ``frames`` uint8 ``(frames, height, width, 3)`` — any length and size;
-    ``difficulty`` float32 ``(n,)`` with n = 0 (not given) or 1 (the degree of difficulty; required
-    by models trained with difficulty degrees, ignored otherwise).
+    inputs follow the model: ``frames`` uint8 ``(frames, height, width, 3)`` — any length and
+    size — always; ``difficulty`` float32 ``(1,)`` only for a model trained with difficulty degrees
+    (required; non-finite, ≤ 0 or outside [min/2, max×2] of the training difficulties is refused);
+    ``group`` string ``()`` only for a model without difficulty whose training set has several
+    contrastive groups (one of them).
     outputs: ``score`` (), ``exemplar_scores`` (E,) the prediction from each exemplar,
     ``attention`` (T, K) the query's last-layer cross-attention (clips × parts),
     ``top_clips`` (K,) the clip each part attends to most, ``clip_frames`` (T,) the input frame at
@@ -18,9 +20,11 @@ Inside a signature: temporal sampling by the run's ``config.protocol`` at test t
 window from ``test_query_start``, or frames spread uniformly over the whole video for linspace
 protocols and for videos shorter than the window), its clips, resize + centre crop + normalisation, the I3D backbone (the model's own in an
 end-to-end run; the Kinetics-400 I3D that made the features in a features run), the temporal
-parsing decoder, and the regressor against the baked exemplars: up to ``num_exemplars`` training
-videos of the query's contrastive group (the group with the nearest difficulty under DD, else the
-whole training set), chosen with the run's seed.
+parsing decoder, and the regressor against the baked exemplars: the fixed set of up to
+``num_exemplars`` training videos of the query's contrastive group, drawn with the run's seed by
+the rule ``tpt evaluate`` uses (:func:`data_pipelines.pairing.group_exemplars`), so a test video
+gets the same score from both. The group is the one with the nearest difficulty under DD, the
+``group`` input without DD, or the only group.
 
 The SavedModel needs only TensorFlow to load (``tf.saved_model.load(path).signatures[...]``).
 :class:`Serving` is also what ``tpt score`` runs in process, so a run folder and its export score
@@ -37,6 +41,26 @@ import tensorflow as tf
 
 FRAMES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="frames")
 DIFFICULTY_SPEC = tf.TensorSpec([None], tf.float32, name="difficulty")
+GROUP_SPEC = tf.TensorSpec([], tf.string, name="group")
+
+
+def difficulty_range(train_difficulties) -> tuple[float, float]:
+    """The difficulties a served model accepts: [min / 2, max × 2] of the training difficulties.
+
+    A degree of difficulty far outside what the model was trained on is a typo or a unit error
+    (1e30 would scale the score to 2e31), not a dive: the signature refuses it.
+    """
+    values = np.asarray(train_difficulties, np.float64)
+    return float(values.min()) / 2.0, float(values.max()) * 2.0
+
+
+def signature_inputs(use_difficulty: bool, groups) -> list[str]:
+    """The inputs of ``serving_default`` for a model: ``frames``, plus ``difficulty`` for a
+    model trained with difficulty degrees, or ``group`` for one without them whose training set
+    has several contrastive groups (the query's group picks its exemplars)."""
+    if use_difficulty:
+        return ["frames", "difficulty"]
+    return ["frames", "group"] if len(groups) > 1 else ["frames"]
 
 
 class Serving(tf.Module):
@@ -49,10 +73,16 @@ class Serving(tf.Module):
         bank_targets: (G, E) their targets; bank_mask: (G, E) 1 for a real exemplar.
         bank_difficulty: (G,) the difficulty of each group (1.0 without DD).
         protocol: the run's :class:`data_pipelines.protocol.VideoProtocol` (``config.protocol``).
+        groups: (G,) the group names (see :func:`choose_exemplars`).
+        difficulty_bounds: (low, high) accepted difficulties (:func:`difficulty_range`); None:
+            from ``bank_difficulty``.
+
+    Attributes:
+        inputs: the names of ``score``'s inputs (:func:`signature_inputs`).
     """
 
     def __init__(self, model, backbone, bank_parts, bank_targets, bank_mask, bank_difficulty,
-                 protocol, name="tpt_serving"):
+                 protocol, groups=("all",), difficulty_bounds=None, name="tpt_serving"):
         super().__init__(name=name)
         self.model = model
         self.backbone = backbone
@@ -60,9 +90,22 @@ class Serving(tf.Module):
         self._targets = tf.constant(bank_targets, tf.float32)
         self._mask = tf.constant(bank_mask, tf.float32)
         self._difficulty = tf.constant(bank_difficulty, tf.float32)
+        self._group_names = tf.constant(list(groups), tf.string)
         self._protocol = protocol
         self._use_difficulty = bool(model.config.use_difficulty)
-        self.score = tf.function(self._score, input_signature=[FRAMES_SPEC, DIFFICULTY_SPEC])
+        low, high = difficulty_bounds or difficulty_range(bank_difficulty)
+        self._bounds = (float(low), float(high))
+        self.groups = list(groups)
+        self.inputs = signature_inputs(self._use_difficulty, self.groups)
+        if "difficulty" in self.inputs:
+            self.score = tf.function(lambda frames, difficulty: self._score(frames, difficulty=difficulty),
+                                     input_signature=[FRAMES_SPEC, DIFFICULTY_SPEC])
+        elif "group" in self.inputs:
+            self.score = tf.function(lambda frames, group: self._score(frames, group=group),
+                                     input_signature=[FRAMES_SPEC, GROUP_SPEC])
+        else:
+            self.score = tf.function(lambda frames: self._score(frames),
+                                     input_signature=[FRAMES_SPEC])
         self.relative_score = tf.function(self._relative, input_signature=[
             tf.TensorSpec([None, None, None, 3], tf.uint8, name="query_frames"),
             tf.TensorSpec([None, None, None, 3], tf.uint8, name="exemplar_frames")])
@@ -100,23 +143,45 @@ class Serving(tf.Module):
         parts, attention = self.model.encode(video, training=False)
         return parts, attention, middles
 
-    def _group(self, difficulty):
-        if not self._use_difficulty:
-            return tf.constant(0, tf.int32), tf.constant(1.0)
-        tf.debugging.assert_equal(
+    def _checked_difficulty(self, difficulty):
+        """() float32 the one difficulty given, after the checks (which run before any use)."""
+        low, high = self._bounds
+        checks = [tf.debugging.assert_equal(
             tf.size(difficulty), 1,
-            message="this model was trained with difficulty degrees: pass difficulty=[DD]")
-        value = tf.reshape(difficulty, [])
-        tf.debugging.assert_positive(value, message="difficulty must be > 0")
-        group = tf.cast(tf.argmin(tf.abs(self._difficulty - value)), tf.int32)
-        return group, value
+            message="this model was trained with difficulty degrees: pass difficulty=[DD]")]
+        with tf.control_dependencies(checks):
+            value = tf.reshape(difficulty, [-1])[:1]
+        checks = [tf.debugging.assert_all_finite(value, message="difficulty must be finite"),
+                  tf.debugging.assert_positive(value, message="difficulty must be > 0"),
+                  tf.debugging.assert_greater_equal(
+                      value, low, message=f"difficulty is outside [{low:g}, {high:g}], half the "
+                      "smallest to twice the largest difficulty of the training set"),
+                  tf.debugging.assert_less_equal(
+                      value, high, message=f"difficulty is outside [{low:g}, {high:g}], half the "
+                      "smallest to twice the largest difficulty of the training set")]
+        with tf.control_dependencies(checks):
+            return tf.identity(value[0])
+
+    def _group(self, difficulty=None, group=None):
+        """The query's group index () and difficulty () (1 without DD)."""
+        if difficulty is not None:
+            value = self._checked_difficulty(difficulty)
+            return tf.cast(tf.argmin(tf.abs(self._difficulty - value)), tf.int32), value
+        if group is None:
+            return tf.constant(0, tf.int32), tf.constant(1.0)
+        found = tf.cast(tf.where(tf.equal(self._group_names, group))[:, 0], tf.int32)
+        check = tf.debugging.assert_equal(
+            tf.size(found), 1, message="unknown group: it must be one of the training groups "
+            + ", ".join(self.groups))
+        with tf.control_dependencies([check]):
+            return tf.identity(found[0]), tf.constant(1.0)
 
     # -------------------------------------------------------------- signatures
-    def _score(self, frames, difficulty):
+    def _score(self, frames, difficulty=None, group=None):
         from tpt_keras.model import aggregate_exemplar_scores
 
+        group, query_difficulty = self._group(difficulty, group)
         parts, attention, middles = self._encode(frames)
-        group, query_difficulty = self._group(difficulty)
         exemplar_parts = self._parts[group]  # (E, K, d)
         count = tf.shape(exemplar_parts)[0]
         query_parts = tf.repeat(parts, count, axis=0)  # (E, K, d)
@@ -140,25 +205,23 @@ class Serving(tf.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-def choose_exemplars(train_samples, use_difficulty: bool, num_exemplars: int, seed: int):
-    """Up to ``num_exemplars`` training exemplars per contrastive group, for the export.
+def choose_exemplars(train_samples, num_exemplars: int, seed: int):
+    """The exemplars baked into an export: each training group's fixed set, by the rule
+    :func:`data_pipelines.pairing.group_exemplars` that ``tpt evaluate`` uses too.
 
     Returns:
-        indices (G, E) into ``train_samples``, mask (G, E) (groups with fewer exemplars repeat
-        them with mask 0, like the evaluation's fill rule), difficulty (G,) (1 without DD), and
-        the group names (G,). Without DD there is one group: the whole training set.
+        indices (G, E) into ``train_samples``, mask (G, E) (the fill rule: a group with fewer
+        exemplars repeats them with mask 0), difficulty (G,) of each group (its first member's;
+        a group's members share one difficulty under DD), and the sorted group names (G,).
     """
-    names = np.array([s.group for s in train_samples])
-    groups = sorted(set(names)) if use_difficulty else ["all"]
-    rng = np.random.default_rng(seed)
-    indices, mask, difficulty = [], [], []
-    for group in groups:
-        members = np.arange(len(names)) if group == "all" else np.flatnonzero(names == group)
-        chosen = rng.permutation(members)[:num_exemplars]
-        mask.append((np.arange(num_exemplars) < len(chosen)).astype(np.float32))
-        indices.append(np.resize(chosen, num_exemplars))  # repeat to fill (masked)
-        difficulty.append(float(train_samples[chosen[0]].difficulty) if use_difficulty else 1.0)
-    return np.stack(indices), np.stack(mask), np.array(difficulty, np.float32), groups
+    from data_pipelines import pairing
+
+    groups = sorted(pairing.group_members(train_samples))
+    chosen = [pairing.group_exemplars(train_samples, group, num_exemplars, seed) for group in groups]
+    indices = np.stack([rows for rows, _ in chosen])
+    mask = np.stack([weights for _, weights in chosen])
+    difficulty = np.array([train_samples[rows[0]].difficulty for rows, _ in chosen], np.float32)
+    return indices, mask, difficulty, groups
 
 
 def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) -> Serving:
@@ -175,13 +238,14 @@ def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) 
                              "Kinetics I3D: there is no video → features path to export")
         backbone = experiment.build_backbone(run.config, "kinetics400")
     train = run.splits["train"]
-    indices, mask, difficulty, _ = choose_exemplars(train, run.config.use_difficulty,
-                                                    run.config.num_exemplars, run.config.seed)
+    indices, mask, difficulty, groups = choose_exemplars(train, run.config.num_exemplars,
+                                                         run.config.seed)
     used = np.unique(indices)  # each chosen exemplar encoded once
     bank = experiment.run_bank(run, [train[i] for i in used], progress=progress)
     rows = np.searchsorted(used, indices)  # (G, E) rows of the bank
     return Serving(run.model, backbone, bank.parts[rows], bank.targets[rows], mask, difficulty,
-                   run.config.protocol)
+                   run.config.protocol, groups=groups,
+                   difficulty_bounds=difficulty_range([s.difficulty for s in train]))
 
 
 def export_serving(serving: Serving, path: str) -> str:
@@ -198,15 +262,36 @@ def export_serving(serving: Serving, path: str) -> str:
     return path
 
 
+def _check_writable_folder(path: str) -> None:
+    """Create ``path`` (and parents) or raise one clear error naming the part that is wrong."""
+    probe = path
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe.rstrip(os.sep))
+    if probe and not os.path.isdir(probe):
+        raise NotADirectoryError(f"{probe} is a file, not a folder: choose another --base-dir")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"cannot create {path}: {error.strerror}: choose another --base-dir") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path} is not writable: choose another --base-dir")
+
+
 def export_run(run_dir: str, name: str = "tpt", version: int = 1, base_dir: str = "saved_models",
                which: str = "best") -> str:
-    """Export a run folder to ``base_dir/name/version`` (TF Serving layout); returns the path."""
+    """Export a run folder to ``base_dir/name/version`` (TF Serving layout); returns the path.
+    The folder is checked (a file, read-only) before the model is loaded."""
     path = os.path.join(base_dir, name, str(int(version)))
-    if os.path.exists(path) and os.listdir(path):
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise FileExistsError(f"{path} exists: choose another --version")
+    _check_writable_folder(os.path.dirname(path))
     serving = serving_from_run(run_dir, which=which, progress=True)
     export_serving(serving, path)
+    low, high = serving._bounds
     with open(os.path.join(path, "tpt_export.json"), "w", encoding="utf-8") as handle:
         json.dump({"run": os.path.abspath(run_dir), "checkpoint": which,
-                   "use_difficulty": serving.model.config.use_difficulty}, handle)
+                   "dataset": serving.model.config.dataset,
+                   "use_difficulty": serving.model.config.use_difficulty,
+                   "inputs": serving.inputs, "groups": serving.groups,
+                   "difficulty_range": [low, high] if serving._use_difficulty else None}, handle)
     return path

@@ -24,7 +24,6 @@ tensor functions (``interval_targets``, ``decode_relative_scores``) run inside t
 from __future__ import annotations
 
 import numpy as np
-from keras import ops
 
 OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
 
@@ -106,6 +105,8 @@ def interval_targets(delta, intervals, out_of_range: str = "first_interval"):
             "first_interval" mode).
         target: (B, N) float32 regression target, valid where membership is 1 (0 elsewhere).
     """
+    from keras import ops  # here: the interval table itself is numpy (tpt data-info)
+
     if out_of_range not in OUT_OF_RANGE_MODES:
         raise ValueError(f"out_of_range must be one of {OUT_OF_RANGE_MODES}; received "
                          f"{out_of_range!r}.")
@@ -142,6 +143,8 @@ def decode_relative_scores(log_probs, regression, intervals):
     Returns:
         (B,) float32.
     """
+    from keras import ops  # here: the interval table itself is numpy (tpt data-info)
+
     intervals = ops.cast(ops.convert_to_tensor(intervals), "float32")
     index = ops.argmax(log_probs, axis=-1)  # (B,)
     left = ops.take(intervals[:, 0], index)

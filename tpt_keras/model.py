@@ -307,7 +307,20 @@ class TPTModel(keras.Model):
         return self._record(terms)
 
     def test_step(self, data):
+        """Pair losses on a batch of training-layout pairs (``query`` / ``exemplar``).
+
+        A test-protocol batch (``exemplars`` (B, E, ...), from ``experiment.eval_dataset``) has
+        no pair loss, and its metric, Spearman's ρ, needs the whole split at once: it is refused
+        with a pointer to what computes it.
+        """
         inputs = _unpack(data)
+        if "exemplar" not in inputs and "exemplars" in inputs:
+            raise ValueError(
+                "model.evaluate / fit(validation_data=...) take training-layout pair batches "
+                "(query, exemplar, query_score, exemplar_score); this dataset has the test "
+                "protocol's layout (exemplars per query). Spearman's ρ needs the whole split: use "
+                "tpt_keras.evaluation.evaluate(model, dataset), the "
+                "tpt_keras.evaluation.ValidationSpearman callback during fit, or `tpt evaluate`.")
         outputs = self(inputs, training=False)
         return self._record(self.compute_pair_losses(inputs, outputs))
 

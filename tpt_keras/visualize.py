@@ -6,8 +6,21 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import os  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+
+def picture_path(path: str) -> str:
+    """The file a picture is written to: ``path`` with ``.png`` added when it has no extension
+    (what matplotlib would write anyway), its folder created."""
+    path = os.fspath(path)
+    if not os.path.splitext(path)[1]:
+        path += ".png"
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return path
 
 
 def most_attended_clips(attention: np.ndarray) -> np.ndarray:
@@ -31,8 +44,9 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
         title: figure title (e.g. the predicted score).
 
     Returns:
-        ``path``.
+        the file written (:func:`picture_path`).
     """
+    path = picture_path(path)
     attention = np.asarray(attention, dtype=np.float32)
     if attention.ndim == 3:
         attention = attention[-1]
@@ -66,13 +80,11 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
     return path
 
 
-def plot_scatter(predicted: np.ndarray, true: np.ndarray, path: str, title: str = "") -> str:
-    """Save predicted vs true scores with the identity line. Returns ``path``."""
+def _scatter(axis, predicted, true, title):
     predicted = np.asarray(predicted, dtype=np.float64).ravel()
     true = np.asarray(true, dtype=np.float64).ravel()
     if predicted.shape != true.shape:
         raise ValueError(f"{predicted.shape[0]} predictions for {true.shape[0]} true scores")
-    figure, axis = plt.subplots(figsize=(4.2, 4.2))
     axis.scatter(true, predicted, s=12, alpha=0.7)
     low = float(min(true.min(), predicted.min()))
     high = float(max(true.max(), predicted.max()))
@@ -81,6 +93,25 @@ def plot_scatter(predicted: np.ndarray, true: np.ndarray, path: str, title: str 
     axis.set_ylabel("predicted score")
     if title:
         axis.set_title(title, fontsize=9)
+
+
+def plot_scatter(predicted: np.ndarray, true: np.ndarray, path: str, title: str = "") -> str:
+    """Save predicted vs true scores with the identity line. Returns the file written
+    (:func:`picture_path`)."""
+    return plot_scatter_panels([(predicted, true, title)], path)
+
+
+def plot_scatter_panels(panels, path: str) -> str:
+    """One picture, one scatter panel per ``(predicted (N,), true (N,), title)`` (e.g. per run of
+    ``tpt evaluate``), up to 3 per row. Returns the file written (:func:`picture_path`)."""
+    path = picture_path(path)
+    columns = min(len(panels), 3)
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.2 * rows), squeeze=False)
+    for axis, (predicted, true, title) in zip(axes.ravel(), panels):
+        _scatter(axis, predicted, true, title)
+    for axis in axes.ravel()[len(panels):]:
+        axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -14,7 +14,6 @@ import math
 import os
 
 import numpy as np
-import scipy.io
 
 from ..samples import Sample
 from . import AQA7_CLASSES, AnnotationError, check_media, require_file
@@ -46,6 +45,8 @@ def denormalise_score(score: float, action_class: str) -> float:
 def read_list(path: str) -> np.ndarray:
     """The (N, 3) float64 matrix of a consolidated list file."""
     require_file(path, "AQA-7 consolidated list")
+    import scipy.io  # here: a slow import that only AQA-7 files need
+
     try:
         contents = scipy.io.loadmat(path)
     except Exception as error:  # scipy raises several types for a broken .mat

@@ -1,0 +1,238 @@
+"""The user's edge: the serving signature follows the model, one exemplar rule for evaluation and
+export, scales, evaluation output, `tpt_keras` imports, the Keras evaluate path."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines import pairing
+from data_pipelines.samples import Sample
+from tpt_keras import experiment, export, score_scale, scoring, visualize
+from tpt_keras.config import get_preset
+from tpt_keras.model import TPTModel
+
+T, D, K, E = 4, 8, 3, 4
+
+
+def _config(use_difficulty):
+    return get_preset("synthetic", use_difficulty=use_difficulty, feature_dim=D, hidden_dim=D,
+                      ffn_dim=D, num_heads=2, head_hidden_dim=8, num_queries=K, num_intervals=4,
+                      score_max=10.0, num_exemplars=E,
+                      **{"protocol.num_clips": T, "protocol.clip_len": 2, "protocol.clip_stride": 2,
+                         "protocol.resize_height": 16, "protocol.resize_width": 16,
+                         "protocol.crop_size": 16})
+
+
+def _train(use_difficulty):
+    """Group "2.0": 3 samples (difficulty 2), group "3.0": 5 samples (difficulty 3)."""
+    difficulties = [2.0] * 3 + [3.0] * 5
+    return [Sample(key=f"k{i}", path="", score=10.0 + i, difficulty=d if use_difficulty else 1.0,
+                   group=f"{d:.1f}") for i, d in enumerate(difficulties)]
+
+
+def _serving(use_difficulty, groups=None):
+    keras.utils.set_random_seed(0)
+    config = _config(use_difficulty)
+    train = _train(use_difficulty)
+    if groups is not None:
+        train = [Sample(key=s.key, path="", score=s.score, group=groups[0] if i < 3 else groups[1])
+                 for i, s in enumerate(train)]
+    model = TPTModel(config, experiment.model_intervals(config, train))
+    model.encode(np.zeros((1, T, D), np.float32))
+    backbone = keras.Sequential([keras.Input((2, 16, 16, 3)), keras.layers.GlobalAveragePooling3D(),
+                                 keras.layers.Dense(D)])
+    indices, mask, difficulty, names = export.choose_exemplars(train, E, seed=0)
+    rng = np.random.default_rng(0)
+    parts = rng.standard_normal(indices.shape + (K, D)).astype(np.float32)
+    targets = np.array([[train[i].score for i in row] for row in indices], np.float32)
+    return export.Serving(model, backbone, parts, targets, mask, difficulty,
+                          config.protocol, groups=names,
+                          difficulty_bounds=export.difficulty_range([s.difficulty for s in train]))
+
+
+FRAMES = tf.constant(np.random.default_rng(1).integers(0, 255, (12, 20, 24, 3)), tf.uint8)
+
+
+# ------------------------------------------------------------------ signature inputs (item 16, 12.4)
+def test_difficulty_model_requires_a_sane_difficulty():
+    serving = _serving(True)
+    assert serving.inputs == ["frames", "difficulty"]
+    assert np.isfinite(float(serving.score(FRAMES, tf.constant([2.5]))["score"]))
+    # the named check runs before anything reshapes the empty input
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pass difficulty=\\[DD\\]"):
+        serving.score(FRAMES, tf.zeros([0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="difficulty must be finite"):
+        serving.score(FRAMES, tf.constant([np.inf]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="difficulty must be finite"):
+        serving.score(FRAMES, tf.constant([np.nan]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="must be > 0"):
+        serving.score(FRAMES, tf.constant([0.0]))
+    # training difficulties 2 and 3: accepted [1, 6]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside \[1, 6\]"):
+        serving.score(FRAMES, tf.constant([1e30]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside \[1, 6\]"):
+        serving.score(FRAMES, tf.constant([0.9]))
+
+
+def test_model_without_difficulty_takes_frames_only_or_a_group():
+    plain = _serving(False, groups=["all", "all"])
+    assert plain.inputs == ["frames"] and plain.groups == ["all"]
+    assert np.isfinite(float(plain.score(FRAMES)["score"]))
+    grouped = _serving(False, groups=["a", "b"])
+    assert grouped.inputs == ["frames", "group"] and grouped.groups == ["a", "b"]
+    a = grouped.score(FRAMES, tf.constant("a"))
+    b = grouped.score(FRAMES, tf.constant("b"))
+    assert len(a["exemplar_scores"]) == 3 and len(b["exemplar_scores"]) == 4  # 3 and 5 members, E=4
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown group: .* a, b"):
+        grouped.score(FRAMES, tf.constant("c"))
+
+
+@pytest.mark.slow
+def test_saved_model_signature_inputs_follow_the_model(tmp_path):
+    for use_difficulty, expected in ((True, {"frames", "difficulty"}), (False, {"frames"})):
+        serving = _serving(True) if use_difficulty else _serving(False, groups=["all", "all"])
+        path = export.export_serving(serving, str(tmp_path / str(use_difficulty)))
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        assert set(signature.structured_input_signature[1]) == expected
+        if use_difficulty:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="outside"):
+                signature(frames=FRAMES, difficulty=tf.constant([1e30]))
+
+
+@pytest.mark.parametrize("inputs, difficulty, group, message", [
+    (["frames", "difficulty"], None, None, "pass --difficulty DD \\(trained on 2–3\\)"),
+    (["frames", "difficulty"], float("inf"), None, "finite number > 0"),
+    (["frames", "difficulty"], 1e30, None, "outside the accepted \\[1, 6\\]"),
+    (["frames", "difficulty"], 2.5, "a", "by the difficulty: drop --group"),
+    (["frames"], 2.5, None, "without difficulty degrees: drop --difficulty"),
+    (["frames", "group"], None, None, "pass --group, one of a, b"),
+    (["frames", "group"], None, "c", "pass --group, one of a, b"),
+    (["frames"], None, "a", "from its only group 'all': drop --group"),
+])
+def test_score_arguments_are_checked_before_any_work(inputs, difficulty, group, message):
+    groups = ["a", "b"] if "group" in inputs else ["all"]
+    with pytest.raises(ValueError, match=message):
+        scoring.check_arguments(inputs, groups, difficulty, group, (1.0, 6.0))
+    scoring.check_arguments(["frames", "difficulty"], ["2.0"], 2.5, None, (1.0, 6.0))  # fine
+
+
+# ------------------------------------------------------------------ one exemplar rule (issue 9 item 4)
+def test_every_test_video_of_a_group_votes_with_the_exports_set():
+    train = _train(True) + [Sample(key="x", path="", score=1.0, difficulty=3.0, group="3.0")]
+    test = [Sample(key=f"t{i}", path="", score=1.0, difficulty=d, group=f"{d:.1f}", split="test")
+            for i, d in enumerate([3.0, 2.0, 3.0, 3.0, 2.0])]
+    chosen = pairing.test_exemplars(test, train, E, seed=7)
+    indices, mask, difficulty, groups = export.choose_exemplars(train, E, seed=7)
+    assert groups == ["2.0", "3.0"] and difficulty.tolist() == [2.0, 3.0]
+    for row, sample in enumerate(test):
+        np.testing.assert_array_equal(chosen.indices[row], indices[groups.index(sample.group)])
+        np.testing.assert_array_equal(chosen.mask[row], mask[groups.index(sample.group)])
+    # the set of a group depends on (seed, group) only: not on test order or other groups
+    alone = pairing.test_exemplars(test[3:4], train, E, seed=7)
+    np.testing.assert_array_equal(alone.indices[0], chosen.indices[0])
+    only_three = train[3:]  # without group "2.0": group "3.0" keeps the same videos
+    moved = pairing.test_exemplars(test[:1], only_three, E, seed=7)
+    assert [only_three[i].key for i in moved.indices[0]] == [train[i].key for i in chosen.indices[0]]
+    assert mask[0].tolist() == [1, 1, 1, 0]  # group 2.0 has 3 members: fill rule
+
+
+# ------------------------------------------------------------------ scales (item 23)
+def test_judges_scale_inverts_the_aqa7_normalisation():
+    # diving range 21.6–102.6: 50 → 21.6 + 0.5 × 81 = 62.1; gym_vault 12.3–16.87: 0 → 12.3
+    np.testing.assert_allclose(score_scale.to_judges([50.0, 0.0], ["diving", "gym_vault"], "aqa7"),
+                               [62.1, 12.3])
+    np.testing.assert_allclose(score_scale.to_judges([50.0], ["all"], "mtl_aqa"), [50.0])
+    assert "per-class" in score_scale.describe("normalised", "aqa7")
+    assert score_scale.describe("judges", "jigsaws") == "judges' scale"
+
+
+# ------------------------------------------------------------------ evaluate output (items 15, 22)
+def test_pictures_are_written_where_they_are_reported(tmp_path):
+    written = visualize.plot_scatter([1.0, 2.0, 3.0], [1.5, 2.0, 2.5], str(tmp_path / "new" / "plot"))
+    assert written == str(tmp_path / "new" / "plot.png") and os.path.getsize(written) > 1000
+    panels = visualize.plot_scatter_panels([([1.0, 2.0], [1.0, 2.5], "a"), ([3.0, 1.0], [2.0, 2.0], "b")],
+                                           str(tmp_path / "panels.png"))
+    assert panels == str(tmp_path / "panels.png") and os.path.isfile(panels)
+
+
+def test_run_names_and_the_runs_that_may_be_averaged(tmp_path):
+    folds = [get_preset("jigsaws", fold=f) for f in (0, 1)]
+    assert [experiment.run_name(c) for c in folds] == ["jigsaws suturing fold 0", "jigsaws suturing fold 1"]
+    assert experiment.run_name(get_preset("aqa7", action_class="diving")) == "aqa7 diving"
+    assert experiment.run_name(get_preset("mtl_aqa_dd")) == "mtl_aqa (DD)"
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    experiment._check_runs([a, b], folds)  # two folds: fine
+    with pytest.raises(ValueError, match="different datasets"):
+        experiment._check_runs([a, b], [get_preset("mtl_aqa_dd"), folds[0]])
+    with pytest.raises(ValueError, match="given twice"):
+        experiment._check_runs([a, b, a + "/"], folds + folds[:1])
+    with pytest.raises(ValueError, match="both jigsaws suturing fold 0"):
+        experiment._check_runs([a, b], [folds[0], folds[0]])
+    with pytest.raises(ValueError, match="several mtl_aqa runs"):
+        experiment._check_runs([a, b], [get_preset("mtl_aqa_dd")] * 2)
+
+
+def test_format_results_names_rows_scale_and_plots():
+    row = dict(name="jigsaws suturing fold 0", checkpoint="best", samples=10, spearman=0.5,
+               r_l2=1.0, plot="p.png", scale_description="judges' scale", training_log=None,
+               skipped=[{"path": "v.mp4", "error": "corrupt"}])
+    text = experiment.format_results({"runs": [row, {**row, "name": "jigsaws suturing fold 1"}],
+                                      "average": {"spearman": 0.5, "r_l2": 1.0}})
+    assert "jigsaws suturing fold 0" in text and "jigsaws suturing fold 1" in text
+    assert "scores on the judges' scale" in text and "scatter plot: p.png" in text
+    assert "skipped unreadable v.mp4: corrupt" in text
+
+
+# ------------------------------------------------------------------ unreadable test video (item 12)
+def test_unreadable_test_video_is_named_or_skipped(tmp_path):
+    from data_pipelines import decode
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(np.random.default_rng(0).bytes(3000))
+    config = _config(False)
+    run = experiment.Run(experiment.RunPaths(str(tmp_path)), config, None,
+                         {"test": [Sample(key="b", path=str(bad), score=1.0)]}, {})
+    with pytest.raises(ValueError, match=r"bad\.mp4: corrupt or unreadable video") as error:
+        list(experiment._videos(run, run.splits["test"], "query", 1))
+    assert "\n" not in str(error.value)
+    log = decode.SkipLog()
+    assert list(experiment._videos(run, run.splits["test"], "query", 1, log)) == []
+    assert log.items[0][0] == str(bad)
+
+
+# ------------------------------------------------------------------ Keras evaluate path (item 20)
+def test_keras_evaluate_on_a_test_protocol_dataset_points_at_validation_spearman():
+    config = _config(True)
+    model = TPTModel(config, experiment.model_intervals(config, _train(True)))
+    model.compile()
+    rng = np.random.default_rng(0)
+    batch = {"query": rng.standard_normal((2, T, D)).astype(np.float32),
+             "exemplars": rng.standard_normal((2, 3, T, D)).astype(np.float32),
+             "exemplar_scores": np.ones((2, 3), np.float32), "exemplar_mask": np.ones((2, 3), np.float32),
+             "query_difficulty": np.ones(2, np.float32), "score": np.ones(2, np.float32)}
+    dataset = tf.data.Dataset.from_tensors(batch)
+    with pytest.raises(ValueError, match="ValidationSpearman"):
+        model.evaluate(dataset, verbose=0)
+
+
+# ------------------------------------------------------------------ public loader (item 19)
+def test_public_loader_round_trips_a_model(tmp_path):
+    import tpt_keras
+
+    config = _config(True)
+    model = TPTModel(config, experiment.model_intervals(config, _train(True)))
+    model.encode(np.zeros((1, T, D), np.float32))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = tpt_keras.load_model(path)
+    assert type(loaded).__name__ == "TPTModel" and loaded.config == model.config
+    probe = np.random.default_rng(0).standard_normal((2, T, D)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(loaded.encode(probe)[0]), np.asarray(model.encode(probe)[0]),
+                               atol=1e-6)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(open(path, "rb").read()[:300])
+    with pytest.raises(ValueError, match="broken.keras: not a readable .keras archive"):
+        tpt_keras.load_model(str(broken))
