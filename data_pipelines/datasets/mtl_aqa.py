@@ -7,7 +7,7 @@ Files in ``annotation_dir`` (SPEC §8):
 * ``train_split_0.pkl`` / ``test_split_0.pkl``: lists of ``(video, dive)`` (1059 / 353).
 
 Frames: one folder per dive, ``frames_root/{video:02d}_{dive:02d}/*.jpg`` (sorted). The sample key
-is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`tpt_keras.safe_pickle`.
+is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`data_pipelines.safe_pickle`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-from tpt_keras import safe_pickle
+from .. import safe_pickle
 
 from ..samples import Sample
 from . import AnnotationError, check_media, require_file
