@@ -62,9 +62,13 @@ def _split_keys(path: str) -> list[tuple[int, int]]:
     for position, entry in enumerate(entries):
         try:
             video, dive = entry
-            keys.append((int(video), int(dive)))
-        except (TypeError, ValueError):
-            raise AnnotationError(f"{path}, entry {position}: expected a (video, dive) pair, got {entry!r}") from None
+            pair = (int(video), int(dive))  # OverflowError for inf, ValueError for nan
+            if pair != (video, dive):
+                raise ValueError("not whole numbers")
+        except (TypeError, ValueError, OverflowError):
+            raise AnnotationError(f"{path}, entry {position}: expected a (video, dive) pair of whole numbers, "
+                                  f"got {entry!r}") from None
+        keys.append(pair)
     if len(set(keys)) != len(keys):
         duplicates = sorted({key for key in keys if keys.count(key) > 1})[:5]
         raise AnnotationError(f"{path}: duplicate dives {duplicates}")
