@@ -166,7 +166,7 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     options = video_options(config)
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
                          backbone=BACKBONE_NAME,
-                         extra={"video_options": _jsonable(dataclasses.asdict(options))})
+                         extra={"video_options": _jsonable(dataclasses.asdict(options))}, create=True)
     backbone = build_backbone(config, weights)
 
     def extract_fn(clips):
