@@ -244,6 +244,13 @@ class FeatureCache:
         return f"FeatureCache({self.directory!r}, shape={self.shape}, backbone={self.metadata.get('backbone')!r})"
 
 
+def split_by_cache(samples: Sequence[Sample], cache: FeatureCache) -> tuple[list[Sample], list[Sample]]:
+    """``(samples with cached features, samples without)``, each in the given order — to leave out,
+    everywhere and once, the samples an extraction with ``skip_bad`` could not decode."""
+    missing = set(cache.missing([s.key for s in samples]))
+    return [s for s in samples if s.key not in missing], [s for s in samples if s.key in missing]
+
+
 class ExtractionReport(NamedTuple):
     """What :func:`extract_to_cache` did: keys written, keys already present, failures ``(key, message)``."""
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import decode, reader, video_ops
+from data_pipelines import decode, features, reader, video_ops
 from data_pipelines.features import FeatureCache, FeatureCacheError, MissingFeaturesError, extract_to_cache
 from data_pipelines.samples import Sample
 
@@ -364,3 +364,12 @@ def test_video_reader_bad_video(video_samples, caplog):
                                       normalization="none", skip_bad=True, skip_log=log)
     queries = [round((int(b["query"][0, 0, 0, 112, 112, 1]) - 20) / 30) for b in pairs.as_numpy_iterator()]
     assert 1 <= len(queries) <= 3 and log.count >= 2  # pairs touching bad.mp4 are dropped, never zero-filled
+
+
+def test_split_by_cache_leaves_out_what_extraction_skipped(tmp_path):
+    cache = FeatureCache(str(tmp_path / "c"), create=True)
+    samples = [Sample(key=k, path=f"/v/{k}", score=1.0) for k in ("a", "bad", "b", "gone")]
+    for key in ("a", "b"):
+        cache.write(key, np.zeros((20, 1024)))
+    kept, dropped = features.split_by_cache(samples, cache)
+    assert [s.key for s in kept] == ["a", "b"] and [s.key for s in dropped] == ["bad", "gone"]

@@ -76,17 +76,23 @@ SIZE_BOMBS = {
     "byte_state": _BYTE_ARRAY.replace(b"K\x02\x85", b"J\x00\x00\x00\x70\x85"),
 }
 
+# Peak RSS from /proc (VmHWM), not getrusage: Linux carries ru_maxrss across exec, so the child
+# would start with the parent's peak and hide a smaller allocation.
 _MEASURE = """
-import resource, sys
+import sys
 from data_pipelines import safe_pickle
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def kib(field):
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
+
+before = kib("VmRSS")
 try:
     safe_pickle.load(sys.argv[1])
     outcome = "loaded"
 except safe_pickle.UnsafePickleError as error:
     outcome = "refused: " + str(error)
-grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-print(grown_kib, outcome)
+print(kib("VmHWM") - before, outcome)
 """
 
 
