@@ -21,8 +21,7 @@ key            no        unique sample id (default: ``path`` as written in the C
 Blank lines are skipped. Any other column, a missing required value, a non-numeric, non-finite
 or absurd score or difficulty (magnitude above ``MAX_ABS_VALUE``), bytes that are not UTF-8, a
 duplicate key, or (with ``check_paths``) a path that does not exist raises an error naming the CSV
-and its line number. A manifest without ``train`` rows, or with a single ``test`` row (a rank
-correlation needs two), is refused as a whole.
+and its line number. A manifest without ``train`` rows is refused as a whole.
 """
 
 from __future__ import annotations
@@ -70,9 +69,6 @@ def _check_splits(csv_path: str, result: dict) -> None:
     if not result["train"]:
         found = ", ".join(f"{len(v)} {k!r}" for k, v in result.items() if v)
         raise AnnotationError(f"{csv_path}: the manifest has no training rows (split 'train'); found {found}")
-    if len(result["test"]) == 1:
-        raise AnnotationError(f"{csv_path}: the manifest has a single 'test' row ({result['test'][0].key}); "
-                              "evaluation ranks the test videos and needs at least two (or none)")
 
 
 def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
