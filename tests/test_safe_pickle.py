@@ -132,3 +132,13 @@ def test_numpy_arrays_of_every_kind_round_trip(tmp_path):
         np.testing.assert_array_equal(loaded["f"], value["f"])
         assert list(loaded["o"]) == [1, "a", None] and loaded["e"].shape == (0, 3)
         assert loaded["s"] == 2.5 and loaded["ba"] == bytearray(b"xyz") and loaded["b"] == b"\x00\x01"
+
+
+def test_data_pipelines_never_imports_tpt_keras():
+    import pathlib
+    import re
+
+    package = pathlib.Path(__file__).resolve().parent.parent / "data_pipelines"
+    offenders = [str(path) for path in package.rglob("*.py")
+                 if re.search(r"^\s*(from|import)\s+tpt_keras\b", path.read_text(), re.MULTILINE)]
+    assert offenders == []
