@@ -149,7 +149,8 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     from tpt_keras import i3d
 
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
-                         backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()})
+                         backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()},
+                         create=True)
     backbone = build_backbone(config, weights)
 
     def extract_fn(clips):
