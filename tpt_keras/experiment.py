@@ -420,7 +420,7 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     is built; while it trains the folder is locked (:class:`run_folder.RunLock`).
 
     Args:
-        config: the resolved configuration (saved as ``config.json``); ``epochs`` ≥ 1.
+        config: the resolved configuration (saved as ``config.json``).
         splits: samples by split; ``train`` and ``val`` or ``test``.
         run_dir: the run folder.
         features_dir: a feature cache (features mode); None trains end to end from frames.
@@ -443,8 +443,6 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     from data_pipelines import reader
     from tpt_keras import distribute, evaluation, run_folder
 
-    if not isinstance(config.epochs, int) or config.epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {config.epochs!r}")
     paths = RunPaths(run_dir)
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)  # under multi-worker only the chief writes files
