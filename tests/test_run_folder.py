@@ -178,6 +178,46 @@ def test_a_nan_first_epoch_does_not_make_best_nan(tmp_path):
     assert results["last"]["epoch"] == 3
 
 
+# ------------------------------------------------------------------ --skip-bad
+
+
+def test_skip_bad_drops_a_sample_everywhere_once_up_front(tmp_path, finished):
+    """Features missing from the cache (skipped at extraction): the samples leave every split
+    before training — a test video, and a training video that is also an exemplar — and are
+    reported once."""
+    import shutil
+
+    from data_pipelines.features import FeatureCache
+
+    cache = str(tmp_path / "cache")
+    shutil.copytree(finished["cache"], cache)
+    splits = finished["splits"]
+    gone = [splits["train"][5].key, splits["test"][2].key]
+    features = FeatureCache(cache, feature_dim=None, num_clips=None)
+    for key in gone:
+        os.remove(features.path(key))
+    run = str(tmp_path / "run")
+    results = experiment.train(finished["config"].replace(epochs=1), splits, run,
+                               features_dir=cache, verbose=0, skip_bad=True)
+    assert [key for key, _ in results["skipped"]] == sorted(gone)
+    assert all("no features in" in message for _, message in results["skipped"])
+    saved = experiment.load_samples(os.path.join(run, "samples.json"))
+    assert len(saved["train"]) == 47 and len(saved["test"]) == 15
+    assert not {s.key for items in saved.values() for s in items} & set(gone)
+
+
+def test_skip_unreadable_drops_a_broken_video(tmp_path):
+    from data_pipelines.samples import Sample
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    sample = Sample(key="broken", path=str(broken), score=50.0, difficulty=1.0, group="all")
+    splits = {"train": [sample], "test": []}
+    kept, skipped = experiment.skip_unreadable(splits, get_preset("custom"))
+    assert kept == {"train": [], "test": []}
+    assert [key for key, _ in skipped] == ["broken"] and "broken.mp4" in skipped[0][1]
+
+
 # ------------------------------------------------------------------ full disk while backing up
 
 
@@ -234,25 +274,38 @@ def _all_weights(run):
     return arrays
 
 
+def _best_saves(log_csv):
+    """Epochs (0-based) at which best.keras was written: each new maximum of val_spearman."""
+    saves, best = [], -np.inf
+    with open(log_csv) as handle:
+        for row in csv.DictReader(handle):
+            if float(row["val_spearman"]) > best:
+                best = float(row["val_spearman"])
+                saves.append(int(row["epoch"]))
+    return saves
+
+
 @pytest.mark.slow
 def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path):
     """The synthetic preset (width 64) at batch 4, with dropout, 2 epochs of 100 steps: two
-    uninterrupted runs in two processes, a run killed while best.keras is written (its second
-    time, epoch 2) and one killed while the backup is written (epoch 2), each rerun with the
-    same command, end with the same bits in every weight."""
+    uninterrupted runs in two processes, a run killed while best.keras is written (the last time
+    the uninterrupted run wrote it) and one killed while the backup is written (epoch 2), each
+    rerun with the same command, end with the same bits in every weight."""
     cache = tmp_path / "cache"
     runs = {name: tmp_path / name for name in ("whole", "again", "kill_best", "kill_backup")}
     for name in ("whole", "again"):
         done = _train_process(runs[name], cache)
         assert done.returncode == 0, done.stderr[-3000:]
-    for name, moment in (("kill_best", "best_before_replace"),
-                         ("kill_backup", "backup_before_replace")):
-        killed = _train_process(runs[name], cache, TPT_FAULT=moment, TPT_FAULT_AT="2")
+    saves = _best_saves(runs["whole"] / "log.csv")
+    for name, moment, occurrence, killed_in in (
+            ("kill_best", "best_before_replace", len(saves), saves[-1]),
+            ("kill_backup", "backup_before_replace", 2, 1)):
+        killed = _train_process(runs[name], cache, TPT_FAULT=moment, TPT_FAULT_AT=str(occurrence))
         assert killed.returncode == -9, killed.stderr[-3000:]
         assert not os.path.exists(runs[name] / "last.keras")
-        if name == "kill_best":  # the first best survived the kill, whole
+        if name == "kill_best" and len(saves) > 1:  # the earlier best survived the kill, whole
             experiment.load_run(str(runs[name]), "best")
-        assert distribute.backup_epoch(str(runs[name] / "backup")) == 1
+        assert distribute.backup_epoch(str(runs[name] / "backup")) == killed_in
         resumed = _train_process(runs[name], cache)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = _all_weights(str(runs["whole"]))
@@ -264,3 +317,4 @@ def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path):
             np.testing.assert_array_equal(actual[key], value, err_msg=f"{name}: {key}")
         with open(runs[name] / "log.csv") as handle:
             assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+        assert not [f for f in os.listdir(runs[name]) if ".tmp-" in f]
