@@ -567,8 +567,9 @@ def _build_variables(model, train_ds_fn, strategy) -> None:
         first = next(iter(train_ds_fn(_local_input_context(strategy)).take(1)))
         with strategy.scope():
             model(first)
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
 
 
 _FILE_WRITING_CALLBACKS = (

@@ -467,7 +467,7 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
         if chief:
             for folder in (run_dir, paths.backup):
                 run_folder.remove_temporaries(folder)
-        if _finished(paths, config, model, done):
+        if _finished(paths, config, model, done, write=chief):
             return {**_finished_results(paths), "skipped": skipped}
         if chief:
             run_folder.write_json(paths.config, config.to_dict(), indent=2)
@@ -506,7 +506,7 @@ def _save_model(model, path: str) -> None:
         model.save(temporary)
 
 
-def _finished(paths: RunPaths, config: TPTConfig, model, done: int) -> bool:
+def _finished(paths: RunPaths, config: TPTConfig, model, done: int, write: bool = True) -> bool:
     """Whether the run in ``paths`` has trained ``config.epochs`` epochs, with a readable
     ``last.keras``. A damaged ``last.keras`` is named and rebuilt from the backup (which holds the
     same final state); without a backup it is an error that says what to do."""
@@ -529,9 +529,10 @@ def _finished(paths: RunPaths, config: TPTConfig, model, done: int) -> bool:
         raise ValueError(f"{paths.last}: {problem}, and {paths.backup} holds no final state to "
                          "rebuild it from; delete the run folder to train again")
     distribute.TrainingBackup(paths.backup).restore(model)
-    warnings.warn(f"{paths.last}: {problem}; rebuilt from {paths.backup} (epoch {done})",
-                  stacklevel=3)
-    _save_model(model, paths.last)
+    if write:
+        warnings.warn(f"{paths.last}: {problem}; rebuilt from {paths.backup} (epoch {done})",
+                      stacklevel=3)
+        _save_model(model, paths.last)
     return True
 
 
