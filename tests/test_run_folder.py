@@ -248,7 +248,7 @@ def test_a_full_disk_during_the_backup_stops_cleanly_and_resumes(tmp_path, monke
 
 # ------------------------------------------------------------------ SIGKILL at named moments
 
-_CLI = ["train", "synthetic", "--epochs", "2", "--verbose", "0", "--set", "batch_size=4",
+_CLI = ["train", "synthetic", "--epochs", "2", "--verbose", "0", "--set", "batch_size=8",
         "--set", "dropout=0.1"]
 
 
@@ -286,8 +286,9 @@ def _best_saves(log_csv):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path):
-    """The synthetic preset (width 64) at batch 4, with dropout, 2 epochs of 100 steps: two
+    """The synthetic preset (width 64) at batch 8, with dropout, 2 epochs of 50 steps: two
     uninterrupted runs in two processes, a run killed while best.keras is written (the last time
     the uninterrupted run wrote it) and one killed while the backup is written (epoch 2), each
     rerun with the same command, end with the same bits in every weight."""
