@@ -366,20 +366,15 @@ def skip_unreadable(splits: dict[str, list[Sample]], config: TPTConfig,
     feature cache ``features_dir`` (skipped at extraction). Done once, before training, so that a
     skipped sample is skipped everywhere (training query, exemplar, validation video) and every
     epoch plans the same samples (a resumed run sees the batches the uninterrupted one saw)."""
-    from data_pipelines import decode, reader
+    from data_pipelines import decode
 
-    cache = FeatureCache(features_dir, feature_dim=None, num_clips=None) if features_dir else None
-    options = None if cache else video_options(config)
-    bad: dict[str, str] = {}
-    for sample in {s.key: s for items in splits.values() for s in items}.values():
-        if cache is not None:
-            if not cache.has(sample.key):
-                bad[sample.key] = f"no features in {features_dir}"
-            continue
-        try:
-            reader.load_sampled_frames(sample.path, options, training=False)
-        except (decode.VideoDecodeError, OSError, ValueError) as error:
-            bad[sample.key] = str(error)
+    unique = list({s.key: s for items in splits.values() for s in items}.values())
+    if features_dir:
+        cache = FeatureCache(features_dir)
+        bad = {key: f"no features in {features_dir}" for key in cache.missing([s.key for s in unique])}
+    else:
+        by_path = decode.unreadable([s.path for s in unique])
+        bad = {s.key: by_path[s.path] for s in unique if s.path in by_path}
     kept = {name: [s for s in items if s.key not in bad] for name, items in splits.items()}
     return kept, sorted(bad.items())
 
