@@ -207,3 +207,20 @@ def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert "the training loss became nan" in err and "lower the learning rates" in err
+
+
+def test_training_refuses_a_cache_extracted_with_another_protocol(tmp_path):
+    """A cache records the protocol its I3D features were extracted with; a config whose
+    preprocessing differs is refused, naming the field (else the export would preprocess
+    differently from what the model was trained on)."""
+    from data_pipelines.features import FeatureCache, FeatureCacheError
+
+    config = get_preset("custom")
+    FeatureCache(str(tmp_path), feature_dim=1024, num_clips=20, create=True,
+                 extra={"protocol": config.protocol.to_dict()})
+    assert experiment.open_feature_cache(config, str(tmp_path)).shape == (20, 1024)
+    other = config.replace(**{"protocol.resize_height": 300})
+    with pytest.raises(FeatureCacheError, match="resize_height"):
+        experiment.open_feature_cache(other, str(tmp_path))
+    with pytest.raises(FeatureCacheError, match="feature_dim"):
+        experiment.open_feature_cache(config.replace(feature_dim=512), str(tmp_path))

@@ -176,7 +176,17 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
 
 def feature_cache_backbone(cache_dir: str) -> str | None:
     """The backbone name recorded in a feature cache's metadata."""
-    return FeatureCache(cache_dir, feature_dim=None, num_clips=None).metadata.get("backbone")
+    return FeatureCache(cache_dir).metadata.get("backbone")
+
+
+def open_feature_cache(config: TPTConfig, features_dir: str) -> FeatureCache:
+    """The feature cache ``features_dir`` opened read-only for ``config``: refused, naming the
+    differing fields, when its feature size, clip count or (for I3D features) the video protocol it
+    was extracted with differ from the config's — a model must be trained, evaluated and exported
+    with the preprocessing its features came from."""
+    extra = {"protocol": config.protocol.to_dict()} if config.backbone == "i3d" else None
+    return FeatureCache(features_dir, feature_dim=config.feature_dim, num_clips=config.num_clips,
+                        extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +200,7 @@ def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, 
     batch_size = batch_size or config.batch_size
     if features_dir:
         return reader.feature_pair_dataset(
-            FeatureCache(features_dir, feature_dim=None, num_clips=None), train_samples, batch_size,
+            open_feature_cache(config, features_dir), train_samples, batch_size,
             config.use_difficulty, seed=config.seed, first_epoch=first_epoch,
             input_context=input_context)
     return reader.video_pair_dataset(train_samples, batch_size, config.use_difficulty,
@@ -206,7 +216,7 @@ def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: s
 
     if features_dir:
         return reader.feature_eval_dataset(
-            FeatureCache(features_dir, feature_dim=None, num_clips=None), test_samples,
+            open_feature_cache(config, features_dir), test_samples,
             train_samples, batch_size, config.use_difficulty, num_exemplars=config.num_exemplars,
             seed=config.seed, with_keys=with_keys, input_context=input_context)
     return reader.video_eval_dataset(test_samples, train_samples, batch_size,
@@ -370,7 +380,7 @@ def skip_unreadable(splits: dict[str, list[Sample]], config: TPTConfig,
 
     unique = list({s.key: s for items in splits.values() for s in items}.values())
     if features_dir:
-        cache = FeatureCache(features_dir)
+        cache = open_feature_cache(config, features_dir)
         bad = {key: f"no features in {features_dir}" for key in cache.missing([s.key for s in unique])}
     else:
         by_path = decode.unreadable([s.path for s in unique])
@@ -614,7 +624,7 @@ def _videos(run: Run, samples, role: str, batch_size: int, skip_log=None):
     from data_pipelines import reader
 
     if run.features_dir:
-        cache = FeatureCache(run.features_dir, feature_dim=None, num_clips=None)
+        cache = open_feature_cache(run.config, run.features_dir)
         return cache.read_many([s.key for s in samples])
     dataset = reader.video_clips_dataset(samples, run.config.protocol, role=role,
                                          batch_size=batch_size, skip_bad=skip_log is not None,
