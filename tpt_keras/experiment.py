@@ -608,20 +608,11 @@ def load_run(run_dir: str, which: str = "best") -> Run:
     return Run(paths, config, model, load_samples(paths.samples), data)
 
 
-def _decode_error_line(error) -> str:
-    """The one line of a TensorFlow error raised inside tf.data that names the bad video."""
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
-    for line in lines:
-        if "VideoDecodeError" in line or "no such file" in line or "unreadable" in line:
-            return line.split("VideoDecodeError:", 1)[-1].strip()
-    return next((line for line in lines if line), type(error).__name__)
-
-
 def _videos(run: Run, samples, role: str, batch_size: int, skip_log=None):
     """Input batches of ``samples`` in order: cached features or test-transform clips. With a
     ``skip_log`` (:class:`data_pipelines.decode.SkipLog`) unreadable videos are dropped and
     recorded there; without, the first one stops with a ValueError naming it."""
-    from data_pipelines import reader
+    from data_pipelines import decode, reader
 
     if run.features_dir:
         cache = open_feature_cache(run.config, run.features_dir)
@@ -637,7 +628,8 @@ def _videos(run: Run, samples, role: str, batch_size: int, skip_log=None):
             for _, clips in dataset:
                 yield clips
         except tf.errors.OpError as error:
-            raise ValueError(_decode_error_line(error)) from None
+            message = decode.decode_error_in(error) or error.message.strip().splitlines()[0]
+            raise ValueError(message) from None
 
     return batches()
 
