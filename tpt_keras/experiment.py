@@ -218,11 +218,13 @@ def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: s
         return reader.feature_eval_dataset(
             open_feature_cache(config, features_dir), test_samples,
             train_samples, batch_size, config.use_difficulty, num_exemplars=config.num_exemplars,
-            seed=config.seed, with_keys=with_keys, input_context=input_context)
+            seed=config.seed, with_keys=with_keys, input_context=input_context,
+            empty_group=config.empty_group)
     return reader.video_eval_dataset(test_samples, train_samples, batch_size,
                                      config.use_difficulty, protocol=config.protocol,
                                      num_exemplars=config.num_exemplars, seed=config.seed,
-                                     with_keys=with_keys, input_context=input_context)
+                                     with_keys=with_keys, input_context=input_context,
+                                     empty_group=config.empty_group)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -674,7 +676,8 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
     if len(query_parts) != len(test) or not test:
         raise ValueError(f"{run.paths.samples}: encoded {len(query_parts)} of {len(test)} "
                          f"{split} videos")
-    chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed)
+    chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed,
+                                    empty_group=run.config.empty_group)
     used = np.unique(chosen.indices)  # each chosen exemplar encoded once
     bank = run_bank(run, [train[i] for i in used], batch_size=batch_size, progress=progress)
     rows = np.searchsorted(used, chosen.indices)  # (N, E) rows of the bank
