@@ -270,12 +270,14 @@ def head_only_evaluation(videos: int, exemplars: int, rounds: int) -> float:
     import numpy as np
 
     from tpt_keras.config import get_preset
+    from tpt_keras.groups import compute_intervals
     from tpt_keras.model import TPTModel
 
     config = get_preset("mtl_aqa_dd", backbone="none")
-    model = TPTModel(config, np.linspace(-1.0, 1.0, config.num_intervals + 1)
-                     .astype(np.float32))
     rng = np.random.default_rng(0)
+    intervals = compute_intervals(rng.uniform(5, 25, 200).astype(np.float32),
+                                  num_intervals=config.num_intervals, max_value=config.score_max)
+    model = TPTModel(config, intervals)
     data = {
         "query": rng.normal(size=(videos, config.num_clips, config.feature_dim)).astype(np.float32),
         "exemplars": rng.normal(size=(videos, exemplars, config.num_clips, config.feature_dim))
