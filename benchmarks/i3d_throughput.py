@@ -1,7 +1,7 @@
 """I3D backbone throughput: this code beside the code before, against a measured matmul floor.
 
-    .venv/bin/python benchmarks/i3d_throughput.py            # 20 clips x 8x224x224, 3 rounds
-    .venv/bin/python benchmarks/i3d_throughput.py --quick    # 4 clips x 8x112x112, 2 rounds
+    .venv/bin/python benchmarks/i3d_throughput.py            # fwd 4 x 8x224^2, fwd+bwd 2 x 8x64^2
+    .venv/bin/python benchmarks/i3d_throughput.py --quick    # fwd 2 x 8x112^2, fwd+bwd 1 x 8x32^2
     .venv/bin/python benchmarks/i3d_throughput.py --xla-table [--quick]   # XLA off vs on
 
 Default: one table, the sides alternating call by call in one run (each side a persistent child
@@ -301,23 +301,28 @@ def main_side_by_side(args) -> int:
     from host import host_line
 
     size = args.size or (112 if args.quick else 224)
-    batch = args.batch or (4 if args.quick else 20)
+    batch = args.batch or (2 if args.quick else 4)
     rounds = args.rounds or (2 if args.quick else 3)
+    # The code before spends minutes per forward+backward call in TensorFlow's MaxPool3D gradient:
+    # that pass runs smaller clips so that the whole benchmark stays within minutes.
+    backward = (args.backward_size or (32 if args.quick else 64), args.backward_batch or (1 if args.quick else 2))
     print(host_line())
     rates = measure_floor(3)
     floor = rates.pop("floor")
-    clip_gflop = 27.8 * (size / 224) ** 2 * args.frames / 8  # conv FLOPs per clip (see conv_flops)
     print(f"# matmul 4096^2 float32: " + ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
-          + f" GFLOP/s -> floor {floor:.0f} GFLOP/s, {clip_gflop:.1f} GFLOP per {args.frames}x"
-          f"{size}^2 clip forward; batch {batch}; medians of {rounds} alternating rounds")
+          + f" GFLOP/s -> floor {floor:.0f} GFLOP/s; medians of {rounds} alternating rounds; "
+          f"fwd: {batch} clips of {args.frames}x{size}^2 per call, fwd+bwd: {backward[1]} clips of "
+          f"{args.frames}x{backward[0]}^2; 27.8 GFLOP per 8x224^2 clip forward")
     print()
     print("| pass | network | s / call (wall) | CPU s / call | vs before (wall) | vs before (CPU) "
           "| GFLOP/s (wall) | floor / this |")
     print("|---|---|---|---|---|---|---|---|")
     for pass_ in args.passes:
         sides = ["before", "training"] + (["inference"] if pass_ == "forward" else [])
-        result = side_by_side(pass_, sides, batch, args.frames, size, rounds, args.before)
-        flops = clip_gflop * batch * (1 if pass_ == "forward" else 3)
+        pass_size, pass_batch = (size, batch) if pass_ == "forward" else backward
+        result = side_by_side(pass_, sides, pass_batch, args.frames, pass_size, rounds, args.before)
+        flops = (27.8 * (pass_size / 224) ** 2 * args.frames / 8 * pass_batch
+                 * (1 if pass_ == "forward" else 3))  # conv GFLOP (see conv_flops)
         for name in sides:
             wall, cpu = result[name]
             print(f"| {'fwd' if pass_ == 'forward' else 'fwd+bwd'} | {SIDES[name]} | {wall:.2f} | "
@@ -347,7 +352,9 @@ def main(argv=None) -> int:
     parser.add_argument("--xla-table", action="store_true",
                         help="the XLA off/on table of this code instead of the side-by-side one")
     parser.add_argument("--before", default="main", help="git ref of the code to compare with")
-    parser.add_argument("--batch", type=int, help="side by side: clips per call (20; 4 with --quick)")
+    parser.add_argument("--batch", type=int, help="side by side, forward: clips per call (4; 2 with --quick)")
+    parser.add_argument("--backward-size", type=int, help="side by side, fwd+bwd: frame size (64; 32 with --quick)")
+    parser.add_argument("--backward-batch", type=int, help="side by side, fwd+bwd: clips per call (2; 1 with --quick)")
     parser.add_argument("--rounds", type=int, help="side by side: alternating rounds (3; 2 with --quick)")
     parser.add_argument("--eval-videos", type=int, default=353, help="head-only evaluation: test videos")
     parser.add_argument("--exemplars", type=int, default=10)
