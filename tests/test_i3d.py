@@ -382,8 +382,19 @@ def test_check_command_fails_over_tolerance(monkeypatch, capsys):
 @pytest.mark.parametrize("pool, strides", [(3, 1), ((1, 3, 3), (1, 2, 2)), (2, 2), (3, 2)])
 def test_max_pool_equals_keras_max_pooling(shape, pool, strides):
     x = np.random.RandomState(1).normal(size=shape).astype(np.float32)
-    expected = keras.layers.MaxPooling3D(pool, strides, padding="same")(x)
-    np.testing.assert_array_equal(np.asarray(MaxPool3D(pool, strides, padding="same")(x)), np.asarray(expected))
+    x = tf.constant(x)
+    weights = None
+    results = []
+    for layer in (keras.layers.MaxPooling3D(pool, strides, padding="same"), MaxPool3D(pool, strides, padding="same")):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            weights = np.random.RandomState(3).normal(size=y.shape).astype(np.float32) if weights is None else weights
+            loss = tf.reduce_sum(y * weights)
+        results.append((np.asarray(y), np.asarray(tape.gradient(loss, x))))
+    (expected, expected_grad), (output, grad) = results
+    np.testing.assert_array_equal(output, expected)
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-5)  # same gradient, up to summation order
 
 
 @pytest.mark.parametrize("kernel", [7, 4, 3])
