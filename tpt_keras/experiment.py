@@ -127,12 +127,15 @@ def model_intervals(config: TPTConfig, train_samples) -> np.ndarray:
                                     num_intervals=config.num_intervals, max_value=config.score_max)
 
 
-def build_backbone(config: TPTConfig, weights="kinetics400"):
-    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2)."""
+def build_backbone(config: TPTConfig, weights="kinetics400", inference: bool = False):
+    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2).
+
+    ``inference``: the faster network with the batch norm folded into the convolutions
+    (feature extraction, serving); not trainable the same way, so never for fine-tuning."""
     from tpt_keras.i3d import InceptionI3D
 
     return InceptionI3D(include_top=False, weights=weights, freeze_bn_statistics=True,
-                        name="backbone")
+                        folded_batch_norm=inference, name="backbone")
 
 
 def build_model(config: TPTConfig, train_samples, backbone=None, jit_compile=False):
@@ -163,7 +166,7 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
                          backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()},
                          create=True)
-    backbone = build_backbone(config, weights)
+    backbone = build_backbone(config, weights, inference=True)
 
     def extract_fn(clips):
         return np.asarray(i3d.clip_features(backbone, clips))
