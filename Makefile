@@ -17,7 +17,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m tpt_keras.demo
+	$(BIN)/python -m tpt_keras.tools.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests $(if $(FAST),-m "not slow",)

@@ -29,5 +29,5 @@ setup(
         # The original Flax I3D, used only to prove that our port is numerically equal.
         "parity": ["jax", "jaxlib", "flax"],
     },
-    entry_points={"console_scripts": ["tpt=tpt_keras.cli:main"]},
+    entry_points={"console_scripts": ["tpt=tpt_keras.cli.main:main"]},
 )

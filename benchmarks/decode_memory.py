@@ -61,7 +61,7 @@ def _status_kib(field: str) -> int:
 
 def measure(mode: str, path: str, num_frames: int) -> None:
     """Child process: print the peak RSS growth (MiB) of one read."""
-    from data_pipelines import decode
+    from data_pipelines.io import decode
 
     import av  # noqa: F401  (loaded before the baseline, as a running pipeline has it)
 
@@ -74,7 +74,7 @@ def measure(mode: str, path: str, num_frames: int) -> None:
 
 
 def write_video(path: str, num_frames: int, size: int) -> None:
-    from data_pipelines import decode
+    from data_pipelines.io import decode
 
     y, x = np.mgrid[0:size, 0:size]
     frames = np.empty((num_frames, size, size, 3), np.uint8)

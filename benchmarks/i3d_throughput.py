@@ -8,7 +8,7 @@ Default: one table, the sides alternating call by call in one run (each side a p
 process, so that load from other processes hits every side alike; wall and process CPU seconds):
 the forward of the code before (``--before``, a git ref checked out as a ``git worktree`` under the
 temp folder), of this code's training network and of its inference network (batch norm folded,
-:func:`tpt_keras.i3d.fold_batch_norm`); forward+backward (fine-tuning) before and now; the ratio,
+:func:`tpt_keras.models.i3d.fold_batch_norm`); forward+backward (fine-tuning) before and now; the ratio,
 the GFLOP/s and the floor / this ratio; then the exemplar bank's head-only evaluation of
 ``--eval-videos`` x ``--exemplars`` pairs, and the authors' PyTorch figures as reference constants
 (measured by a reviewer on this host type, not in this run).
@@ -122,7 +122,7 @@ def run_one(jit: bool, batch: int, pass_: str, frames: int, size: int, repeats: 
     import numpy as np
     import tensorflow as tf
 
-    from tpt_keras.i3d import InceptionI3D
+    from tpt_keras.models.i3d import InceptionI3D
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     model = InceptionI3D(include_top=False, weights=None, input_shape=(frames, size, size, 3))
@@ -188,7 +188,10 @@ def serve(variant: str, pass_: str, batch: int, frames: int, size: int) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from tpt_keras import i3d
+    try:
+        from tpt_keras.models import i3d
+    except ImportError:  # the code before the package layout
+        from tpt_keras import i3d
 
     model = i3d.InceptionI3D(include_top=False, weights=None, input_shape=(frames, size, size, 3))
     if variant == "inference":
@@ -270,8 +273,8 @@ def head_only_evaluation(videos: int, exemplars: int, rounds: int) -> float:
     import numpy as np
 
     from tpt_keras.config import get_preset
-    from tpt_keras.groups import compute_intervals
-    from tpt_keras.model import TPTModel
+    from tpt_keras.ops.groups import compute_intervals
+    from tpt_keras.models.tpt_model import TPTModel
 
     config = get_preset("mtl_aqa_dd", backbone="none")
     rng = np.random.default_rng(0)
@@ -351,7 +354,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the rows to this file (--xla-table)")
     parser.add_argument("--xla-table", action="store_true",
                         help="the XLA off/on table of this code instead of the side-by-side one")
-    parser.add_argument("--before", default="main", help="git ref of the code to compare with")
+    parser.add_argument("--before", default="cebf443",
+                        help="git ref of the code to compare with (default: the I3D before the "
+                             "pooling, first-conv and folded-BN changes)")
     parser.add_argument("--batch", type=int, help="side by side, forward: clips per call (4; 2 with --quick)")
     parser.add_argument("--backward-size", type=int, help="side by side, fwd+bwd: frame size (64; 32 with --quick)")
     parser.add_argument("--backward-batch", type=int, help="side by side, fwd+bwd: clips per call (2; 1 with --quick)")
@@ -379,7 +384,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, REPO)
     import tensorflow as tf
 
-    from tpt_keras.i3d import default_jit_compile
+    from tpt_keras.models.i3d import default_jit_compile
 
     device = _device_name()
     rates = measure_floor(repeats)

@@ -22,9 +22,9 @@ import tensorflow as tf  # noqa: E402
 
 from host import host_line  # noqa: E402  (benchmarks/host.py)
 from tpt_keras.config import get_preset  # noqa: E402
-from tpt_keras.exemplar_bank import encode_all  # noqa: E402
-from tpt_keras.i3d import InceptionI3D, default_jit_compile  # noqa: E402
-from tpt_keras.model import TPTModel  # noqa: E402
+from tpt_keras.experiment.exemplar_bank import encode_all  # noqa: E402
+from tpt_keras.models.i3d import InceptionI3D, default_jit_compile  # noqa: E402
+from tpt_keras.models.tpt_model import TPTModel  # noqa: E402
 
 
 def main():

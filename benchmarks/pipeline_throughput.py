@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from data_pipelines import decode, reader  # noqa: E402
+from data_pipelines.io import decode
+from data_pipelines.tfdata import reader  # noqa: E402
 from host import host_line  # noqa: E402  (benchmarks/host.py)
 from data_pipelines.samples import Sample  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Mixed precision on this CPU: the facts behind ``tpt_keras.precision``'s CPU decisions.
+"""Mixed precision on this CPU: the facts behind ``tpt_keras.experiment.precision``'s CPU decisions.
 
 Measures, each case in its own subprocess (a segfault is counted, it does not end the benchmark):
 
@@ -61,7 +61,7 @@ def _build(model_kind: str, frames: int, size: int):
             keras.layers.GlobalAveragePooling3D(),
         ]
     else:  # the real backbone, random init, BN statistics frozen as in TPT
-        from tpt_keras.i3d import InceptionI3D
+        from tpt_keras.models.i3d import InceptionI3D
 
         layers = [InceptionI3D(include_top=False, weights=None)]
     return keras.Sequential([keras.Input((frames, size, size, 3)), *layers,
@@ -122,7 +122,7 @@ def child_features(frames: int, size: int, threads: int, weights: str):
     import keras
     import numpy as np
 
-    from tpt_keras.i3d import InceptionI3D
+    from tpt_keras.models.i3d import InceptionI3D
 
     clip, source = _diving_clip(frames, size)
     loaded = "random init"
@@ -220,7 +220,7 @@ def main(argv=None):
         return child_features(args.feature_frames, args.feature_size, args.threads,
                               args.feature_weights)
 
-    from tpt_keras import precision
+    from tpt_keras.experiment import precision
 
     common = ["--child", "train", "--threads", str(args.threads)]
     small = [*common, "--model", "small", "--size", str(args.size), "--frames", str(args.frames),

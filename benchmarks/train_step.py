@@ -67,8 +67,8 @@ def child(path, policy, jit, batch, clips, size, steps, max_seconds):
     import numpy as np
 
     from tpt_keras.config import get_preset
-    from tpt_keras.groups import compute_intervals
-    from tpt_keras.model import TPTModel
+    from tpt_keras.ops.groups import compute_intervals
+    from tpt_keras.models.tpt_model import TPTModel
 
     keras.mixed_precision.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
@@ -76,7 +76,7 @@ def child(path, policy, jit, batch, clips, size, steps, max_seconds):
                         backbone="none" if path == "features" else "i3d")
     backbone = None
     if path == "i3d":
-        from tpt_keras.i3d import InceptionI3D
+        from tpt_keras.models.i3d import InceptionI3D
 
         backbone = InceptionI3D(include_top=False, weights=None)
     data = _pairs(path, batch, clips, size, config.feature_dim)
@@ -129,8 +129,8 @@ def fit_vs_step(steps, rounds, batch, clips):
 
     import numpy as np
 
-    from data_pipelines import reader
-    from tpt_keras import experiment
+    from data_pipelines.tfdata import reader
+    from tpt_keras.experiment import core as experiment
     from tpt_keras.config import get_preset
 
     config = get_preset("mtl_aqa_dd", num_clips=clips, batch_size=batch, backbone="none")

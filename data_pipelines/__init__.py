@@ -16,6 +16,6 @@ Rooms (one concept per module; none imports the model):
 Importing this package is cheap (no TensorFlow); import the submodules you need.
 """
 
-from .samples import Sample, target
+from data_pipelines.samples import Sample, target
 
 __all__ = ["Sample", "target"]

@@ -26,7 +26,7 @@ class Sample:
             order: ``((label, num_frames), ...)``, e.g. ``((4, 3), (25, 32), (36, 50))`` for
             "Inward" over frames 0-2, "3.5 Soms.Tuck" over 3-34, "Entry" over 35-84 (FineDiving);
             None when the data has no step labels. Expand with
-            :func:`data_pipelines.steps.frame_labels`.
+            :func:`data_pipelines.video.steps.frame_labels`.
     """
 
     key: str

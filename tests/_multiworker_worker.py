@@ -1,6 +1,6 @@
 """A tiny TPT-shaped model, its data, and the subprocess entry points of the distribution tests.
 
-``TinyPairModel`` has the structure of ``tpt_keras.model.TPTModel``: a batch is a dict with
+``TinyPairModel`` has the structure of ``tpt_keras.models.tpt_model.TPTModel``: a batch is a dict with
 "query" / "exemplar" (B, T, D) features and "query_score" / "exemplar_score" (B,); ``call`` takes
 that dict; ``train_step`` uses a ``GradientTape``, divides the loss by the replica count
 (``scale_loss_for_replicas``), ``self.optimizer.scale_loss``, ``self.optimizer.apply`` and metric
@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tpt_keras import distribute  # noqa: E402
+from tpt_keras.experiment import distribute  # noqa: E402
 
 CLIPS, FEATURES = 4, 6
 NUM_PAIRS = 16
@@ -141,7 +141,7 @@ def build_model(strategy, learning_rate=0.1):
 
 def tpt_available() -> bool:
     try:
-        import tpt_keras.model  # noqa: F401
+        import tpt_keras.models.tpt_model  # noqa: F401
     except ImportError:
         return False
     return True
@@ -171,8 +171,8 @@ def tiny_tpt_config(**overrides):
 
 def build_tpt_model(strategy, config=None, optimizer=None):
     """A tiny TPTModel (synthetic preset, no dropout), in the scope; its own optimizer by default."""
-    from tpt_keras.groups import compute_intervals
-    from tpt_keras.model import TPTModel
+    from tpt_keras.ops.groups import compute_intervals
+    from tpt_keras.models.tpt_model import TPTModel
 
     config = config or tiny_tpt_config()
     pairs = make_tpt_pairs()

@@ -24,8 +24,9 @@ def shared_data() -> pathlib.Path:
 def tiny_video_run(tmp_path_factory):
     """A finished features-mode run on rendered synthetic videos with real Kinetics I3D
     features (32×32 frames, 14 train / 6 test videos, 2 epochs): what `make demo` does, tiny."""
-    from data_pipelines import synthetic_videos
-    from tpt_keras import demo, experiment
+    from data_pipelines.synthetic import videos as synthetic_videos
+    from tpt_keras.tools import demo
+    from tpt_keras.experiment import core as experiment
 
     root = tmp_path_factory.mktemp("tiny_video_run")
     manifest = synthetic_videos.write_synthetic_video_dataset(

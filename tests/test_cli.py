@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tpt_keras import cli
+from tpt_keras.cli import main as cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = ("cudart_stub", "cuInit", "absl::InitializeLog", "cuda_platform", "cpu_feature_guard")
@@ -15,7 +15,7 @@ NOISE = ("cudart_stub", "cuInit", "absl::InitializeLog", "cuda_platform", "cpu_f
 # Runs `tpt ARGS` in process, then reports which heavy modules got imported.
 WRAPPER = r"""
 import json, sys
-from tpt_keras import cli
+from tpt_keras.cli import main as cli
 try:
     status = cli.main(sys.argv[1:])
 except SystemExit as exit:
@@ -82,7 +82,7 @@ def test_a_tensorflow_command_prints_its_error_without_cuda_noise(tmp_path):
 
 
 def test_export_base_dir_that_is_a_file_or_read_only(tmp_path):
-    from tpt_keras import export
+    from tpt_keras.serving import export
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

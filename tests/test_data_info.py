@@ -7,7 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from tpt_keras import cli, safe_pickle
+from tpt_keras.cli import main as cli
+from data_pipelines.io import safe_pickle
 
 
 def _run(capsys, *argv):

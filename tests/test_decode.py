@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import decode
-from data_pipelines.decode import VideoDecodeError
+from data_pipelines.io import decode
+from data_pipelines.io.decode import VideoDecodeError
 
 
 def _coded_frames(count, height=32, width=48):
@@ -137,7 +137,7 @@ def test_frames_of_different_sizes_refused(tmp_path):
 
 def test_skip_log_counts_and_warns(tmp_path, png_folder, caplog):
     log = decode.SkipLog()
-    with caplog.at_level(logging.WARNING, logger="data_pipelines.decode"):
+    with caplog.at_level(logging.WARNING, logger="data_pipelines.io.decode"):
         assert decode.read_frames_or_skip(str(tmp_path / "gone"), skip_log=log) is None
         assert decode.read_frames_or_skip(png_folder[0], skip_log=log).shape == (12, 32, 48, 3)
     assert log.count == 1 and "gone" in log.items[0][0]
@@ -163,7 +163,7 @@ def test_tf_read_frames_in_dataset(png_folder, tmp_path):
 
 # --------------------------------------------------------------------------------------------- streaming video decode
 def _reference_decode(path):
-    """Every frame of a video, decoded directly with PyAV (independent of data_pipelines.decode)."""
+    """Every frame of a video, decoded directly with PyAV (independent of data_pipelines.io.decode)."""
     import av
 
     with av.open(path) as container:

@@ -9,12 +9,20 @@ import pytest
 from keras import ops
 
 from layer_test_case import run_layer_test
-from tpt_keras import losses
+from tpt_keras.ops import losses
 from tpt_keras.config import get_preset
-from tpt_keras.decoder import (PartSelfAttention, TemporalParsingDecoder,
-                               TemporalParsingDecoderLayer, sinusoidal_encoding)
-from tpt_keras.part_encoders import (SegmentPartEncoder, adaptive_pooling_matrix,
-                                     build_part_encoder, strided_segment_matrix)
+from tpt_keras.layers.decoder import (
+    PartSelfAttention,
+    TemporalParsingDecoder,
+    TemporalParsingDecoderLayer,
+    sinusoidal_encoding,
+)
+from tpt_keras.layers.part_encoders import (
+    SegmentPartEncoder,
+    adaptive_pooling_matrix,
+    build_part_encoder,
+    strided_segment_matrix,
+)
 
 B, T, D, K, DIM = 3, 12, 10, 4, 16
 

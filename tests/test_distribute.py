@@ -1,4 +1,4 @@
-"""tpt_keras.distribute: strategies, the learning-rate rule, fit() under every strategy.
+"""tpt_keras.experiment.distribute: strategies, the learning-rate rule, fit() under every strategy.
 
 Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so the mirrored and
 multi-worker scenarios run ``tests/_multiworker_worker.py`` in subprocesses and compare the
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 import _multiworker_worker as worker
-from tpt_keras import distribute
+from tpt_keras.experiment import distribute
 
 WORKER = os.path.abspath(worker.__file__)
 REPO = os.path.dirname(os.path.dirname(WORKER))
@@ -217,7 +217,7 @@ def test_logical_cpus_cannot_be_resplit_after_start(mirrored):
 @pytest.fixture(scope="module")
 def mirrored_tpt(tmp_path_factory):
     if not worker.tpt_available():
-        pytest.skip("tpt_keras.model not importable yet")
+        pytest.skip("tpt_keras.models.tpt_model not importable yet")
     return _run_worker("mirrored-tpt", tmp_path_factory.mktemp("mirrored_tpt") / "out.npz")
 
 
@@ -395,7 +395,7 @@ def test_multi_worker_checkpoint_backup_and_predictions(multi_worker):
 def test_multi_worker_trains_the_tpt_model_identically_on_both_workers(multi_worker):
     first, second = multi_worker
     if "multi_tpt_batch_losses" not in first:
-        pytest.skip("tpt_keras.model not importable yet")
+        pytest.skip("tpt_keras.models.tpt_model not importable yet")
     for prefix in ("multi_tpt", "multi_tptsgd"):
         _assert_same_weights(_weights(first, prefix), _weights(second, prefix), atol=0)
         assert np.all(np.isfinite(first[f"{prefix}_batch_losses"]))
@@ -443,8 +443,8 @@ def _tpt_eval_batches(config, num_queries=10, num_exemplars=3, batch=4):
 
 def _tpt_build(strategy, optimizer=None, weights=None):
     """The tiny TPTModel created and compiled in ``strategy.scope()`` (optionally given weights)."""
-    from tpt_keras.groups import compute_intervals
-    from tpt_keras.model import TPTModel
+    from tpt_keras.ops.groups import compute_intervals
+    from tpt_keras.models.tpt_model import TPTModel
 
     config = _tpt_config()
     pairs = _tpt_pairs(config)
@@ -478,7 +478,8 @@ class _TptRecord(keras.callbacks.Callback):
 
 
 def _tpt_units(strategy, results):
-    from tpt_keras import evaluation, losses
+    from tpt_keras.experiment import callbacks as evaluation
+    from tpt_keras.ops import losses
 
     # interval_regression_loss with uneven per-interval counts on the two replicas (rows 0-3, 4-7).
     rng = np.random.default_rng(_TPT_SEED)
@@ -516,7 +517,7 @@ def _tpt_units(strategy, results):
 
 
 def _tpt_train(strategy, results):
-    from tpt_keras import evaluation
+    from tpt_keras.experiment import callbacks as evaluation
 
     config = _tpt_config()
     one_device = tf.distribute.get_strategy()

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from tpt_keras import cli, distribute, experiment
+from tpt_keras.cli import main as cli
+from tpt_keras.experiment import distribute, core as experiment
 from tpt_keras.config import TPTConfig, get_preset
 
 
@@ -135,8 +136,8 @@ def test_clear_errors_for_bad_command_lines(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_extract_features_command_reports_bad_videos_and_resumes(tmp_path, capsys):
-    from data_pipelines import synthetic_videos
-    from data_pipelines.features import FeatureCache
+    from data_pipelines.synthetic import videos as synthetic_videos
+    from data_pipelines.io.feature_cache import FeatureCache
 
     manifest = synthetic_videos.write_synthetic_video_dataset(
         str(tmp_path / "videos"), num_train=2, num_test=1, size=32, seed=5, progress=False)
@@ -164,7 +165,7 @@ def test_train_command_mirrored_over_two_logical_cpus(tmp_path):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "tpt_keras.cli", "train", "synthetic", "--output",
+        [sys.executable, "-m", "tpt_keras.cli.main", "train", "synthetic", "--output",
          str(tmp_path / "run"), "--epochs", "1", "--verbose", "0", "--strategy", "mirrored",
          "--logical-cpus", "2", "--set", "feature_dim=16", "--set", "hidden_dim=16",
          "--set", "ffn_dim=16"], capture_output=True, text=True, timeout=300)
@@ -213,7 +214,7 @@ def test_training_refuses_a_cache_extracted_with_another_protocol(tmp_path):
     """A cache records the protocol its I3D features were extracted with; a config whose
     preprocessing differs is refused, naming the field (else the export would preprocess
     differently from what the model was trained on)."""
-    from data_pipelines.features import FeatureCache, FeatureCacheError
+    from data_pipelines.io.feature_cache import FeatureCache, FeatureCacheError
 
     config = get_preset("custom")
     FeatureCache(str(tmp_path), feature_dim=1024, num_clips=20, create=True,
@@ -229,8 +230,8 @@ def test_training_refuses_a_cache_extracted_with_another_protocol(tmp_path):
 def test_empty_group_is_a_config_field_the_evaluation_honours(tmp_path):
     """A test group with no training sample is refused by default, naming the fix
     (`--set empty_group=all`), and with the field set draws from the whole training set."""
-    from data_pipelines.features import FeatureCache
-    from data_pipelines.pairing import EmptyGroupError
+    from data_pipelines.io.feature_cache import FeatureCache
+    from data_pipelines.tfdata.pairing import EmptyGroupError
     from data_pipelines.samples import Sample
 
     config = get_preset("custom", num_exemplars=2)

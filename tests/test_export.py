@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import decode
-from tpt_keras import cli, experiment, export, scoring
+from data_pipelines.io import decode
+from tpt_keras.cli import main as cli
+from tpt_keras.experiment import core as experiment
+from tpt_keras.serving import export, scoring
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +71,8 @@ def test_fresh_tensorflow_only_process_gives_the_keras_models_scores(tiny_video_
     serving = export.serving_from_run(tiny_video_run["run"])
     bank_parts = np.asarray(serving._parts[0])
     bank_targets = np.asarray(serving._targets[0])
-    from data_pipelines.features import FeatureCache
-    from tpt_keras.model import aggregate_exemplar_scores
+    from data_pipelines.io.feature_cache import FeatureCache
+    from tpt_keras.models.tpt_model import aggregate_exemplar_scores
 
     cache = FeatureCache(tiny_video_run["features"], feature_dim=None, num_clips=None)
     query_parts, _ = run.model.encode(cache.read_many([s.key for s in test]))
@@ -98,7 +100,7 @@ def test_bad_inputs_get_clear_errors(exported):
 
 def test_relative_score_signature_equals_the_keras_regressor(exported, tiny_video_run):
     """relative_score(query, exemplar) from raw frames = f_r(exemplar, query) on cached features."""
-    from data_pipelines.features import FeatureCache
+    from data_pipelines.io.feature_cache import FeatureCache
 
     relative = tf.saved_model.load(exported).signatures["relative_score"]
     a, b = tiny_video_run["splits"]["test"][:2]

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_pipelines import decode, steps
+from data_pipelines.io import decode
+from data_pipelines.video import steps
 from data_pipelines.datasets import AnnotationError, MissingMediaError, finediving
 from data_pipelines.samples import Sample
-from tpt_keras import cli, experiment, safe_pickle
+from tpt_keras.cli import main as cli
+from tpt_keras.experiment import core as experiment
+from data_pipelines.io import safe_pickle
 from tpt_keras.config import DATASETS, get_preset
 
 
@@ -188,7 +191,7 @@ def test_data_info_against_a_naive_count(shared_data, capsys):
 def test_a_real_dive_through_the_preset_sampling(shared_data, tmp_path):
     """Dive 01/1 (85 frames) as unpadded numbered frames: the preset samples floor(linspace(0, 84,
     103)) in numeric order, and the clip grid's steps follow the frames' labels."""
-    from data_pipelines import protocol as protocol_lib
+    from data_pipelines.video import protocol as protocol_lib
 
     annotations = _tiny_layout(shared_data, tmp_path, [("01", 1)], [])
     folder = tmp_path / "frames" / "01" / "1"

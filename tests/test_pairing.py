@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from data_pipelines import pairing
+from data_pipelines.tfdata import pairing
 from data_pipelines.datasets import mtl_aqa
 from data_pipelines.samples import Sample
 

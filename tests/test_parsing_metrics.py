@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tpt_keras import parsing_metrics as pm
+from tpt_keras.ops import parsing_metrics as pm
 
 
 def _one_hot(num_clips, clips):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import protocol as protocol_lib
-from data_pipelines import video_ops
+from data_pipelines.video import protocol as protocol_lib
+from data_pipelines.video import video_ops
 from tpt_keras.config import PRESETS, TPTConfig, get_preset
 
 _MTL = dict(sampling="window", frames=103, train_starts=set(range(0, 7)), query_start=0,
@@ -179,7 +179,7 @@ def test_protocol_is_one_nested_field_with_dotted_overrides(tmp_path):
 
 
 def test_cli_set_overrides_a_protocol_field():
-    from tpt_keras import cli
+    from tpt_keras.cli import main as cli
 
     parser = cli.build_parser()
     args = parser.parse_args(["train", "custom", "--manifest", "m.csv", "--output", "o", "--set",
@@ -207,8 +207,8 @@ def test_exported_clip_frames_span_a_400_frame_custom_video(tmp_path):
     each clip is spread over the whole 400-frame video (issue 9: it was 4 … 99)."""
     import keras
 
-    from tpt_keras import export
-    from tpt_keras.model import TPTModel
+    from tpt_keras.serving import export
+    from tpt_keras.models.tpt_model import TPTModel
 
     config = get_preset("custom", backbone="none", feature_dim=3, hidden_dim=8, ffn_dim=8,
                         num_heads=2, head_hidden_dim=8, num_queries=2, num_layers=1,

@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import decode, features, reader, video_ops
-from data_pipelines.features import FeatureCache, FeatureCacheError, MissingFeaturesError, extract_to_cache
+from data_pipelines.io import decode, feature_cache as features
+from data_pipelines.tfdata import reader
+from data_pipelines.video import video_ops
+from data_pipelines.io.feature_cache import (
+    FeatureCache,
+    FeatureCacheError,
+    MissingFeaturesError,
+    extract_to_cache,
+)
 from data_pipelines.samples import Sample
 
 MEAN, STD = np.array(video_ops.IMAGENET_MEAN), np.array(video_ops.IMAGENET_STD)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from layer_test_case import run_layer_test
-from tpt_keras.regressor import HEAD_PATTERNS, PartAwareRegressor
+from tpt_keras.layers.regressor import HEAD_PATTERNS, PartAwareRegressor
 
 B, K, DIM, N = 4, 3, 8, 6
 

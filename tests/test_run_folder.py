@@ -12,7 +12,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from tpt_keras import cli, distribute, experiment, run_folder
+from tpt_keras.cli import main as cli
+from tpt_keras.experiment import distribute, core as experiment, run_folder
 from tpt_keras.config import TPTConfig, get_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -187,7 +188,7 @@ def test_skip_bad_drops_a_sample_everywhere_once_up_front(tmp_path, finished):
     reported once."""
     import shutil
 
-    from data_pipelines.features import FeatureCache
+    from data_pipelines.io.feature_cache import FeatureCache
 
     cache = str(tmp_path / "cache")
     shutil.copytree(finished["cache"], cache)
@@ -257,7 +258,7 @@ def _train_process(run, cache, **fault):
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TPT_FAULT", None)
     env.update(fault)
-    return subprocess.run([sys.executable, "-m", "tpt_keras.cli", *_CLI, "--output", str(run),
+    return subprocess.run([sys.executable, "-m", "tpt_keras.cli.main", *_CLI, "--output", str(run),
                            "--features", str(cache)], env=env, capture_output=True, text=True,
                           timeout=900)
 

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from data_pipelines import safe_pickle
+from data_pipelines.io import safe_pickle
 
 
 class _Exploit:

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import pairing
+from data_pipelines.tfdata import pairing
 from data_pipelines.samples import Sample
-from tpt_keras import experiment, export, score_scale, scoring, visualize
+from tpt_keras.experiment import core as experiment, score_scale
+from tpt_keras.serving import export, scoring
+from tpt_keras import visualize
 from tpt_keras.config import get_preset
-from tpt_keras.model import TPTModel
+from tpt_keras.models.tpt_model import TPTModel
 
 T, D, K, E = 4, 8, 3, 4
 
@@ -188,7 +190,7 @@ def test_format_results_names_rows_scale_and_plots():
 
 # ------------------------------------------------------------------ unreadable test video (item 12)
 def test_unreadable_test_video_is_named_or_skipped(tmp_path):
-    from data_pipelines import decode
+    from data_pipelines.io import decode
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(np.random.default_rng(0).bytes(3000))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_pipelines import steps
+from data_pipelines.video import steps
 
 
 def test_label_runs_and_back():

@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from data_pipelines import reader
-from data_pipelines.features import FeatureCache
+from data_pipelines.tfdata import reader
+from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.samples import target
-from data_pipelines.synthetic_features import (make_synthetic_features, random_phase_bounds,
-                                               write_synthetic_cache)
+from data_pipelines.synthetic.features import (
+    make_synthetic_features,
+    random_phase_bounds,
+    write_synthetic_cache,
+)
 
 
 def test_generator_definition():
@@ -101,9 +104,9 @@ def test_cache_holds_the_generated_videos_as_samples(tmp_path):
 @pytest.mark.slow
 def test_tpt_beats_the_holistic_baseline_on_held_out_videos(tmp_path):
     from tpt_keras.config import get_preset
-    from tpt_keras.evaluation import evaluate
-    from tpt_keras.groups import compute_intervals
-    from tpt_keras.model import TPTModel
+    from tpt_keras.experiment.callbacks import evaluate
+    from tpt_keras.ops.groups import compute_intervals
+    from tpt_keras.models.tpt_model import TPTModel
 
     cfg = get_preset("synthetic")
     splits = write_synthetic_cache(str(tmp_path), 400, 150, feature_dim=cfg.feature_dim,

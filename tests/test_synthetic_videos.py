@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_pipelines import synthetic_videos as sv
+from data_pipelines.synthetic import videos as sv
 
 
 def test_phase_boundaries_are_ordered_and_cover_the_video():

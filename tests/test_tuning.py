@@ -8,7 +8,9 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from tpt_keras import cli, evaluation, experiment, tuning
+from tpt_keras.cli import main as cli
+from tpt_keras.experiment import callbacks as evaluation, core as experiment
+from tpt_keras.tuning import search as tuning
 from tpt_keras.config import TPTConfig, get_preset
 
 TUNED = ("num_queries", "hidden_dim", "rank_margin", "temperature_init", "rank_weight",

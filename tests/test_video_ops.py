@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import video_ops
-from data_pipelines.protocol import PROTOCOLS, VideoProtocol, get_protocol
+from data_pipelines.video import video_ops
+from data_pipelines.video.protocol import PROTOCOLS, VideoProtocol, get_protocol
 
 MTL, AQA7, JIGSAWS = PROTOCOLS["mtl_aqa"], PROTOCOLS["aqa7"], PROTOCOLS["jigsaws"]
 

@@ -3,11 +3,11 @@
 Public names (imported on first use, so that ``import tpt_keras`` stays cheap and does not load
 TensorFlow):
 
-* ``tpt_keras.TPTModel`` — the model (:mod:`tpt_keras.model`);
-* ``tpt_keras.InceptionI3D`` — the I3D backbone (:mod:`tpt_keras.i3d`);
+* ``tpt_keras.TPTModel`` — the model (:mod:`tpt_keras.models.tpt_model`);
+* ``tpt_keras.InceptionI3D`` — the I3D backbone (:mod:`tpt_keras.models.i3d`);
 * ``tpt_keras.get_preset`` — a preset :class:`TPTConfig` (:mod:`tpt_keras.config`);
 * ``tpt_keras.load_model(path)`` — load a ``best.keras`` / ``last.keras`` of a run
-  (:mod:`tpt_keras.loading`): it registers the package's classes with Keras first.
+  (:mod:`tpt_keras.models.loading`): it registers the package's classes with Keras first.
 
 ``keras.saving.load_model`` works too once the classes are registered: ``import tpt_keras``
 registers them when Keras is already imported, and ``tpt_keras.load_model`` or any use of the
@@ -19,8 +19,8 @@ import sys
 
 __version__ = "0.1.0"
 
-_LAZY = {"TPTModel": "tpt_keras.model", "InceptionI3D": "tpt_keras.i3d",
-         "get_preset": "tpt_keras.config", "load_model": "tpt_keras.loading"}
+_LAZY = {"TPTModel": "tpt_keras.models.tpt_model", "InceptionI3D": "tpt_keras.models.i3d",
+         "get_preset": "tpt_keras.config", "load_model": "tpt_keras.models.loading"}
 __all__ = ["TPTModel", "InceptionI3D", "get_preset", "load_model", "__version__"]
 
 
@@ -28,7 +28,7 @@ def __getattr__(name):  # PEP 562: import the module of a public name on first a
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         if name in ("TPTModel", "InceptionI3D"):
-            importlib.import_module("tpt_keras.loading").register()
+            importlib.import_module("tpt_keras.models.loading").register()
         globals()[name] = value
         return value
     raise AttributeError(f"module 'tpt_keras' has no attribute {name!r}")
@@ -39,4 +39,4 @@ def __dir__():
 
 
 if "keras" in sys.modules:  # Keras already loaded: registering costs nothing, so do it now
-    importlib.import_module("tpt_keras.loading").register()
+    importlib.import_module("tpt_keras.models.loading").register()

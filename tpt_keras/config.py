@@ -2,7 +2,7 @@
 
 ``TPTConfig`` holds the data protocol, the model, the losses and the training schedule. A config
 is saved as JSON beside the weights (``config.save(path)``, ``TPTConfig.load(path)``) and is the
-only thing :class:`tpt_keras.model.TPTModel` needs besides the score intervals.
+only thing :class:`tpt_keras.models.tpt_model.TPTModel` needs besides the score intervals.
 
 Quirks of the authors' code (``baiyang4/aqa_tpt``) that produced the published numbers are kept
 behind named options (see ``docs/model.md``); the faithful preset ``"mtl_aqa_dd"`` reproduces them:
@@ -17,10 +17,10 @@ behind named options (see ``docs/model.md``); the faithful preset ``"mtl_aqa_dd"
 * ``out_of_range_delta="first_interval"``: a relative score outside every interval gets class 0
   and no regression target (CoRe's ``argmax`` of an all-zero one-hot).
 * ``initialization="torch"``, ``adam_epsilon=1e-8``: PyTorch's default initial weights (see
-  ``tpt_keras.initializers``) and Adam epsilon (the clean presets keep Keras': "keras", 1e-7).
+  ``tpt_keras.layers.initializers``) and Adam epsilon (the clean presets keep Keras': "keras", 1e-7).
 
 The video protocol (temporal sampling, window starts, clip layout, resize, crop, flip,
-normalisation) is one nested :class:`data_pipelines.protocol.VideoProtocol` field,
+normalisation) is one nested :class:`data_pipelines.video.protocol.VideoProtocol` field,
 ``config.protocol``, saved as a nested dict in config.json. Override its fields with dotted names:
 ``cfg.replace(**{"protocol.flip": False})``, or ``--set protocol.flip=false`` on the command line.
 
@@ -46,10 +46,10 @@ SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
 PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
 RELATIVE_FUSIONS = ("part_wise", "pooled")
 OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
-INITIALIZATIONS = ("torch", "keras")  # see tpt_keras.initializers
+INITIALIZATIONS = ("torch", "keras")  # see tpt_keras.layers.initializers
 
 from data_pipelines.datasets import AQA7_CLASSES  # noqa: E402 (a plain constant, no adapter)
-from data_pipelines.protocol import FIELDS as PROTOCOL_FIELDS, PROTOCOLS, VideoProtocol  # noqa: E402
+from data_pipelines.video.protocol import FIELDS as PROTOCOL_FIELDS, PROTOCOLS, VideoProtocol  # noqa: E402
 
 JIGSAWS_TASKS = ("suturing", "needle_passing", "knot_tying")
 
@@ -68,7 +68,7 @@ class TPTConfig:
         action_class: AQA-7 class (one of ``AQA7_CLASSES``) or JIGSAWS task; None if
             not applicable.
         fold: JIGSAWS cross-validation fold (0..3).
-        protocol: the :class:`data_pipelines.protocol.VideoProtocol`: temporal sampling, window
+        protocol: the :class:`data_pipelines.video.protocol.VideoProtocol`: temporal sampling, window
             starts, clip layout (``num_clips`` x ``clip_len``, ``clip_stride``), resize, crop,
             flip, normalisation. ``num_clips``, ``clip_len``, ``crop_size`` and
             ``frames_per_video`` are read-only shortcuts to it.
@@ -93,7 +93,7 @@ class TPTConfig:
         out_of_range_delta: "first_interval" (quirk) or "nearest_interval".
         initialization: "torch" (the original code's PyTorch defaults: pair encoder and heads
             weights and biases U(+-1/sqrt(fan_in)), decoder biases likewise, queries N(0, 1);
-            see ``tpt_keras.initializers``) or "keras" (Glorot weights, zero biases).
+            see ``tpt_keras.layers.initializers``) or "keras" (Glorot weights, zero biases).
 
     Losses:
         rank_margin, rank_weight, sparsity_weight: attention losses of every decoder layer.
@@ -175,7 +175,7 @@ class TPTConfig:
             if value not in allowed:
                 raise ValueError(f"TPTConfig.{name} must be one of {allowed}; received {value!r}.")
         if not isinstance(self.protocol, VideoProtocol):
-            raise ValueError("TPTConfig.protocol must be a data_pipelines.protocol.VideoProtocol; "
+            raise ValueError("TPTConfig.protocol must be a data_pipelines.video.protocol.VideoProtocol; "
                              f"received {type(self.protocol).__name__}.")
         for name in ("use_difficulty", "clip_positional_encoding", "query_positional_encoding"):
             value = getattr(self, name)
@@ -327,7 +327,7 @@ def _check_keys(values: dict[str, Any]) -> None:
 
 
 # Presets. The faithful MTL-AQA "with DD" setting comes first; every preset is complete and
-# names its video protocol explicitly (data_pipelines.protocol.PROTOCOLS, where every protocol
+# names its video protocol explicitly (data_pipelines.video.protocol.PROTOCOLS, where every protocol
 # field is written out; docs/pipelines.md has the table).
 PRESETS: dict[str, TPTConfig] = {
     # The authors' code and published setting (Tables 1, 4, 5): quirks on (swapped resize,
@@ -353,7 +353,7 @@ PRESETS: dict[str, TPTConfig] = {
     "custom": TPTConfig(dataset="custom", use_difficulty=False, score_max=100.0,
                         out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],
                         initialization="keras", adam_epsilon=1e-7),
-    # Built-in synthetic clip features (data_pipelines.synthetic_features): small, CPU-fast. No
+    # Built-in synthetic clip features (data_pipelines.synthetic.features): small, CPU-fast. No
     # video: only the protocol's clip count (20) matters; it carries the custom protocol.
     "synthetic": TPTConfig(dataset="synthetic", use_difficulty=True, score_max=30.0,
                            backbone="none", feature_dim=64, hidden_dim=64, ffn_dim=64,

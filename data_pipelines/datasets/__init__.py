@@ -45,7 +45,7 @@ def check_media(path: str, annotation_file: str, row: str) -> None:
 
 def load(name: str, *args, **kwargs):
     """``load("mtl_aqa" | "aqa7" | "jigsaws" | "finediving" | "manifest", ...)`` → that adapter's ``load``."""
-    from . import aqa7, finediving, jigsaws, manifest, mtl_aqa  # noqa: PLC0415 (keeps imports light)
+    from data_pipelines.datasets import aqa7, finediving, jigsaws, manifest, mtl_aqa  # noqa: PLC0415 (keeps imports light)
 
     adapters = {"mtl_aqa": mtl_aqa.load, "aqa7": aqa7.load, "jigsaws": jigsaws.load,
                 "finediving": finediving.load, "manifest": manifest.load}

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from ..samples import Sample
-from . import AQA7_CLASSES, AnnotationError, check_media, require_file
+from data_pipelines.samples import Sample
+from data_pipelines.datasets import AQA7_CLASSES, AnnotationError, check_media, require_file
 
 CLASSES = AQA7_CLASSES
 SCORE_RANGES = {

@@ -8,13 +8,13 @@ Files in ``annotation_dir`` (the release's ``Annotations/`` folder):
 * ``train_split.pkl`` / ``test_split.pkl``: lists of ``(event, index)`` (2251 / 749).
 
 Frames: ``media_root/{event}/{index}/*.jpg``, already trimmed to the dive, one file per labelled
-frame, named by frame number (sorted numerically by :mod:`data_pipelines.decode`). Key:
+frame, named by frame number (sorted numerically by :mod:`data_pipelines.io.decode`). Key:
 ``"{event}/{index}"``. Group: the action type (exemplars are dives of the same dive number).
 Score: ``dive_score``; difficulty: the dive's degree of difficulty (the regression target with
 difficulty is ``dive_score / difficulty``, the "completeness", 0–30). Steps: ``frames_labels``
-run-length encoded (:func:`data_pipelines.steps.label_runs`); the release's
+run-length encoded (:func:`data_pipelines.video.steps.label_runs`); the release's
 ``steps_transit_frames`` is not used (a few entries disagree with ``frames_labels``, e.g. -1).
-Pickles are read with :mod:`tpt_keras.safe_pickle`.
+Pickles are read with :mod:`data_pipelines.io.safe_pickle`.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import os
 
 import numpy as np
 
-from .. import safe_pickle
+from data_pipelines.io import safe_pickle
 
-from ..samples import Sample
-from ..steps import label_runs
-from . import AnnotationError, check_media, require_file
+from data_pipelines.samples import Sample
+from data_pipelines.video.steps import label_runs
+from data_pipelines.datasets import AnnotationError, check_media, require_file
 
 ANNOTATION_FILE = "FineDiving_fine-grained_annotation.pkl"
 SPLIT_FILES = {"train": "train_split.pkl", "test": "test_split.pkl"}

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 import os
 
-from .. import safe_pickle
+from data_pipelines.io import safe_pickle
 
-from ..samples import Sample
-from . import AnnotationError, MissingMediaError, require_file
+from data_pipelines.samples import Sample
+from data_pipelines.datasets import AnnotationError, MissingMediaError, require_file
 
 TASKS = ("Suturing", "Needle_Passing", "Knot_Tying")
 NUM_FOLDS = 4

@@ -31,8 +31,8 @@ import io
 import math
 import os
 
-from ..samples import Sample
-from . import AnnotationError, check_media, require_file
+from data_pipelines.samples import Sample
+from data_pipelines.datasets import AnnotationError, check_media, require_file
 
 REQUIRED_COLUMNS = ("path", "score")
 OPTIONAL_COLUMNS = ("difficulty", "group", "split", "key")

@@ -7,7 +7,7 @@ Files in ``annotation_dir`` (SPEC §8):
 * ``train_split_0.pkl`` / ``test_split_0.pkl``: lists of ``(video, dive)`` (1059 / 353).
 
 Frames: one folder per dive, ``frames_root/{video:02d}_{dive:02d}/*.jpg`` (sorted). The sample key
-is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`data_pipelines.safe_pickle`.
+is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`data_pipelines.io.safe_pickle`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import os
 
-from .. import safe_pickle
+from data_pipelines.io import safe_pickle
 
-from ..samples import Sample
-from . import AnnotationError, check_media, require_file
+from data_pipelines.samples import Sample
+from data_pipelines.datasets import AnnotationError, check_media, require_file
 
 ANNOTATION_FILE = "augmented_final_annotations_dict.pkl"
 SPLIT_FILES = {"train": "train_split_0.pkl", "test": "test_split_0.pkl"}

@@ -1,0 +1,1 @@
+"""``tpt``: the command line (``tpt_keras.cli.main``), thin; ``python -m tpt_keras.cli`` runs it."""

@@ -1,0 +1,434 @@
+"""``tpt``: the command line. Thin: each subcommand parses arguments and calls the library.
+
+    tpt data-info        what a dataset's annotation files hold, and the training intervals
+    tpt i3d-check        the Keras I3D against the original Flax I3D (max / mean |Δ|)
+    tpt extract-features I3D clip features of a dataset into a resumable cache
+    tpt train            train on a preset (features or end to end), resumable
+    tpt evaluate         Spearman / R-ℓ2 of a run on the test protocol, table / JSON / scatter plot
+    tpt export           a TF Serving SavedModel with the exemplar bank baked in
+    tpt score            score a video (or frame folder) and draw its attention map
+    tpt tune             Keras Tuner search; writes a preset file that ``tpt train`` accepts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+# Before TensorFlow is imported anywhere: C++ log level (the cuInit error on a machine without a
+# GPU is hidden at 2 only when device set-up happens inside _import_tensorflow_quietly).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# Start-up lines TensorFlow's C++ side writes straight to stderr on a machine without a GPU
+# (before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not reach them).
+_NOISE = re.compile(r"cudart_stub\.cc|cuda_platform\.cc|cuda_driver\.cc|cuda_executor\.cc|"
+                    r"failed call to cuInit|absl::InitializeLog|Unable to register cu(DNN|FFT|BLAS)|"
+                    r"oneDNN custom operations are on|computation_placer\.cc|cpu_feature_guard\.cc|"
+                    r"To enable the following instructions: .* rebuild TensorFlow")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow and set up its devices with stderr captured at the file-descriptor
+    level, then replay every captured line except the known start-up noise (``_NOISE``): real
+    errors still show. Python's absl logger is set to errors only."""
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe (cuInit) happens here, captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode("utf-8", "replace").splitlines(True):
+                if not _NOISE.search(line):
+                    sys.stderr.write(line)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared argument groups
+# ---------------------------------------------------------------------------------------------
+PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, custom, synthetic, or a preset JSON file "
+               "(written by `tpt tune` or saved beside a trained model)")
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("preset", help=PRESET_HELP)
+    parser.add_argument("--annotations", help="annotation folder (MTL-AQA, AQA-7, JIGSAWS)")
+    parser.add_argument("--manifest", help="CSV manifest of your own videos (preset custom)")
+    parser.add_argument("--media-root", "--frames-root", dest="media_root",
+                        help="folder of the frame folders / videos")
+    parser.add_argument("--class", dest="action_class", help="AQA-7 class, e.g. diving")
+    parser.add_argument("--task", help="JIGSAWS task: suturing, needle_passing, knot_tying")
+    parser.add_argument("--fold", type=int, help="JIGSAWS fold 0..3")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration field (repeatable), e.g. --set epochs=10")
+
+
+def resolve_config(args):
+    """The TPTConfig named by ``args.preset`` (a preset name or a JSON file) plus overrides."""
+    from tpt_keras.config import PRESETS, TPTConfig, get_preset
+
+    if args.preset in PRESETS:
+        config = get_preset(args.preset)
+    elif os.path.isfile(args.preset):
+        config = TPTConfig.load(args.preset)
+    else:
+        raise CommandError(f"unknown preset {args.preset!r}: not one of {', '.join(PRESETS)} "
+                           "and not a file")
+    overrides = {}
+    if getattr(args, "action_class", None):
+        overrides["action_class"] = args.action_class
+    if getattr(args, "task", None):
+        overrides["action_class"] = args.task
+    if getattr(args, "fold", None) is not None:
+        overrides["fold"] = args.fold
+    for item in getattr(args, "overrides", []):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return config.replace(**overrides) if overrides else config
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _features_dir(config, args):
+    """``--features``, or for the built-in synthetic data a cache inside ``--output``."""
+    if config.dataset == "synthetic" and not args.features:
+        return os.path.join(args.output, "synthetic_features")
+    return args.features
+
+
+def _splits(config, args, *, check_paths=True, cache_dir=None):
+    from tpt_keras.experiment import core as experiment
+
+    if config.dataset == "synthetic":
+        if cache_dir is None:
+            raise CommandError("the synthetic preset needs a feature cache folder (--features)")
+        return experiment.synthetic_splits(config, cache_dir)
+    source = args.manifest if config.dataset == "custom" else args.annotations
+    if not source:
+        flag = "--manifest" if config.dataset == "custom" else "--annotations"
+        raise CommandError(f"preset {args.preset!r} needs {flag}")
+    return experiment.load_splits(config, source, args.media_root, check_paths=check_paths)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------------
+def cmd_data_info(args) -> int:
+    from tpt_keras.cli import data_info
+    from tpt_keras.experiment import core as experiment
+
+    config = data_info.dataset_config(args.dataset, use_difficulty=not args.no_dd,
+                                      action_class=args.action_class, task=args.task,
+                                      fold=args.fold)
+    if args.score_max:
+        config = config.replace(score_max=args.score_max)
+    splits = experiment.load_splits(config, args.annotations, None, check_paths=False)
+    info = data_info.dataset_info(config, splits, num_exemplars=config.num_exemplars)
+    print(json.dumps(info, indent=2) if args.json else data_info.format_info(info))
+    return 0
+
+
+def cmd_i3d_check(args) -> int:
+    from tpt_keras.tools import i3d_parity
+
+    argv = ["--frames", str(args.frames), "--size", str(args.size)]
+    return i3d_parity.check_main(argv)
+
+
+def cmd_extract_features(args) -> int:
+    from tpt_keras.experiment import core as experiment
+
+    config = resolve_config(args)
+    splits = _splits(config, args)
+    samples = [s for items in splits.values() for s in items]
+    _, report = experiment.extract_features(config, samples, args.cache,
+                                            batch_size=args.batch_size, skip_bad=args.skip_bad)
+    print(f"{len(report.written)} videos extracted, {len(report.skipped_existing)} already "
+          f"cached, {len(report.failed)} skipped as unreadable → {args.cache}")
+    for key, message in report.failed:
+        print(f"  skipped {key}: {message}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from tpt_keras.experiment import distribute, core as experiment, precision, run_folder
+
+    if args.epochs is not None and args.epochs < 1:
+        raise CommandError(f"--epochs must be ≥ 1, got {args.epochs}")
+    if distribute.will_have_one_replica(args.strategy, args.logical_cpus):
+        distribute.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
+    strategy = distribute.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
+    config = resolve_config(args)
+    if args.epochs is not None:
+        config = config.replace(epochs=args.epochs)
+    if args.per_replica_batch:
+        # global batch = per-replica batch × replicas; the preset's rates belong to its own
+        # global batch and are rescaled by the square-root rule (tpt_keras.experiment.distribute).
+        global_batch = distribute.global_batch_size(args.per_replica_batch, strategy)
+        scale = distribute.lr_multiplier(global_batch, reference_batch=config.batch_size)
+        config = config.replace(batch_size=global_batch,
+                                learning_rate=config.learning_rate * scale,
+                                head_learning_rate=config.head_learning_rate * scale)
+    features = _features_dir(config, args)
+    if config.backbone == "none" and not features:
+        raise CommandError("this configuration has no backbone: pass --features CACHE "
+                           "(made by `tpt extract-features`)")
+    splits = _splits(config, args, check_paths=not features, cache_dir=features)
+    policy = precision.resolve_precision(args.mixed_precision, purpose="train")
+    jit = precision.resolve_jit_compile(args.jit_compile)
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+    print(f"precision policy {policy}, XLA {'on' if jit else 'off'}, strategy "
+          f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)")
+    try:
+        results = experiment.train(config, splits, args.output, features_dir=features,
+                                   jit_compile=jit, verbose=args.verbose, skip_bad=args.skip_bad,
+                                   strategy=strategy)
+    except run_folder.RunInUseError as error:
+        raise CommandError(str(error)) from None
+    for key, message in results["skipped"]:
+        print(f"skipped {key}: {message}")
+    best, last = results["best"], results["last"]
+    best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
+                 "best: none (no epoch had a finite Spearman)")
+    print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
+          f"(epoch {last['epoch']}) → {args.output}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from tpt_keras.experiment import core as experiment
+
+    results = experiment.evaluate_run(args.runs, which=args.checkpoint, split=args.split,
+                                      plot=args.plot, progress=not args.json, scale=args.scale,
+                                      skip_bad=args.skip_bad)
+    print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tpt_keras.serving import export
+
+    path = export.export_run(args.run, name=args.name, version=args.version,
+                             base_dir=args.base_dir, which=args.checkpoint)
+    print(f"SavedModel written to {path}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from tpt_keras.serving import scoring
+
+    def show(result):  # the score first: drawing the picture can still fail
+        if not args.json:
+            print(scoring.format_score(result), flush=True)
+
+    result = scoring.score_video(args.video, args.model, difficulty=args.difficulty,
+                                 picture=args.picture, group=args.group, scale=args.scale,
+                                 on_score=show)
+    print(json.dumps(result, indent=2) if args.json else f"picture: {result['picture']}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from tpt_keras.tuning import search as tuning
+
+    config = resolve_config(args)
+    features = _features_dir(config, args)
+    splits = _splits(config, args, check_paths=False, cache_dir=features)
+    if not features:
+        raise CommandError("tuning runs on cached features: pass --features CACHE")
+    summary = tuning.tune(config, splits, features, args.output, tuner=args.tuner,
+                          max_trials=args.trials, epochs=args.epochs)
+    print(tuning.format_summary(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tpt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("data-info", help="summarise a dataset's annotation files")
+    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "finediving", "custom"],
+                      help="which adapter reads --annotations")
+    info.add_argument("--annotations", required=True, help="annotation folder or manifest CSV")
+    info.add_argument("--no-dd", action="store_true", help="MTL-AQA without difficulty degree")
+    info.add_argument("--class", dest="action_class", help="AQA-7 class (default diving)")
+    info.add_argument("--task", help="JIGSAWS task (default suturing)")
+    info.add_argument("--fold", type=int, help="JIGSAWS fold (default 0)")
+    info.add_argument("--score-max", type=float, help="right edge of the last interval")
+    info.add_argument("--json", action="store_true", help="emit JSON")
+    info.set_defaults(handler=cmd_data_info, needs_tensorflow=False)
+
+    check = commands.add_parser("i3d-check", help="compare the Keras I3D with the Flax original")
+    check.add_argument("--frames", type=positive_int, default=16,
+                       help="frames of the random test video (at least 1)")
+    check.add_argument("--size", type=positive_int, default=224,
+                       help="height and width of the test video in pixels (at least 1)")
+    check.set_defaults(handler=cmd_i3d_check)
+
+    extract = commands.add_parser("extract-features", help="I3D clip features into a cache")
+    _add_data_arguments(extract)
+    extract.add_argument("--cache", required=True, help="feature cache folder (resumable)")
+    extract.add_argument("--batch-size", type=positive_int, default=1, help="videos per backbone call")
+    extract.add_argument("--skip-bad", action="store_true",
+                         help="report and skip unreadable videos instead of stopping")
+    extract.set_defaults(handler=cmd_extract_features)
+
+    train = commands.add_parser("train", help="train TPT on a preset")
+    _add_data_arguments(train)
+    train.add_argument("--features", help="feature cache: train on cached I3D features")
+    train.add_argument("--output", required=True, help="run folder (resumes if it exists)")
+    train.add_argument("--epochs", type=int,
+                       help="override the preset's epochs (≥ 1; more than a finished run's "
+                            "extend it)")
+    train.add_argument("--mixed-precision", default="auto",
+                       choices=["auto", "off", "float16", "bfloat16"],
+                       help="compute dtype policy (auto: chosen per device, see docs/scale.md)")
+    train.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"],
+                       help="XLA-compile the train step (auto: on for a GPU, off for a CPU)")
+    train.add_argument("--strategy", default="auto",
+                       choices=["auto", "one-device", "mirrored", "multi-worker"],
+                       help="tf.distribute strategy (auto: multi-worker with TF_CONFIG, mirrored over "
+                            "several devices, else none)")
+    train.add_argument("--per-replica-batch", type=int,
+                       help="pairs per replica; global batch = this × replicas, learning rates "
+                            "scaled by sqrt(global / preset batch)")
+    train.add_argument("--logical-cpus", type=int,
+                       help="split the CPU into N logical devices (mirrored on a CPU machine)")
+    train.add_argument("--skip-bad", action="store_true",
+                       help="skip unreadable videos (or samples missing from --features), "
+                            "everywhere, listed once")
+    train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                       help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
+    evaluate.add_argument("runs", nargs="+", metavar="RUN",
+                          help="run folder(s); several = AQA-7 classes or JIGSAWS folds of one "
+                               "dataset, averaged (mixed datasets and repeated runs are refused)")
+    evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                          help="which model of the run folder (default best)")
+    evaluate.add_argument("--split", default="test", help="split of samples.json (default test)")
+    evaluate.add_argument("--plot", help="scatter plot PNG (default RUN/scatter_<split>.png; with "
+                                         "several runs one picture with a panel per run)")
+    evaluate.add_argument("--scale", default="judges", choices=["judges", "normalised"],
+                          help="score scale for AQA-7 (per-class 0–100 training scale, or the "
+                               "judges'; default judges); other datasets have one scale")
+    evaluate.add_argument("--skip-bad", action="store_true",
+                          help="skip unreadable test videos (reported) instead of stopping")
+    evaluate.add_argument("--json", action="store_true", help="emit JSON")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    export = commands.add_parser("export", help="TF Serving SavedModel")
+    export.add_argument("run", help="run folder")
+    export.add_argument("--name", default="tpt", help="model name (saved_models/<name>/<version>)")
+    export.add_argument("--version", type=positive_int, default=1,
+                        help="model version folder (default 1; must not exist yet)")
+    export.add_argument("--base-dir", default="saved_models",
+                        help="folder of exported models (default saved_models)")
+    export.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                        help="which model of the run folder (default best)")
+    export.set_defaults(handler=cmd_export)
+
+    score = commands.add_parser("score", help="score one video or frame folder")
+    score.add_argument("video", help="video file, GIF or frame folder")
+    score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
+    score.add_argument("--difficulty", type=float,
+                       help="degree of difficulty (required by models trained with it, refused otherwise)")
+    score.add_argument("--group", help="the video's contrastive group (models without difficulty "
+                                       "trained on several groups, e.g. the AQA-7 class)")
+    score.add_argument("--scale", default="judges", choices=["judges", "normalised"],
+                       help="score scale for AQA-7 (default the judges'); other datasets have one")
+    score.add_argument("--picture", help="attention picture PNG (default "
+                                         "./<video name>_attention.png; folders are created)")
+    score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
+    score.set_defaults(handler=cmd_score)
+
+    tune = commands.add_parser("tune", help="Keras Tuner search on cached features")
+    _add_data_arguments(tune)
+    tune.add_argument("--features", help="feature cache")
+    tune.add_argument("--output", required=True, help="tuner folder (best preset saved here)")
+    tune.add_argument("--tuner", default="random", choices=["random", "bayesian", "hyperband"],
+                      help="Keras Tuner search algorithm (default random)")
+    tune.add_argument("--trials", type=positive_int, default=10, help="trials to run (default 10)")
+    tune.add_argument("--epochs", type=int, help="epochs per trial")
+    tune.set_defaults(handler=cmd_tune)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "needs_tensorflow", True):
+            _import_tensorflow_quietly()
+        return args.handler(args)
+    except CommandError as error:
+        print(f"tpt {args.command}: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001  (one line for the user; TPT_DEBUG=1 re-raises)
+        message = _user_error(error)
+        if message is None or os.environ.get("TPT_DEBUG"):
+            raise
+        print(f"tpt {args.command}: error: {message}", file=sys.stderr)
+        print("(set TPT_DEBUG=1 for the full traceback)", file=sys.stderr)
+        return 2
+
+
+def _user_error(error: BaseException) -> str | None:
+    """The one line to print for an error a user can cause (bad input, a file that cannot be read,
+    a video that cannot be decoded inside a tf.data worker), or None for a bug (re-raised)."""
+    if isinstance(error, (ValueError, FileNotFoundError, OSError)):
+        return str(error)
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+        from data_pipelines.io import decode
+
+        if isinstance(error, tf.errors.OpError):
+            return decode.decode_error_in(error) or error.message.strip().splitlines()[0]
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""TPTModel: temporal parsing transformer + part-aware contrastive regressor, trained on pairs.
+
+Batch contract (dict elements of a ``tf.data`` dataset; there is no separate ``y``):
+
+Pairs (``fit`` / ``evaluate`` -> ``train_step`` / ``test_step``):
+    "query", "exemplar": (B, T, D) float32 clip features, or (B, T, clip_len, H, W, 3) frames
+        when the model has a backbone.
+    "query_score", "exemplar_score": (B,) regression targets (score / difficulty with DD).
+    "query_difficulty": (B,) (unused by the pair losses; kept for the contract).
+
+Evaluation (``predict`` -> ``predict_step``):
+    "query": (B, T, D); "exemplars": (B, E, T, D) (or frames as above).
+    "exemplar_scores": (B, E) targets; "exemplar_mask": (B, E) 1 for a real exemplar, 0 for
+    padding; "query_difficulty": (B,); optionally "score": (B,) the true final score.
+    Output dict: "score" (B,) = masked mean over exemplars of (relative + exemplar_target)
+    [x query_difficulty when ``use_difficulty``]; "exemplar_scores" (B, E) the per-exemplar
+    predictions; "attention" (B, L, T, K) of the query.
+
+Training uses both directions of each pair: f_r(query, exemplar) predicts s_e - s_q and
+f_r(exemplar, query) predicts s_q - s_e. The loss is cls + reg (each summed over the two
+directions) + the decoder's weighted attention losses of every layer, computed by
+:meth:`TPTModel.compute_pair_losses` from the returned attention maps (the query and exemplar go
+through the part encoder in one call, so those losses are batch means over both videos, as in the
+original code). The steps do not read ``model.losses``: Keras keeps one list of added losses shared
+by all replica threads under ``tf.distribute``, so a replica could read another's. The decoder still
+``add_loss``-es the same terms for users of the layer alone; the steps ignore them.
+
+Under ``tf.distribute`` ``train_step`` takes gradients of loss / ``num_replicas_in_sync`` (the
+optimizer sums replica gradients) and the per-interval regression loss counts samples over the
+global batch, so N replicas train as one device with the same global batch.
+
+For fast inference with an exemplar bank use :meth:`TPTModel.encode` once per exemplar,
+:meth:`TPTModel.relative_scores` per query and :func:`aggregate_exemplar_scores`;
+``predict_step`` uses the same three.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from tpt_keras.experiment import distribute
+from tpt_keras.ops import groups
+from tpt_keras.ops import losses as tpt_losses
+from tpt_keras.config import TPTConfig
+from tpt_keras.models.optimizer import build_optimizer
+from tpt_keras.layers.part_encoders import build_part_encoder
+from tpt_keras.layers.regressor import PartAwareRegressor
+
+
+def aggregate_exemplar_scores(relative, exemplar_targets, exemplar_mask, query_difficulty,
+                              use_difficulty: bool):
+    """Final scores from the relative scores against several exemplars.
+
+    Args:
+        relative: (B, E) predicted s_query - s_exemplar, in target units.
+        exemplar_targets: (B, E) the exemplars' regression targets.
+        exemplar_mask: (B, E) 1 for a real exemplar, 0 for padding.
+        query_difficulty: (B,) difficulty of each query (used when ``use_difficulty``).
+        use_difficulty: multiply by the query's difficulty (MTL-AQA with DD).
+
+    Returns:
+        scores: (B,) float32, the masked mean over exemplars of the per-exemplar predictions.
+        per_exemplar: (B, E) float32, (relative + exemplar_target) [x query_difficulty].
+    """
+    per_exemplar = ops.cast(relative, "float32") + ops.cast(exemplar_targets, "float32")
+    if use_difficulty:
+        per_exemplar = per_exemplar * ops.reshape(ops.cast(query_difficulty, "float32"), (-1, 1))
+    mask = ops.cast(exemplar_mask, "float32")
+    count = ops.maximum(ops.sum(mask, axis=1), 1.0)  # an all-padding row scores 0, not NaN
+    return ops.sum(per_exemplar * mask, axis=1) / count, per_exemplar
+
+
+def _unpack(data):
+    """The input dict from a dataset element (a dict, or a 1-tuple from ``predict_on_batch``)."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x
+
+
+@keras.saving.register_keras_serializable(package="tpt_keras")
+class TPTModel(keras.Model):
+    """Action quality assessment by contrastive regression on temporal parts.
+
+    Args:
+        config: a :class:`TPTConfig` (or its dict).
+        intervals: (num_intervals, 2) relative-score intervals from
+            :func:`tpt_keras.ops.groups.compute_intervals` on the training set.
+        backbone: optional ``keras.Model`` mapping clips (N, clip_len, H, W, 3) -> (N, D); with
+            it, videos are (B, T, clip_len, H, W, 3) and query + exemplar(s) share one backbone
+            pass.
+
+    Example:
+        >>> cfg = get_preset("synthetic")
+        >>> model = TPTModel(cfg, compute_intervals(targets, groups, max_value=cfg.score_max))
+        >>> model.compile()
+        >>> model.fit(reader.feature_pair_dataset(...), epochs=cfg.epochs, steps_per_epoch=steps,
+        ...           callbacks=[ValidationSpearman(eval_dataset)])
+    """
+
+    def __init__(self, config, intervals, backbone: keras.Model | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = TPTConfig.from_dict(config)
+        if not isinstance(config, TPTConfig):
+            raise ValueError(f"config must be a TPTConfig or dict; received {type(config).__name__}.")
+        intervals = np.asarray(intervals, dtype=np.float64)
+        if intervals.shape != (config.num_intervals, 2):
+            raise ValueError(f"intervals must have shape ({config.num_intervals}, 2); received "
+                             f"{intervals.shape}.")
+        if np.any(intervals[:, 0] > intervals[:, 1]):
+            raise ValueError(f"every interval needs left <= right; received {intervals.tolist()}.")
+        if backbone is not None:
+            output_shape = getattr(backbone, "output_shape", None)
+            if isinstance(output_shape, tuple) and output_shape[-1] not in (None, config.feature_dim):
+                raise ValueError(f"the backbone outputs {output_shape[-1]} features per clip but "
+                                 f"config.feature_dim is {config.feature_dim}.")
+        self.config = config
+        self.intervals = intervals
+        self.backbone = backbone
+        self.part_encoder = build_part_encoder(config, dtype=self.dtype_policy, name="part_encoder")
+        self.regressor = PartAwareRegressor(
+            config.hidden_dim, num_intervals=config.num_intervals,
+            head_hidden_dim=config.head_hidden_dim, dropout=config.dropout,
+            fusion=config.relative_fusion, initialization=config.initialization,
+            dtype=self.dtype_policy, name="regressor")
+        names = ["loss", "cls_loss", "reg_loss"]
+        if config.part_encoder == "decoder":
+            names += ["rank_loss", "sparsity_loss"]
+            if config.diversity_weight:
+                names.append("diversity_loss")
+        self._trackers = [keras.metrics.Mean(name=name) for name in names]
+        self.build()
+
+    # ------------------------------------------------------------------ building
+    def build(self, input_shape=None):
+        cfg = self.config
+        self.part_encoder.build((None, cfg.num_clips, cfg.feature_dim))
+        num_parts = 1 if cfg.part_encoder == "holistic" else cfg.num_queries
+        self.regressor.build((None, num_parts, cfg.hidden_dim), (None, num_parts, cfg.hidden_dim))
+
+    @property
+    def metrics(self):
+        return list(self._trackers)
+
+    def compile(self, optimizer=None, loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, **kwargs):
+        """``keras.Model.compile``; the default optimizer is the config's two-rate Adam.
+
+        TPT computes its own losses and logs its own metrics (:meth:`compute_pair_losses`), so
+        ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` are refused rather than
+        silently ignored: weigh the terms with the config's ``cls_weight``, ``reg_weight``,
+        ``rank_weight``, ``sparsity_weight`` and ``diversity_weight``, and measure ranking
+        quality with a callback (``tpt_keras.experiment.callbacks.ValidationSpearman``).
+        """
+        given = [name for name, value in (("loss", loss), ("loss_weights", loss_weights),
+                                          ("metrics", metrics),
+                                          ("weighted_metrics", weighted_metrics))
+                 if value is not None]
+        if given:
+            raise ValueError(
+                f"TPTModel.compile does not take {', '.join(given)}: TPT computes its own losses "
+                "and metrics; set cls_weight / reg_weight / rank_weight / sparsity_weight / "
+                "diversity_weight in TPTConfig, and use a callback such as "
+                "tpt_keras.experiment.callbacks.ValidationSpearman for other measures.")
+        if optimizer is None:
+            optimizer = build_optimizer(self.config)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compile state on ``keras.saving.load_model`` (``compile`` is overridden, so
+        Keras would otherwise skip it)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)  # so the saved optimizer state loads
+
+    # ------------------------------------------------------------------ forward
+    def clip_features(self, videos, training=None):
+        """(N, T, D) clip features: the input itself, or the backbone applied to every clip.
+
+        Args:
+            videos: (N, T, D) features, or (N, T, clip_len, H, W, 3) frames with a backbone.
+        """
+        if self.backbone is None:
+            return videos
+        shape = ops.shape(videos)
+        clips = ops.reshape(videos, (-1,) + tuple(shape[2:]))  # (N*T, clip_len, H, W, 3)
+        features = self.backbone(clips, training=training)  # (N*T, D)
+        return ops.reshape(features, (shape[0], shape[1], -1))  # (N, T, D)
+
+    def encode(self, video, training=False):
+        """Parts and attention of a batch of videos.
+
+        Args:
+            video: (B, T, D) features or (B, T, clip_len, H, W, 3) frames.
+
+        Returns:
+            parts (B, K, d); attention (B, L, T, K) float32.
+        """
+        return self.part_encoder(self.clip_features(video, training=training), training=training)
+
+    def relative_scores(self, exemplar_parts, query_parts):
+        """Relative score of each query with respect to its exemplar, f_r(exemplar, query).
+
+        Args:
+            exemplar_parts: (B, K, d); query_parts: (B, K, d).
+
+        Returns:
+            (B,) float32: predicted s_query - s_exemplar (in target units).
+        """
+        log_probs, regression = self.regressor(exemplar_parts, query_parts, training=False)
+        return groups.decode_relative_scores(log_probs, regression, self.intervals)
+
+    def call(self, inputs, training=None):
+        """Pair forward pass (both directions).
+
+        Args:
+            inputs: dict with "query" and "exemplar" (B, T, D) (or frames).
+
+        Returns:
+            dict: "log_probs", "regression" (2B, N) float32, rows [:B] = f_r(query, exemplar)
+            (predicting s_e - s_q), rows [B:] = f_r(exemplar, query) (predicting s_q - s_e);
+            "attention" (2B, L, T, K), query videos first.
+        """
+        query, exemplar = inputs["query"], inputs["exemplar"]
+        batch = ops.shape(query)[0]
+        parts, attention = self.encode(ops.concatenate([query, exemplar], axis=0),
+                                       training=training)  # (2B, K, d), (2B, L, T, K)
+        query_parts, exemplar_parts = parts[:batch], parts[batch:]
+        first = ops.concatenate([query_parts, exemplar_parts], axis=0)
+        second = ops.concatenate([exemplar_parts, query_parts], axis=0)
+        log_probs, regression = self.regressor(first, second, training=training)
+        return {"log_probs": log_probs, "regression": regression, "attention": attention}
+
+    # ------------------------------------------------------------------ losses
+    def compute_pair_losses(self, inputs, outputs):
+        """Every loss term of a pair batch.
+
+        Depends on ``inputs`` and ``outputs`` only (and, inside ``strategy.run`` with several
+        replicas, on the other replicas' per-interval sample counts: see
+        :func:`tpt_keras.ops.losses.interval_regression_loss`): the decoder's attention losses are
+        computed here from ``outputs["attention"]``, not read from ``self.losses`` (which under
+        ``tf.distribute`` is one list shared by the replica threads).
+
+        Args:
+            inputs: the pair batch dict.
+            outputs: :meth:`call`'s output for it.
+
+        Returns:
+            dict of float32 scalars: "loss" (the total), "cls_loss", "reg_loss" and, for the
+            decoder, the unweighted "rank_loss" / "sparsity_loss" (/ "diversity_loss") summed
+            over layers. The total is cls_weight * cls_loss + reg_weight * reg_loss
+            + rank_weight * rank_loss + sparsity_weight * sparsity_loss
+            (+ diversity_weight * diversity_loss): the same terms as the decoder's ``add_loss``.
+        """
+        cfg = self.config
+        query_score = ops.cast(ops.reshape(inputs["query_score"], (-1,)), "float32")
+        exemplar_score = ops.cast(ops.reshape(inputs["exemplar_score"], (-1,)), "float32")
+        batch = ops.shape(query_score)[0]
+        delta = ops.concatenate([exemplar_score - query_score, query_score - exemplar_score], axis=0)
+        membership, target = groups.interval_targets(delta, self.intervals, cfg.out_of_range_delta)
+        log_probs, regression = outputs["log_probs"], outputs["regression"]
+        cls_loss = 0.0
+        reg_loss = 0.0
+        for rows in (slice(None, batch), slice(batch, None)):  # the two directions
+            cls_loss += tpt_losses.interval_classification_loss(log_probs[rows], membership[rows])
+            reg_loss += tpt_losses.interval_regression_loss(regression[rows], membership[rows],
+                                                            target[rows])
+        total = cfg.cls_weight * cls_loss + cfg.reg_weight * reg_loss
+        terms = {"cls_loss": cls_loss, "reg_loss": reg_loss}
+        if cfg.part_encoder == "decoder":
+            attention = outputs["attention"]  # (2B, L, T, K)
+            layers = range(cfg.num_layers)
+            attention_terms = {
+                "rank_loss": (cfg.rank_weight,
+                              lambda a: tpt_losses.ranking_loss(a, cfg.rank_margin)),
+                "sparsity_loss": (cfg.sparsity_weight, tpt_losses.sparsity_loss),
+            }
+            if cfg.diversity_weight:
+                attention_terms["diversity_loss"] = (
+                    cfg.diversity_weight,
+                    lambda a: tpt_losses.diversity_loss(a, cfg.diversity_sigma))
+            for name, (weight, loss_fn) in attention_terms.items():
+                terms[name] = sum(loss_fn(attention[:, i]) for i in layers)
+                if weight:
+                    total = total + weight * terms[name]
+        terms["loss"] = total
+        return terms
+
+    def _record(self, terms):
+        for tracker in self._trackers:
+            tracker.update_state(terms[tracker.name])
+        return {tracker.name: tracker.result() for tracker in self._trackers}
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, data):
+        inputs = _unpack(data)
+        with tf.GradientTape() as tape:
+            outputs = self(inputs, training=True)
+            terms = self.compute_pair_losses(inputs, outputs)
+            # The optimizer sums replica gradients: take those of loss / num_replicas_in_sync
+            # (a no-op on one replica); log the unscaled terms.
+            scaled = self.optimizer.scale_loss(distribute.scale_loss_for_replicas(terms["loss"]))
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._record(terms)
+
+    def test_step(self, data):
+        """Pair losses on a batch of training-layout pairs (``query`` / ``exemplar``).
+
+        A test-protocol batch (``exemplars`` (B, E, ...), from ``experiment.eval_dataset``) has
+        no pair loss, and its metric, Spearman's ρ, needs the whole split at once: it is refused
+        with a pointer to what computes it.
+        """
+        inputs = _unpack(data)
+        if "exemplar" not in inputs and "exemplars" in inputs:
+            raise ValueError(
+                "model.evaluate / fit(validation_data=...) take training-layout pair batches "
+                "(query, exemplar, query_score, exemplar_score); this dataset has the test "
+                "protocol's layout (exemplars per query). Spearman's ρ needs the whole split: use "
+                "tpt_keras.experiment.callbacks.evaluate(model, dataset), the "
+                "tpt_keras.experiment.callbacks.ValidationSpearman callback during fit, or `tpt evaluate`.")
+        outputs = self(inputs, training=False)
+        return self._record(self.compute_pair_losses(inputs, outputs))
+
+    def predict_step(self, data):
+        inputs = _unpack(data)
+        query, exemplars = inputs["query"], inputs["exemplars"]
+        batch = ops.shape(query)[0]
+        num_exemplars = ops.shape(exemplars)[1]
+        flat = ops.reshape(exemplars, (-1,) + tuple(ops.shape(exemplars)[2:]))  # (B*E, T, ...)
+        parts, attention = self.encode(ops.concatenate([query, flat], axis=0), training=False)
+        query_parts = ops.repeat(parts[:batch], num_exemplars, axis=0)  # (B*E, K, d), b-major
+        relative = self.relative_scores(parts[batch:], query_parts)  # (B*E,)
+        relative = ops.reshape(relative, (batch, num_exemplars))  # (B, E)
+        score, per_exemplar = aggregate_exemplar_scores(
+            relative, inputs["exemplar_scores"], inputs["exemplar_mask"],
+            inputs["query_difficulty"], self.config.use_difficulty)
+        return {"score": score, "exemplar_scores": per_exemplar, "attention": attention[:batch]}
+
+    # ------------------------------------------------------------------ serialisation
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "config": self.config.to_dict(),
+            "intervals": self.intervals.tolist(),
+            "backbone": (None if self.backbone is None
+                         else keras.saving.serialize_keras_object(self.backbone)),
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        backbone = config.pop("backbone", None)
+        if backbone is not None:
+            backbone = keras.saving.deserialize_keras_object(backbone,
+                                                             custom_objects=custom_objects)
+        return cls(backbone=backbone, **config)

@@ -1,0 +1,1 @@
+"""The SavedModel for TF Serving and scoring a video with it."""

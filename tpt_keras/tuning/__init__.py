@@ -1,0 +1,1 @@
+"""Keras Tuner search (the only package that imports keras_tuner)."""
