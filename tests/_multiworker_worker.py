@@ -30,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tpt_keras.experiment import distribute  # noqa: E402
+from tpt_keras.models.tpt_model import scale_loss_for_replicas  # noqa: E402
 
 CLIPS, FEATURES = 4, 6
 NUM_PAIRS = 16
@@ -69,7 +70,7 @@ class TinyPairModel(keras.Model):
         batch = _unpack(batch)
         with tf.GradientTape() as tape:
             loss, mae = self._loss(batch, training=True)
-            scaled = self.optimizer.scale_loss(distribute.scale_loss_for_replicas(loss))
+            scaled = self.optimizer.scale_loss(scale_loss_for_replicas(loss))
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         self.loss_tracker.update_state(loss)

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import _multiworker_worker as worker
 from tpt_keras.experiment import distribute
+from tpt_keras.models.tpt_model import scale_loss_for_replicas
 
 WORKER = os.path.abspath(worker.__file__)
 REPO = os.path.dirname(os.path.dirname(WORKER))
@@ -493,7 +494,7 @@ def _tpt_units(strategy, results):
         with tf.GradientTape() as tape:
             tape.watch(regression)
             value = losses.interval_regression_loss(regression, membership, target)
-            scaled = distribute.scale_loss_for_replicas(value)
+            scaled = scale_loss_for_replicas(value)
         return value, tape.gradient(scaled, regression)
 
     value, gradient = value_and_gradient(tf.constant(regression), membership, target)

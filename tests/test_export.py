@@ -72,7 +72,7 @@ def test_fresh_tensorflow_only_process_gives_the_keras_models_scores(tiny_video_
     bank_parts = np.asarray(serving._parts[0])
     bank_targets = np.asarray(serving._targets[0])
     from data_pipelines.io.feature_cache import FeatureCache
-    from tpt_keras.models.tpt_model import aggregate_exemplar_scores
+    from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
     cache = FeatureCache(tiny_video_run["features"], feature_dim=None, num_clips=None)
     query_parts, _ = run.model.encode(cache.read_many([s.key for s in test]))

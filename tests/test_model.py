@@ -521,7 +521,7 @@ def test_mixed_precision_training(policy):
 
 
 def test_aggregate_exemplar_scores_by_hand():
-    from tpt_keras.models.tpt_model import aggregate_exemplar_scores
+    from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
     relative = np.array([[1.0, -2.0, 5.0], [0.5, 0.5, 0.5]])
     targets = np.array([[20.0, 24.0, 0.0], [10.0, 12.0, 14.0]])

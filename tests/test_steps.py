@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from data_pipelines.video import steps
+from tpt_keras.ops import parsing_metrics
 
 
 def test_label_runs_and_back():
@@ -68,7 +69,7 @@ def test_step_missed_by_the_sampling_has_zero_length():
     assert steps.clip_steps(runs, indices).tolist() == [0, 0, 2]
     boundaries = steps.step_boundaries(runs, indices)
     np.testing.assert_allclose(boundaries, [1.0, 1.0])
-    np.testing.assert_allclose(steps.step_segments(boundaries, 3), [[-0.5, 1.0], [1.0, 1.0], [1.0, 2.5]])
+    np.testing.assert_allclose(parsing_metrics.step_segments(boundaries, 3), [[-0.5, 1.0], [1.0, 1.0], [1.0, 2.5]])
 
 
 def test_indices_outside_the_labels_are_refused():

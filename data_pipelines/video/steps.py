@@ -14,7 +14,7 @@ the protocol samples (:func:`clip_frame_indices`), so the labels are mapped onto
   ``b_j = t - 1/2 + φ``; a video whose first 10 of 20 clips are step 0 has ``b_0 = 9.5``, halfway
   between the centres of clips 9 and 10. Boundaries are non-decreasing and lie in
   ``[-1/2, T - 1/2]``. Step ``j`` covers the segment ``[b_{j-1}, b_j]`` with ``b_{-1} = -1/2`` and
-  ``b_{J-1} = T - 1/2`` (:func:`step_segments`).
+  ``b_{J-1} = T - 1/2`` (:func:`tpt_keras.ops.parsing_metrics.step_segments`).
 
 Every function is pure numpy; frame indices may repeat (a dive shorter than the sampled length).
 """
@@ -108,12 +108,6 @@ def step_boundaries(steps: Sequence[tuple[int, int]], frame_indices) -> np.ndarr
     fractions = clip_step_fractions(steps, frame_indices)  # (T, J)
     return -0.5 + np.cumsum(fractions, axis=1)[:, :-1].sum(axis=0)
 
-
-def step_segments(boundaries, num_clips: int) -> np.ndarray:
-    """(J, 2) float64 segments ``[start, end]`` on the clip axis from J - 1 boundaries."""
-    boundaries = np.asarray(boundaries, np.float64).reshape(-1)
-    edges = np.concatenate([[-0.5], boundaries, [num_clips - 0.5]])
-    return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
 def protocol_boundaries(steps: Sequence[tuple[int, int]], num_clips: int = 20, clip_len: int = 8,

@@ -18,6 +18,8 @@ import os
 import re
 import sys
 
+from tpt_keras.tools.arguments import positive_int
+
 # Before TensorFlow is imported anywhere: C++ log level (the cuInit error on a machine without a
 # GPU is hidden at 2 only when device set-up happens inside _import_tensorflow_quietly).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -59,16 +61,6 @@ def _import_tensorflow_quietly() -> None:
 
     absl.logging.set_verbosity(absl.logging.ERROR)
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 class CommandError(Exception):

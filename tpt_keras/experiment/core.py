@@ -196,6 +196,13 @@ def open_feature_cache(config: TPTConfig, features_dir: str) -> FeatureCache:
 # ---------------------------------------------------------------------------------------------
 # Datasets of a run
 # ---------------------------------------------------------------------------------------------
+def steps_per_epoch(config: TPTConfig, num_train: int) -> int:
+    """Batches of ``config.batch_size`` pairs that make one epoch over ``num_train`` samples."""
+    from data_pipelines.tfdata import reader
+
+    return reader.steps_per_epoch(num_train, config.batch_size)
+
+
 def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, first_epoch: int = 0,
                  batch_size: int | None = None, input_context=None, skip_bad: bool = False):
     """Training pairs (infinite; ``steps_per_epoch`` batches make an epoch)."""
@@ -442,7 +449,7 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
         splits, skipped = skip_unreadable(splits, config, features_dir)
     train_samples = splits["train"]
     val_name = validation_split(splits)
-    steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
+    steps = steps_per_epoch(config, len(train_samples))
     if steps < 1:
         raise ValueError(f"{len(train_samples)} training samples make no batch of "
                          f"{config.batch_size}: lower batch_size.")

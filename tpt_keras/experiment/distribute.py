@@ -27,7 +27,7 @@ repeats it and runs a fixed number of steps per epoch, so that every replica and
 the same number of steps (a worker that stops early blocks the others in the all-reduce).
 
 The model's custom ``train_step`` must do what Keras' own ``train_step`` does: divide the loss by
-``num_replicas_in_sync`` before taking gradients (see :func:`scale_loss_for_replicas`); the
+``num_replicas_in_sync`` before taking gradients (see :func:`tpt_keras.models.tpt_model.scale_loss_for_replicas`); the
 optimizer *sums* gradients over replicas.
 
 Example:
@@ -260,16 +260,6 @@ def scale_learning_rate(
     """``learning_rate`` (tuned at ``reference_batch``) scaled to ``global_batch`` by ``rule``."""
     return float(learning_rate) * lr_multiplier(global_batch, reference_batch, rule)
 
-
-def scale_loss_for_replicas(loss):
-    """``loss / num_replicas_in_sync`` of the current strategy: what a custom ``train_step`` takes
-    gradients of (before ``optimizer.scale_loss``). The optimizer sums gradients over replicas, so
-    the sum of the per-replica means divided by the replica count is the global-batch mean.
-    Log the unscaled loss. A no-op with one replica."""
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas == 1:
-        return loss
-    return loss * tf.cast(1.0 / replicas, loss.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

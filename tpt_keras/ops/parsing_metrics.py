@@ -25,9 +25,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_pipelines.video.steps import step_segments
-
 THRESHOLDS = (0.5, 0.75)
+
+
+def step_segments(boundaries, num_clips: int) -> np.ndarray:
+    """(J, 2) float64 segments ``[start, end]`` on the clip axis from J - 1 boundaries."""
+    boundaries = np.asarray(boundaries, np.float64).reshape(-1)
+    edges = np.concatenate([[-0.5], boundaries, [num_clips - 0.5]])
+    return np.stack([edges[:-1], edges[1:]], axis=1)
 
 
 def part_centres(attention) -> np.ndarray:

@@ -178,7 +178,7 @@ class Serving(tf.Module):
 
     # -------------------------------------------------------------- signatures
     def _score(self, frames, difficulty=None, group=None):
-        from tpt_keras.models.tpt_model import aggregate_exemplar_scores
+        from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
         group, query_difficulty = self._group(difficulty, group)
         parts, attention, middles = self._encode(frames)

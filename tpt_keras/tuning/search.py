@@ -45,7 +45,6 @@ adds trials. Different search settings on the same folder raise ``ValueError``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -226,21 +225,15 @@ class TPTHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=None,
             verbose=0, **kwargs):
-        from data_pipelines.tfdata import reader
         from tpt_keras.experiment import callbacks as evaluation, core as experiment
 
         config = model.config
-        steps = reader.steps_per_epoch(len(self.train_samples), config.batch_size)
+        steps = experiment.steps_per_epoch(config, len(self.train_samples))
         if steps < 1:
             raise ValueError(f"{len(self.train_samples)} training samples make no batch of "
                              f"{config.batch_size}: lower batch_size.")
-        pair_kwargs = {}
-        if "first_epoch" in inspect.signature(reader.feature_pair_dataset).parameters:
-            pair_kwargs["first_epoch"] = int(initial_epoch)  # Hyperband continues trials
-        train_ds = reader.feature_pair_dataset(
-            experiment.open_feature_cache(config, self.features_dir),
-            self.train_samples, config.batch_size, config.use_difficulty, seed=config.seed,
-            **pair_kwargs)
+        train_ds = experiment.pair_dataset(config, self.train_samples, self.features_dir,
+                                           first_epoch=int(initial_epoch))  # Hyperband continues
         val_ds = experiment.eval_dataset(config, self.val_samples, self.train_samples,
                                          self.features_dir, batch_size=self.eval_batch_size)
         callbacks = [evaluation.ValidationSpearman(val_ds), FiniteObjective(),
