@@ -78,13 +78,14 @@ class CommandError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Shared argument groups
 # ---------------------------------------------------------------------------------------------
-PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, custom, synthetic, or a preset JSON file "
+PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, finediving, custom, synthetic, "
+               "synthetic_finediving (needs --annotations of FineDiving), or a preset JSON file "
                "(written by `tpt tune` or saved beside a trained model)")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", help=PRESET_HELP)
-    parser.add_argument("--annotations", help="annotation folder (MTL-AQA, AQA-7, JIGSAWS)")
+    parser.add_argument("--annotations", help="annotation folder (MTL-AQA, AQA-7, JIGSAWS, FineDiving)")
     parser.add_argument("--manifest", help="CSV manifest of your own videos (preset custom)")
     parser.add_argument("--media-root", "--frames-root", dest="media_root",
                         help="folder of the frame folders / videos")
@@ -130,7 +131,7 @@ def _parse_value(text: str):
 
 def _features_dir(config, args):
     """``--features``, or for the built-in synthetic data a cache inside ``--output``."""
-    if config.dataset == "synthetic" and not args.features:
+    if config.dataset in ("synthetic", "synthetic_finediving") and not args.features:
         return os.path.join(args.output, "synthetic_features")
     return args.features
 
@@ -142,6 +143,11 @@ def _splits(config, args, *, check_paths=True, cache_dir=None):
         if cache_dir is None:
             raise CommandError("the synthetic preset needs a feature cache folder (--features)")
         return experiment.synthetic_splits(config, cache_dir)
+    if config.dataset == "synthetic_finediving":
+        if not args.annotations or cache_dir is None:
+            raise CommandError("the synthetic_finediving preset needs --annotations (the FineDiving "
+                               "folder: real step timing and scores) and a feature cache folder")
+        return experiment.synthetic_finediving_splits(config, args.annotations, cache_dir)
     source = args.manifest if config.dataset == "custom" else args.annotations
     if not source:
         flag = "--manifest" if config.dataset == "custom" else "--annotations"
