@@ -367,8 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
     score.add_argument("--difficulty", type=float,
                        help="degree of difficulty (required by models trained with it, refused otherwise)")
-    score.add_argument("--group", help="the video's contrastive group (models without difficulty "
-                                       "trained on several groups, e.g. the AQA-7 class)")
+    score.add_argument("--group", help="the video's contrastive group: required by models without "
+                                       "difficulty trained on several groups (e.g. the AQA-7 class); "
+                                       "optional beside --difficulty for FineDiving (the dive number, "
+                                       "e.g. 407c; default: the group of the nearest difficulty)")
     score.add_argument("--scale", default="judges", choices=["judges", "normalised"],
                        help="score scale for AQA-7 (default the judges'); other datasets have one")
     score.add_argument("--picture", help="attention picture PNG (default "

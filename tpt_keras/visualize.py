@@ -114,8 +114,9 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
             frame_axis.imshow(clip_frames[clip])
             frame_axis.set_title(f"q{query}: clip {clip}", fontsize=8)
             frame_axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    if not band:  # the shared colour bar of map and band lays itself out
+        figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
 
