@@ -729,3 +729,96 @@ def format_results(results: dict) -> str:
     plots = list(dict.fromkeys(row["plot"] for row in results["runs"]))
     lines.append("scatter plot" + ("s: " if len(plots) > 1 else ": ") + ", ".join(plots))
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several seeds
+# ---------------------------------------------------------------------------------------------
+SEED_FOLDER = "seed_{}"
+
+
+def seed_run_dirs(folder: str) -> list[str]:
+    """The run folders of a several-seeds training (``tpt train … --seeds N``):
+    ``folder/seed_<s>/`` with a ``config.json``, by seed; [] when ``folder`` is a run itself or
+    holds none."""
+    if os.path.exists(RunPaths(folder).config) or not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        prefix, _, number = name.partition("_")
+        if prefix == "seed" and number.isdigit() and os.path.exists(RunPaths(os.path.join(folder, name)).config):
+            found.append((int(number), os.path.join(folder, name)))
+    return [path for _, path in sorted(found)]
+
+
+def evaluate_seeds(folder: str, split: str = "test", scale: str = "judges", num_bootstrap: int = 1000,
+                   progress: bool = False, skip_bad: bool = False) -> dict:
+    """Spearman and R-ℓ2 over the seeds of ``folder`` (:func:`seed_run_dirs`), for the
+    validation-selected (``best.keras``) and the last-epoch (``last.keras``) model side by side:
+    per seed, mean ± std over seeds, and a bootstrap 95 % interval over the test videos
+    (:func:`tpt_keras.metrics.seed_statistics`).
+
+    Returns:
+        ``{"folder", "name", "runs", "seeds", "split", "samples", "scale_description",
+        "selected_on", "checkpoints": {"best": stats, "last": stats}}``, ``selected_on`` the split
+        that chose ``best`` (``test`` itself when the data has no validation split).
+    """
+    from tpt_keras import metrics, score_scale
+
+    run_dirs = seed_run_dirs(folder)
+    if not run_dirs:
+        raise FileNotFoundError(f"{folder}: no seed_<n>/ run folders (made by `tpt train … --seeds N`)")
+    configs = [TPTConfig.load(RunPaths(path).config) for path in run_dirs]
+    base = configs[0].replace(seed=0)
+    for path, config in zip(run_dirs, configs):
+        if config.replace(seed=0) != base:
+            raise ValueError(f"{path}: its configuration differs from {run_dirs[0]}'s in more than "
+                             "the seed: these are not seeds of one experiment")
+    checkpoints, keys, true = {}, None, None
+    for which in ("best", "last"):
+        predictions = []
+        for path in run_dirs:
+            run = load_run(path, which)
+            outputs = predict_split(run, split, progress=progress, skip_bad=skip_bad)
+            if keys is not None and outputs["keys"] != keys:
+                raise ValueError(f"{path}: its {split} videos differ from {run_dirs[0]}'s")
+            keys = outputs["keys"]
+            convert = (lambda values: score_scale.to_judges(values, outputs["groups"], base.dataset)) \
+                if scale == "judges" else np.asarray
+            predictions.append(convert(outputs["pred"]))
+            true = convert(outputs["true"])
+        checkpoints[which] = metrics.seed_statistics(np.stack(predictions), true,
+                                                     num_bootstrap=num_bootstrap)
+    splits = load_samples(RunPaths(run_dirs[0]).samples)
+    return {"folder": folder, "name": run_name(base), "runs": run_dirs,
+            "seeds": [config.seed for config in configs], "split": split, "samples": len(keys),
+            "scale_description": score_scale.describe(scale, base.dataset),
+            "selected_on": validation_split(splits), "checkpoints": checkpoints}
+
+
+def format_seed_results(results: dict) -> str:
+    """A terminal table of :func:`evaluate_seeds`' results."""
+    lines = [f"{results['name']}: {len(results['seeds'])} seeds ({', '.join(map(str, results['seeds']))}), "
+             f"{results['samples']} {results['split']} videos, scores on the {results['scale_description']}",
+             f"{'checkpoint':<22} {'Spearman mean ± std':>20} {'95% CI (videos)':>17} "
+             f"{'R-l2 x100 mean ± std':>21} {'95% CI (videos)':>17}"]
+    labels = {"best": "val-selected (best)", "last": "last epoch"}
+    for which in ("best", "last"):
+        stats = results["checkpoints"][which]
+        cells = []
+        for name, digits in (("spearman", 4), ("r_l2", 3)):
+            low, high = stats["ci95"][name]
+            cells.append(f"{stats['mean'][name]:.{digits}f} ± {stats['std'][name]:.{digits}f}")
+            cells.append(f"[{low:.{digits}f}, {high:.{digits}f}]")
+        lines.append(f"{labels[which]:<22} {cells[0]:>20} {cells[1]:>17} {cells[2]:>21} {cells[3]:>17}")
+    for index, seed in enumerate(results["seeds"]):
+        best = results["checkpoints"]["best"]["per_seed"][index]
+        last = results["checkpoints"]["last"]["per_seed"][index]
+        lines.append(f"  seed {seed}: best ρ {best['spearman']:.4f}, R-l2 {best['r_l2']:.3f}; "
+                     f"last ρ {last['spearman']:.4f}, R-l2 {last['r_l2']:.3f}")
+    if results["selected_on"] == results["split"]:
+        lines.append(f"note: 'best' was selected on the {results['split']} split itself (the data has no "
+                     "validation split), as the original code does: it is optimistic; 'last' is not.")
+    lines.append("95% CI: bootstrap over the test videos (1000 resamples) of the mean over seeds; "
+                 "± is the standard deviation over seeds")
+    return "\n".join(lines)
