@@ -233,6 +233,13 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from tpt_keras import experiment
 
+    if len(args.runs) == 1 and experiment.seed_run_dirs(args.runs[0]):
+        if args.plot:
+            raise CommandError("--plot draws one run: pass one of the seed_<n> folders")
+        results = experiment.evaluate_seeds(args.runs[0], split=args.split, scale=args.scale,
+                                            progress=not args.json, skip_bad=args.skip_bad)
+        print(json.dumps(results, indent=2) if args.json else experiment.format_seed_results(results))
+        return 0
     results = experiment.evaluate_run(args.runs, which=args.checkpoint, split=args.split,
                                       plot=args.plot, progress=not args.json, scale=args.scale,
                                       skip_bad=args.skip_bad)
@@ -337,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
     evaluate.add_argument("runs", nargs="+", metavar="RUN",
                           help="run folder(s); several = AQA-7 classes or JIGSAWS folds of one "
-                               "dataset, averaged (mixed datasets and repeated runs are refused)")
+                               "dataset, averaged (mixed datasets and repeated runs are refused); "
+                               "one folder of seed_<n> runs (tpt train --seeds N) = mean ± std "
+                               "over seeds and a bootstrap 95%% interval over test videos")
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"],
                           help="which model of the run folder (default best)")
     evaluate.add_argument("--split", default="test", help="split of samples.json (default test)")
