@@ -9,7 +9,9 @@ Rooms (one concept per module; none imports the model):
 * :mod:`.video_ops` — clip windowing, flip/resize/crop, normalisation (TensorFlow);
 * :mod:`.pairing` — exemplar selection for training and test;
 * :mod:`.features` — the clip-feature cache;
-* :mod:`.reader` — the tf.data readers that assemble all of the above.
+* :mod:`.reader` — the tf.data readers that assemble all of the above;
+* :mod:`.tf_python` — their Python callbacks, stopped cleanly when the program exits;
+* :mod:`.safe_pickle` — the restricted unpickler every annotation pickle goes through.
 
 Importing this package is cheap (no TensorFlow); import the submodules you need.
 """

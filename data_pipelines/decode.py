@@ -6,7 +6,9 @@ Three sources, chosen by the path:
   (``img_00001.jpg`` …; ``1.jpg, 2.jpg, 10.jpg`` as FineDiving names them),
   decoded with ``tf.io.decode_jpeg`` / ``tf.io.decode_png``; only the requested frames are decoded;
 * a **GIF** (``.gif``): ``tf.io.decode_gif``;
-* a **container video** (``.mp4 .avi .mov .webm .mkv .m4v``): PyAV (FFmpeg bundled in its wheel).
+* a **container video** (``.mp4 .avi .mov .webm .mkv .m4v``): PyAV (FFmpeg bundled in its wheel),
+  streamed: frames are decoded in order up to the last requested one and only the requested ones
+  are kept, so memory follows the clip layout, not the video's length.
   tensorflow-io is not used: its 0.37.1 wheel fails to load on TensorFlow ≥ 2.20 and its FFmpeg
   ops want a system FFmpeg 2.8–4.2.
 
@@ -126,9 +128,13 @@ def list_frame_files(folder: str) -> list[str]:
 
 
 def count_frames(path: str) -> int:
-    """Number of frames. Cheap for frame folders (a directory listing); GIFs and videos are decoded."""
-    if source_kind(path) == "folder":
+    """Number of frames. Cheap for frame folders (a directory listing) and container videos (packets
+    are counted, nothing decoded); GIFs are decoded."""
+    kind = source_kind(path)
+    if kind == "folder":
         return len(list_frame_files(path))
+    if kind == "video":
+        return video_frame_count(path)
     return int(read_frames(path).shape[0])
 
 
@@ -218,46 +224,112 @@ def read_gif(path: str, indices: Indices = None) -> np.ndarray:
     return frames if chosen is None else frames[chosen]
 
 
+def _check_count(path: str, got: int, expected: int, what: str) -> None:
+    """Refuse ``got`` frames where ``expected`` were listed beyond the tolerance; warn below it."""
+    shortfall = expected - got
+    if shortfall > max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE_FRACTION * expected):
+        raise VideoDecodeError(path, f"truncated video: {what} {got} of the {expected} frames its header lists")
+    if shortfall > 0:
+        logger.warning("%s: %s %d of the %d frames its header lists", path, what, got, expected)
+
+
+def _open_video_stream(av, container, path: str, threads: int | None):
+    if not container.streams.video:
+        raise VideoDecodeError(path, "file holds no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = int(DEFAULT_VIDEO_THREADS if threads is None else threads)
+    return stream
+
+
+def _video_errors(av):
+    return (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError)
+
+
+def video_frame_count(path: str) -> int:
+    """Frames of a container video without decoding any: the video packets are counted (one frame
+    each), and checked against the count the header lists (a truncated file has fewer).
+
+    Raises:
+        VideoDecodeError: unreadable, no video stream, zero frames, or truncated.
+    """
+    import av
+
+    path = os.fspath(path)
+    try:
+        with av.open(path) as container:
+            stream = _open_video_stream(av, container, path, 1)
+            listed = int(stream.frames or 0)
+            packets = sum(1 for packet in container.demux(stream) if packet.size)
+    except VideoDecodeError:
+        raise
+    except _video_errors(av) as error:
+        raise VideoDecodeError(path, f"corrupt or unreadable video ({type(error).__name__}: {error})") from None
+    if packets == 0:
+        raise VideoDecodeError(path, "video decodes to zero frames (corrupt or truncated)")
+    if listed:
+        _check_count(path, packets, listed, "holds")
+    return packets
+
+
+def _decode_positions(path: str, wanted: np.ndarray | None, threads: int | None) -> tuple[dict, int]:
+    """Decode from the start up to the last ``wanted`` position (sorted unique; None = all),
+    keeping only those frames: ``({position: uint8 (H, W, 3)}, frames decoded)``."""
+    import av
+
+    keep: dict[int, np.ndarray] = {}
+    wanted_set = None if wanted is None else set(int(i) for i in wanted)
+    last = None if wanted is None else int(wanted[-1])
+    decoded = 0
+    try:
+        with av.open(path) as container:
+            stream = _open_video_stream(av, container, path, threads)
+            for position, frame in enumerate(container.decode(stream)):
+                decoded = position + 1
+                if wanted_set is None or position in wanted_set:
+                    keep[position] = frame.to_ndarray(format="rgb24")
+                if last is not None and position >= last:
+                    break
+    except VideoDecodeError:
+        raise
+    except _video_errors(av) as error:
+        raise VideoDecodeError(path, f"corrupt or unreadable video ({type(error).__name__}: {error})") from None
+    return keep, decoded
+
+
 def read_video(path: str, indices: Indices = None, threads: int | None = None) -> np.ndarray:
-    """Decode a container video with PyAV (first video stream, RGB).
+    """Decode a container video with PyAV (first video stream, RGB), keeping only the frames asked for.
+
+    The frame count comes from counting the video packets (:func:`video_frame_count`, no decoding);
+    the frames are then decoded in order up to the last requested one, and only the requested ones
+    are converted to RGB and kept. Memory is therefore bounded by the number of distinct requested
+    frames (× H × W × 3 bytes, plus FFmpeg's few reference frames), not by the video's length.
 
     Args:
         path: .mp4/.avi/.mov/.webm/.mkv/.m4v file.
-        indices: as in :func:`read_frame_folder` (all frames are decoded, then selected).
+        indices: as in :func:`read_frame_folder`; None decodes and keeps every frame.
         threads: FFmpeg decoder threads; 0 lets FFmpeg choose; None = ``DEFAULT_VIDEO_THREADS``.
 
     Returns:
-        uint8 (T, H, W, 3).
+        uint8 (len(indices) or T, H, W, 3).
     """
-    import av  # PyAV; imported here so that frame-folder users never load FFmpeg.
-
     path = os.fspath(path)
-    frames: list[np.ndarray] = []
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise VideoDecodeError(path, "file holds no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = int(DEFAULT_VIDEO_THREADS if threads is None else threads)
-            expected = int(stream.frames or 0)
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-    except VideoDecodeError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError) as error:
-        raise VideoDecodeError(path, f"corrupt or unreadable video ({type(error).__name__}: {error})") from None
-    if not frames:
-        raise VideoDecodeError(path, "video decodes to zero frames (corrupt or truncated)")
-    shortfall = expected - len(frames)
-    if shortfall > max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE_FRACTION * expected):
-        raise VideoDecodeError(
-            path, f"truncated video: decoded {len(frames)} of the {expected} frames its header lists")
-    if shortfall > 0:
-        logger.warning("%s: decoded %d of the %d frames its header lists", path, len(frames), expected)
-    video = _stack(frames, path)
-    chosen = _resolve_indices(indices, video.shape[0], path)
-    return video if chosen is None else video[chosen]
+    num_frames = video_frame_count(path)
+    for _ in range(2):  # a second pass only when fewer frames decode than there are packets
+        chosen = _resolve_indices(indices, num_frames, path)
+        wanted = None if chosen is None else np.unique(chosen)
+        keep, decoded = _decode_positions(path, wanted, threads)
+        if decoded == 0:
+            raise VideoDecodeError(path, "video decodes to zero frames (corrupt or truncated)")
+        complete = decoded == num_frames if wanted is None else len(keep) == len(wanted)
+        if complete:
+            break
+        _check_count(path, decoded, num_frames, "decoded")  # fewer frames than packets: truncated?
+        num_frames = decoded
+    else:
+        raise VideoDecodeError(path, "frame count changed between two decodes")
+    positions = sorted(keep) if chosen is None else [int(i) for i in chosen]
+    return _stack([keep[i] for i in positions], path)
 
 
 def read_frames(path: str, indices: Indices = None) -> np.ndarray:
@@ -296,6 +368,32 @@ def read_frames_or_skip(path: str, indices: Indices = None, skip_log: SkipLog | 
         return None
 
 
+def unreadable(paths: Sequence[str]) -> dict[str, str]:
+    """``{path: VideoDecodeError text}`` for the sources that cannot be read, found cheaply with
+    :func:`count_frames` (a frame folder's listing, a video's packets; GIFs are decoded), without
+    decoding any frame of a video. A check before training with skip-bad-samples, so that a bad
+    video is left out of every list (queries and exemplars) once, up front."""
+    bad = {}
+    for path in dict.fromkeys(os.fspath(p) for p in paths):
+        try:
+            count_frames(path)
+        except VideoDecodeError as error:
+            bad[path] = str(error)
+    return bad
+
+
+def decode_error_in(error: BaseException) -> str | None:
+    """The one-line :class:`VideoDecodeError` text (``"PATH: reason"``) that a TensorFlow error raised
+    by a tf.data worker carries in its message, or None. For a command's one-line error report."""
+    if isinstance(error, VideoDecodeError):
+        return str(error)
+    marker = "VideoDecodeError: "
+    for line in str(error).splitlines():
+        if marker in line:
+            return line.split(marker, 1)[1].strip()
+    return None
+
+
 def tf_read_frames(path: tf.Tensor) -> tf.Tensor:
     """Graph-friendly :func:`read_frames`: scalar string tensor → uint8 tensor (T, H, W, 3).
 
@@ -306,7 +404,9 @@ def tf_read_frames(path: tf.Tensor) -> tf.Tensor:
     def _read(path_bytes):
         return read_frames(path_bytes.decode("utf-8"))
 
-    frames = tf.numpy_function(_read, [path], tf.uint8, stateful=False, name="read_frames")
+    from . import tf_python
+
+    frames = tf_python.numpy_function(_read, [path], tf.uint8, name="read_frames")
     frames.set_shape([None, None, None, 3])
     return frames
 

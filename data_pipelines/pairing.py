@@ -74,6 +74,10 @@ def training_pairs(train_samples: Sequence[Sample], rng_or_seed, epoch: int = 0)
     return pairs
 
 
+class EmptyGroupError(ValueError):
+    """A test sample whose group has no training sample (with ``empty_group="error"``)."""
+
+
 class TestExemplars(NamedTuple):
     """Exemplars of every test sample.
 
@@ -150,8 +154,12 @@ def test_exemplars(test_samples: Sequence[Sample], train_samples: Sequence[Sampl
     for position, sample in enumerate(test_samples):
         group = sample.group if sample.group in members else None
         if group is None and empty_group == "error":
-            raise ValueError(f"test sample {sample.key}: no training sample in its group {sample.group!r} "
-                             "(pass empty_group='all' to draw from the whole training set)")
+            known = ", ".join(repr(name) for name in sorted(members)[:10])
+            raise EmptyGroupError(
+                f"test sample {sample.key}: no training sample in its group {sample.group!r} (training "
+                f"groups: {known}{' …' if len(members) > 10 else ''}); give the group a training sample, "
+                "or set empty_group='all' (config field, `--set empty_group=all`) to draw its "
+                "exemplars from the whole training set")
         if group not in sets:
             sets[group] = group_exemplars(train_samples, group, num_exemplars, seed)
         indices[position], mask[position] = sets[group]

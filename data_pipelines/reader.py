@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from . import decode, pairing, video_ops
+from . import decode, pairing, tf_python, video_ops
 from . import protocol as protocol_lib
 from .features import FeatureCache
 from .protocol import VideoProtocol
@@ -92,7 +92,7 @@ def _plan_dataset(train_samples, seed, epochs, global_batch, num_pipelines, pipe
 
     @tf.autograph.experimental.do_not_convert
     def one_epoch(epoch):
-        rows = tf.numpy_function(plan, [epoch], tf.int64, stateful=False, name="epoch_plan")
+        rows = tf_python.numpy_function(plan, [epoch], tf.int64, name="epoch_plan")
         rows.set_shape([rows_per_epoch, _PLAN_COLUMNS])
         dataset = tf.data.Dataset.from_tensor_slices(rows)
         return dataset.shard(num_pipelines, pipeline_id) if num_pipelines > 1 else dataset
@@ -158,7 +158,7 @@ def _feature_lookup(features: np.ndarray, shape: tuple[int, int]):
         return features[indices]
 
     def op(indices):
-        out = tf.numpy_function(lookup, [indices], tf.float32, stateful=False, name="feature_lookup")
+        out = tf_python.numpy_function(lookup, [indices], tf.float32, name="feature_lookup")
         out.set_shape(indices.shape.concatenate(shape))
         return out
 
@@ -322,7 +322,7 @@ def _tf_video(path, seed, options: _Options, training: bool, role: str, skip_log
             return np.zeros((length, 1, 1, 3), np.uint8), False
         return frames, True
 
-    frames, ok = tf.numpy_function(read, [path, seed], [tf.uint8, tf.bool], stateful=False, name="read_video")
+    frames, ok = tf_python.numpy_function(read, [path, seed], [tf.uint8, tf.bool], name="read_video")
     frames.set_shape([length, None, None, 3])
     ok.set_shape([])
     clips = tf.cond(ok, lambda: options.clips(frames, training, seed, fused=True),

@@ -150,16 +150,12 @@ def write_synthetic_cache(cache_dir: str, num_train: int, num_test: int, *, feat
 
     Keys are ``synthetic_{split}_{index:05d}``; the group is the difficulty with
     ``use_difficulty``, else ``"all"``. The cache records the data settings, and a cache made
-    with other settings is refused (a ValueError naming the folder). Existing keys are reused.
+    with other settings is refused (a ``FeatureCacheError`` naming the folder and fields). Existing keys are reused.
     """
     settings = {"seed": seed, "num_phases": num_phases, "num_train": num_train,
                 "num_test": num_test}
     cache = FeatureCache(cache_dir, feature_dim=feature_dim, num_clips=num_clips,
-                         backbone="synthetic", extra=settings)
-    recorded = {key: cache.metadata.get(key) for key in settings}
-    if recorded != settings:
-        raise ValueError(f"{cache_dir}: synthetic feature cache made with {recorded}, "
-                         f"asked for {settings}; use another folder")
+                         backbone="synthetic", extra=settings, create=True)
     splits = {}
     for split, count, split_seed in (("train", num_train, seed), ("test", num_test, seed + 1)):
         arrays = make_synthetic_features(count, num_clips=num_clips, feature_dim=feature_dim,

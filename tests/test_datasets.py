@@ -12,7 +12,7 @@ from data_pipelines import decode, video_ops
 from data_pipelines.datasets import AnnotationError, MissingMediaError, aqa7, jigsaws, manifest, mtl_aqa
 from data_pipelines.datasets import load as load_dataset
 from data_pipelines.samples import Sample, target
-from tpt_keras.safe_pickle import UnsafePickleError
+from data_pipelines.safe_pickle import UnsafePickleError
 
 TINY = np.full((2, 8, 12, 3), 128, np.uint8)
 
@@ -87,6 +87,11 @@ def test_mtl_aqa_malicious_and_malformed_pickles(tmp_path):
     (tmp_path / "test_split_0.pkl").write_bytes(pickle.dumps([(1, 2, 3)]))
     with pytest.raises(AnnotationError, match=r"test_split_0\.pkl, entry 0: expected a \(video, dive\) pair"):
         mtl_aqa.load(tmp_path, None)
+    for entry in ((float("inf"), 1), (1, float("nan")), (1.5, 2)):  # inf gave a raw OverflowError
+        (tmp_path / "test_split_0.pkl").write_bytes(pickle.dumps([(1, 1), entry]))
+        with pytest.raises(AnnotationError, match=r"test_split_0\.pkl, entry 1: expected a \(video, dive\) pair "
+                                                  r"of whole numbers"):
+            mtl_aqa.load(tmp_path, None)
     os.remove(tmp_path / "test_split_0.pkl")
     with pytest.raises(FileNotFoundError, match="test_split_0.pkl: MTL-AQA test split not found"):
         mtl_aqa.load(tmp_path, None)
@@ -136,6 +141,9 @@ def test_aqa7_malformed_rows(tmp_path):
         aqa7.load(tmp_path, None, "all")
     scipy.io.savemat(tmp_path / "consolidated_test_list.mat", {"x": np.ones((3, 2))})
     with pytest.raises(AnnotationError, match=r"expected an \(N, 3\) numeric matrix"):
+        aqa7.load(tmp_path, None)
+    scipy.io.savemat(tmp_path / "consolidated_test_list.mat", {"x": good + 1j})  # imaginary part ≠ 0
+    with pytest.raises(AnnotationError, match=r"consolidated_test_list\.mat: the matrix holds complex numbers"):
         aqa7.load(tmp_path, None)
     (tmp_path / "consolidated_test_list.mat").write_bytes(b"garbage")
     with pytest.raises(AnnotationError, match="not a readable .mat file"):
@@ -205,11 +213,12 @@ def test_manifest_relative_paths_and_defaults(tmp_path):
     os.makedirs(tmp_path / "clips")
     decode.write_video(str(tmp_path / "clips" / "b.mp4"), TINY)
     csv_path = _write(tmp_path / "manifest.csv",
-                      "path,score,difficulty,group,split\n"
-                      "frames/a,78.5,3.2,3.2,train\n"
+                      "path,score,difficulty,group,split,key\n"
+                      "frames/a,78.5,3.2,3.2,train,\n"
                       "\n"
-                      f"{tmp_path / 'clips' / 'b.mp4'},64,,,test\n"
-                      "clips/b.mp4,70,,,val\n")
+                      f"{tmp_path / 'clips' / 'b.mp4'},64,,,test,\n"
+                      "frames/a,60,,,test,a2\n"
+                      "clips/b.mp4,70,,,val,\n")
     splits = manifest.load(csv_path)
     a, b = splits["train"][0], splits["test"][0]
     assert a == Sample(key="frames/a", path=str(tmp_path / "frames" / "a"), score=78.5, difficulty=3.2,
@@ -229,12 +238,24 @@ def test_manifest_relative_paths_and_defaults(tmp_path):
     ("path,score\nok,1,extra\n", r"line 2: more values than columns"),
     ("path,score\nok,1\nok,2\n", r"line 3: duplicate key 'ok' \(first on line 2\)"),
     ("path,score\n", r"no samples"),
+    ("path,score\nok,1\nok2,1e308\n", r"line 3: column 'score' is 1e308, beyond"),
+    ("path,score,difficulty\nok,1,-1e300\n", r"line 2: column 'difficulty' is -1e300, beyond"),
+    ("path,score\nok,inf\n", r"line 2: column 'score' is not finite"),
+    ("path,score,split\nok,1,test\nok2,2,test\n", r"m\.csv: the manifest has no training rows \(split 'train'\); found 2 'test'"),
 ])
 def test_manifest_malformed(tmp_path, body, message):
     for name in ("ok", "ok2", "x"):
         os.makedirs(tmp_path / name, exist_ok=True)
     with pytest.raises(AnnotationError, match=message):
         manifest.load(_write(tmp_path / "m.csv", body))
+
+
+def test_manifest_non_utf8_byte_names_the_csv_and_line(tmp_path):
+    os.makedirs(tmp_path / "ok")
+    path = tmp_path / "m.csv"
+    path.write_bytes("path,score\nok,1\n".encode() + b"caf\xe9,2\n")  # Latin-1 é on line 3
+    with pytest.raises(AnnotationError, match=r"m\.csv, line 3: byte 0xe9 is not UTF-8"):
+        manifest.load(str(path))
 
 
 def test_manifest_row_pointing_nowhere(tmp_path):

@@ -155,5 +155,59 @@ def test_tf_read_frames_in_dataset(png_folder, tmp_path):
         np.testing.assert_array_equal(out.numpy(), frames)
     missing = str(tmp_path / "missing_dir")
     bad = tf.data.Dataset.from_tensor_slices([missing]).map(decode.tf_read_frames)
-    with pytest.raises(tf.errors.OpError, match="missing_dir: no such file"):
+    with pytest.raises(tf.errors.OpError, match="missing_dir: no such file") as info:
         next(iter(bad))
+    assert decode.decode_error_in(info.value) == f"{missing}: no such file or frame folder"
+    assert decode.decode_error_in(ValueError("other")) is None
+
+
+# --------------------------------------------------------------------------------------------- streaming video decode
+def _reference_decode(path):
+    """Every frame of a video, decoded directly with PyAV (independent of data_pipelines.decode)."""
+    import av
+
+    with av.open(path) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def test_video_decode_keeps_only_requested_frames(tmp_path):
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (300, 64, 96, 3), dtype=np.uint8)
+    path = decode.write_video(str(tmp_path / "long.mp4"), frames)
+    reference = _reference_decode(path)
+    assert reference.shape == (300, 64, 96, 3)
+    wanted = [299, 3, 3, 150, 0, 77, 200, 201, 12, 250]  # unsorted, a repeat, the last frame
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        got = decode.read_frames(path, wanted)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, reference[wanted])
+    frame_bytes = 64 * 96 * 3
+    assert peak < 40 * frame_bytes, f"peak {peak / frame_bytes:.0f} frames for 9 distinct requested"  # whole: 300+
+    assert decode.count_frames(path) == 300
+    np.testing.assert_array_equal(decode.read_frames(path, lambda n: [n - 1]), reference[[299]])
+    np.testing.assert_array_equal(decode.read_frames(path), reference)
+    with pytest.raises(VideoDecodeError, match=r"long\.mp4: frame indices 0\.\.300 out of range for 300 frames"):
+        decode.read_frames(path, [0, 300])
+
+
+def test_video_frame_count_needs_no_decoding(tmp_path, monkeypatch):
+    path = decode.write_video(str(tmp_path / "v.avi"), _coded_frames(45))
+    monkeypatch.setattr(decode, "_decode_positions", None)  # counting must not decode
+    assert decode.count_frames(path) == 45
+
+
+def test_unreadable_finds_bad_sources_without_decoding_videos(tmp_path, png_folder, monkeypatch):
+    good = decode.write_video(str(tmp_path / "good.mp4"), _coded_frames(12))
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00" * 500)
+    monkeypatch.setattr(decode, "_decode_positions", None)
+    bad = decode.unreadable([png_folder[0], good, str(corrupt), "/etc/passwd", good])
+    assert sorted(bad) == ["/etc/passwd", str(corrupt)]
+    assert bad["/etc/passwd"].startswith("/etc/passwd: unknown video format")
+    assert bad[str(corrupt)].startswith(f"{corrupt}: corrupt or unreadable video")

@@ -57,8 +57,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     for va, vb in zip(a.weights, b.weights):
         if va.path.endswith("key/bias"):
             # key·query + bias·query is constant over time, so the softmax over time ignores the
-            # key bias: its gradient is float round-off that Adam normalises to lr-sized steps,
-            # different between any two runs (interrupted or not). Nothing else may differ.
+            # key bias: its gradient is float round-off that Adam normalises to lr-sized steps.
+            # In this process TensorFlow keeps its default inter-op threads, whose round-off
+            # differs between two runs; `tpt train` makes runs bit-identical, tested in
+            # test_run_folder.py in fresh processes. Nothing else may differ here.
             continue
         np.testing.assert_allclose(np.asarray(va), np.asarray(vb), rtol=1e-5, atol=1e-6,
                                    err_msg=va.path)

@@ -74,7 +74,9 @@ def test_test_exemplars_fill_rule(mtl):
 def test_test_exemplars_empty_group():
     train = [Sample(key=f"t{i}", path="p", score=1.0, group="3.0") for i in range(3)]
     test = [Sample(key="q", path="p", score=1.0, group="4.1", split="test")]
-    with pytest.raises(ValueError, match="test sample q: no training sample in its group '4.1'"):
+    with pytest.raises(pairing.EmptyGroupError,
+                       match=r"test sample q: no training sample in its group '4.1' \(training groups: '3.0'\); "
+                             r".*--set empty_group=all"):
         pairing.test_exemplars(test, train)
     chosen = pairing.test_exemplars(test, train, num_exemplars=4, empty_group="all")
     assert sorted(chosen.indices[0, :3].tolist()) == [0, 1, 2] and chosen.indices[0, 3] == chosen.indices[0, 0]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import decode, reader, video_ops
-from data_pipelines.features import FeatureCache, extract_to_cache
+from data_pipelines import decode, features, reader, video_ops
+from data_pipelines.features import FeatureCache, FeatureCacheError, MissingFeaturesError, extract_to_cache
 from data_pipelines.samples import Sample
 
 MEAN, STD = np.array(video_ops.IMAGENET_MEAN), np.array(video_ops.IMAGENET_STD)
@@ -17,7 +17,7 @@ MEAN, STD = np.array(video_ops.IMAGENET_MEAN), np.array(video_ops.IMAGENET_STD)
 
 # --------------------------------------------------------------------------------------------- cache
 def test_feature_cache_round_trip(tmp_path):
-    cache = FeatureCache(str(tmp_path / "c"), backbone="i3d_k400_mixed5c")
+    cache = FeatureCache(str(tmp_path / "c"), backbone="i3d_k400_mixed5c", create=True)
     feature = np.random.default_rng(0).normal(size=(20, 1024))
     cache.write("01_12", feature)
     cache.write("frames/a b", feature * 2)  # any key is a safe file name
@@ -37,17 +37,104 @@ def test_feature_cache_round_trip(tmp_path):
 
 
 def test_feature_cache_errors(tmp_path):
-    cache = FeatureCache(str(tmp_path / "c"), backbone="a")
+    cache = FeatureCache(str(tmp_path / "c"), backbone="a", create=True)
     with pytest.raises(ValueError, match="shape \\(20, 512\\), cache expects \\(20, 1024\\)"):
         cache.write("x", np.zeros((20, 512)))
     with pytest.raises(ValueError, match="NaN"):
         cache.write("x", np.full((20, 1024), np.nan))
-    with pytest.raises(KeyError, match="x.npy: no cached features for 'x'"):
+    with pytest.raises(MissingFeaturesError, match=r"c: 1 of 1 sample\(s\) have no cached features \(first: 'x'\)"):
         cache.read("x")
-    with pytest.raises(KeyError, match="2 key\\(s\\) have no cached features: x, y"):
-        cache.read_many(["x", "y"])
-    with pytest.raises(ValueError, match="written with backbone='a', asked for 'b'"):
+    cache.write("z", np.zeros((20, 1024)))
+    with pytest.raises(KeyError, match=r"c: 2 of 3 sample\(s\) have no cached features \(first: 'x', 'y'\)"):
+        cache.read_many(["x", "z", "y"])
+    assert cache.missing(["x", "z", "y"]) == ["x", "y"]
+    with pytest.raises(FeatureCacheError, match=r"c: a feature cache made with other settings — backbone: cache 'a' "
+                                                r"vs asked 'b'"):
         FeatureCache(str(tmp_path / "c"), backbone="b")
+    # a cache of 512-d features opened for a 1024-d model names the folder and both sizes
+    FeatureCache(str(tmp_path / "small"), feature_dim=512, create=True)
+    with pytest.raises(FeatureCacheError, match=r"small: feature cache made with other settings — "
+                                                r"feature_dim: cache 512 vs asked 1024"):
+        FeatureCache(str(tmp_path / "small"), feature_dim=1024)
+
+
+def test_reader_never_creates_a_cache(tmp_path):
+    misspelt = tmp_path / "featurse"
+    with pytest.raises(FeatureCacheError, match=r"featurse: not a feature cache \(folder does not exist\)"):
+        FeatureCache(str(misspelt), feature_dim=None, num_clips=None)
+    assert not misspelt.exists()  # the old reader created the folder and a metadata.json
+    os.makedirs(misspelt)
+    with pytest.raises(FeatureCacheError, match=r"featurse: not a feature cache \(folder has no metadata.json\)"):
+        FeatureCache(str(misspelt))
+    assert os.listdir(misspelt) == []
+
+
+def test_cache_deleted_after_opening_names_the_folder(tmp_path):
+    import shutil
+
+    cache = FeatureCache(str(tmp_path / "c"), create=True)
+    cache.write("a", np.zeros((20, 1024)))
+    shutil.rmtree(tmp_path / "c")
+    with pytest.raises(MissingFeaturesError, match=r"c: 1 of 1 sample\(s\) have no cached features \(first: 'a'\)"):
+        cache.read_many(["a"])
+
+
+def test_cache_refuses_other_video_settings_naming_the_fields(tmp_path):
+    extraction = {"video_options": {"protocol": "mtl_aqa", "resize": [455, 256], "flip": True}}
+    cache = FeatureCache(str(tmp_path / "c"), extra=extraction, create=True)
+    cache.write("a", np.zeros((20, 1024)))
+    other = {"video_options": {"protocol": "mtl_aqa", "resize": [256, 341], "flip": False}}
+    for create in (True, False):  # extracting again, or training on it, with other settings
+        with pytest.raises(FeatureCacheError, match=r"c: feature cache made with other settings — "
+                                                    r"video_options.flip: cache True vs asked False; "
+                                                    r"video_options.resize: cache \[455, 256\] vs asked \[256, 341\]"):
+            FeatureCache(str(tmp_path / "c"), extra=other, create=create)
+    same = {"video_options": {"protocol": "mtl_aqa", "resize": (455, 256), "flip": True}}  # a tuple is a list
+    assert FeatureCache(str(tmp_path / "c"), extra=same, create=True).keys() == ["a"]  # resumes
+    with pytest.raises(FeatureCacheError, match=r"protocol.clip_len: not recorded in the cache, asked 8"):
+        FeatureCache(str(tmp_path / "c"), extra={"protocol": {"clip_len": 8}})
+
+
+def test_disk_full_while_writing_leaves_a_consistent_cache_that_resumes(tmp_path, monkeypatch):
+    import errno
+
+    cache = FeatureCache(str(tmp_path / "c"), create=True)
+    cache.write("a", np.ones((20, 1024)))
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        """A file that takes the first 992 bytes, then raises ENOSPC (as a full disk does)."""
+
+        def __init__(self, handle):
+            self.stream, self.written = real_fdopen(handle, "wb"), 0
+
+        def write(self, data):
+            if self.written + len(data) > 992:
+                self.stream.write(data[:992 - self.written])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(data)
+            return self.stream.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda handle, mode="r", *a, **k: FullDisk(handle))
+    with pytest.raises(FeatureCacheError, match=r"c: could not write features of 'b' \(disk full\); the cache "
+                                                r"keeps every entry written before"):
+        cache.write("b", np.full((20, 1024), 2.0))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert sorted(os.listdir(tmp_path / "c")) == ["a.npy", "metadata.json"]  # no half file, no temporary
+    report = extract_to_cache([Sample(key="a", path="/a", score=1.0), Sample(key="b", path="/b", score=2.0)],
+                              FeatureCache(str(tmp_path / "c")), lambda batch: np.full((1, 20, 1024), 2.0),
+                              lambda sample: np.zeros((20, 8, 2, 2, 3)), progress=False)
+    assert (report.written, report.skipped_existing) == (["b"], ["a"])
+    np.testing.assert_array_equal(FeatureCache(str(tmp_path / "c")).read_many(["a", "b"])[:, 0, 0], [1.0, 2.0])
 
 
 def _fake_clips_fn(sample):
@@ -65,7 +152,7 @@ def test_extract_to_cache_resumes_and_skips_bad(tmp_path, caplog):
         calls.append(batch.shape)
         return np.repeat(batch.mean(axis=(2, 3, 4, 5))[:, :, None], 1024, axis=2)  # (B, 20, 1024)
 
-    cache = FeatureCache(str(tmp_path / "c"))
+    cache = FeatureCache(str(tmp_path / "c"), create=True)
     with pytest.raises(decode.VideoDecodeError, match="bad.mp4"):
         extract_to_cache(samples, cache, extract_fn, _fake_clips_fn, progress=False, batch_size=2)
     assert cache.keys() == ["k0", "k1", "k2", "k3"]  # the batch before the failure was written
@@ -84,7 +171,7 @@ def test_extract_to_cache_resumes_and_skips_bad(tmp_path, caplog):
 # --------------------------------------------------------------------------------------------- feature readers
 def _feature_setup(tmp_path, count=12):
     """Features of sample i are the constant i; groups a (0–7) and b (8–11); difficulty 2 or 4."""
-    cache = FeatureCache(str(tmp_path / "features"))
+    cache = FeatureCache(str(tmp_path / "features"), create=True)
     samples = []
     for i in range(count):
         samples.append(Sample(key=f"s{i:02d}", path=f"/x/{i}", score=10.0 + i, difficulty=2.0 if i % 2 else 4.0,
@@ -277,3 +364,12 @@ def test_video_reader_bad_video(video_samples, caplog):
                                       uint8=True, skip_bad=True, skip_log=log)
     queries = [round((int(b["query"][0, 0, 0, 112, 112, 1]) - 20) / 30) for b in pairs.as_numpy_iterator()]
     assert 1 <= len(queries) <= 3 and log.count >= 2  # pairs touching bad.mp4 are dropped, never zero-filled
+
+
+def test_split_by_cache_leaves_out_what_extraction_skipped(tmp_path):
+    cache = FeatureCache(str(tmp_path / "c"), create=True)
+    samples = [Sample(key=k, path=f"/v/{k}", score=1.0) for k in ("a", "bad", "b", "gone")]
+    for key in ("a", "b"):
+        cache.write(key, np.zeros((20, 1024)))
+    kept, dropped = features.split_by_cache(samples, cache)
+    assert [s.key for s in kept] == ["a", "b"] and [s.key for s in dropped] == ["bad", "gone"]

@@ -1,7 +1,7 @@
 """tpt-keras: the Temporal Parsing Transformer for action quality assessment, in Keras 3.
 
 Public names (imported on first use, so that ``import tpt_keras`` stays cheap and does not load
-TensorFlow; ``data_pipelines`` uses ``tpt_keras.safe_pickle`` without it):
+TensorFlow):
 
 * ``tpt_keras.TPTModel`` — the model (:mod:`tpt_keras.model`);
 * ``tpt_keras.InceptionI3D`` — the I3D backbone (:mod:`tpt_keras.i3d`);

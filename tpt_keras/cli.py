@@ -195,11 +195,15 @@ def cmd_extract_features(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from tpt_keras import distribute, experiment, precision
+    from tpt_keras import distribute, experiment, precision, run_folder
 
+    if args.epochs is not None and args.epochs < 1:
+        raise CommandError(f"--epochs must be ≥ 1, got {args.epochs}")
+    if distribute.will_have_one_replica(args.strategy, args.logical_cpus):
+        distribute.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
     strategy = distribute.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
     config = resolve_config(args)
-    if args.epochs:
+    if args.epochs is not None:
         config = config.replace(epochs=args.epochs)
     if args.per_replica_batch:
         # global batch = per-replica batch × replicas; the preset's rates belong to its own
@@ -221,12 +225,19 @@ def cmd_train(args) -> int:
     keras.mixed_precision.set_global_policy(policy)
     print(f"precision policy {policy}, XLA {'on' if jit else 'off'}, strategy "
           f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)")
-    results = experiment.train(config, splits, args.output, features_dir=features,
-                               jit_compile=jit, verbose=args.verbose, skip_bad=args.skip_bad,
-                               strategy=strategy)
+    try:
+        results = experiment.train(config, splits, args.output, features_dir=features,
+                                   jit_compile=jit, verbose=args.verbose, skip_bad=args.skip_bad,
+                                   strategy=strategy)
+    except run_folder.RunInUseError as error:
+        raise CommandError(str(error)) from None
+    for key, message in results["skipped"]:
+        print(f"skipped {key}: {message}")
     best, last = results["best"], results["last"]
-    print(f"validation Spearman: best {best['spearman']:.4f} (epoch {best['epoch']}), "
-          f"last {last['spearman']:.4f} (epoch {last['epoch']}) → {args.output}")
+    best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
+                 "best: none (no epoch had a finite Spearman)")
+    print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
+          f"(epoch {last['epoch']}) → {args.output}")
     return 0
 
 
@@ -321,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     train.add_argument("--features", help="feature cache: train on cached I3D features")
     train.add_argument("--output", required=True, help="run folder (resumes if it exists)")
-    train.add_argument("--epochs", type=int, help="override the preset's epochs")
+    train.add_argument("--epochs", type=int,
+                       help="override the preset's epochs (≥ 1; more than a finished run's "
+                            "extend it)")
     train.add_argument("--mixed-precision", default="auto",
                        choices=["auto", "off", "float16", "bfloat16"],
                        help="compute dtype policy (auto: chosen per device, see docs/scale.md)")
@@ -336,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "scaled by sqrt(global / preset batch)")
     train.add_argument("--logical-cpus", type=int,
                        help="split the CPU into N logical devices (mirrored on a CPU machine)")
-    train.add_argument("--skip-bad", action="store_true", help="skip unreadable videos")
+    train.add_argument("--skip-bad", action="store_true",
+                       help="skip unreadable videos (or samples missing from --features), "
+                            "everywhere, listed once")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                        help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     train.set_defaults(handler=cmd_train)

@@ -11,7 +11,13 @@ One training entry point, :func:`fit`:
 * multi-worker: Keras 3 ``model.fit`` does not work under ``MultiWorkerMirroredStrategy``
   (keras-team/keras#20585), so :func:`fit` runs a small loop instead: ``strategy.run(
   model.train_step)`` in a ``tf.function``, logs mean-reduced over replicas, the same Keras
-  callbacks, and a ``tf.train.CheckpointManager`` backup that resumes from the last finished epoch.
+  callbacks.
+
+Both paths back up with the same :class:`TrainingBackup` callback (``fit(backup_dir=...)``): every
+variable of the model (weights, non-trainable state, dropout seed states) and of the optimizer, and
+the number of finished epochs, written atomically at each epoch end; a new ``fit`` on the same
+folder restores it and continues with the next epoch, ending with the weights an uninterrupted run
+ends with.
 
 The dataset contract is the one of ``distribute_datasets_from_function``: ``train_ds_fn(
 input_context)`` returns a ``tf.data.Dataset`` of **per-replica** batches (batch size
@@ -41,7 +47,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -165,6 +170,32 @@ def make_strategy(name: str = "auto", logical_cpus: int | None = None) -> tf.dis
             implementation=implementation
         )
     )
+
+
+def make_deterministic() -> bool:
+    """Make a one-replica run bit-identical between processes: TensorFlow runs independent ops
+    one at a time (``inter_op_parallelism_threads = 1``; each op still uses every core).
+
+    With several ops in flight, the gradients of the TPT decoder's first layer differ in the
+    last bits from one step to the next on the same inputs (measured on CPU; op determinism and
+    oneDNN off do not remove it), and Adam grows such differences into different runs. Must run
+    before TensorFlow initialises; returns False (and changes nothing) when it is too late.
+    Not for mirrored or multi-worker strategies, whose replicas must run concurrently."""
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        return tf.config.threading.get_inter_op_parallelism_threads() == 1
+    return True
+
+
+def will_have_one_replica(name: str = "auto", logical_cpus: int | None = None) -> bool:
+    """Whether :func:`make_strategy` with these arguments gives a one-replica strategy (known
+    before TensorFlow initialises its devices)."""
+    if name == "one-device":
+        return True
+    if name != "auto" or num_tf_config_workers() > 1 or (logical_cpus or 1) > 1:
+        return False
+    return len(tf.config.list_physical_devices("GPU")) <= 1
 
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
@@ -360,18 +391,19 @@ def fit(
             (see the module docstring). It is repeated; an epoch is ``steps_per_epoch`` steps.
         epochs: index of the last epoch + 1, as in ``model.fit``.
         callbacks: Keras callbacks. Under multi-worker, callbacks that write files
-            (``ModelCheckpoint``, ``CSVLogger``, ``TensorBoard``) run on the chief only, all
-            others on every worker, and ``BackupAndRestore`` is refused (use ``backup_dir``).
+            (``ModelCheckpoint``, ``CSVLogger``, ``TensorBoard``, or any with a true
+            ``chief_only`` attribute) run on the chief only, all others on every worker, and
+            ``BackupAndRestore`` is refused (use ``backup_dir``).
         strategy: defaults to the strategy the model was created under.
         steps_per_epoch: global steps per epoch; default: one pass over this worker's shard
             (:func:`steps_per_epoch_of`).
         validation_ds_fn: like ``train_ds_fn`` for ``model.test_step``; evaluated after each epoch,
             ``validation_steps`` steps (default one pass), logs prefixed ``val_``.
         initial_epoch: epoch to start from (overridden by a backup in ``backup_dir``).
-        backup_dir: resume from the last finished epoch after an interruption (Keras
-            ``BackupAndRestore`` semantics). One machine: ``keras.callbacks.BackupAndRestore``.
-            Multi-worker: a ``tf.train.CheckpointManager`` written by the chief; it must be on a
-            file system that every worker can read.
+        backup_dir: a folder for :class:`TrainingBackup`: restored (every variable of model
+            and optimizer) before training, written by the chief after every epoch, kept after
+            the run (so that a later ``fit`` with more epochs continues it). Under multi-worker
+            it must be on a file system that every worker can read.
         verbose: as in ``model.fit``.
 
     Returns:
@@ -389,14 +421,26 @@ def fit(
     if validation_ds_fn is not None and validation_steps is None:
         validation_steps = steps_per_epoch_of(validation_ds_fn, strategy)
     callbacks = list(callbacks or [])
+    if is_multi_worker(strategy) and any(
+            isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks):
+        raise ValueError(
+            "keras.callbacks.BackupAndRestore restores the weights on one worker only under "
+            "MultiWorkerMirroredStrategy (the workers would diverge). Pass fit(backup_dir=...) "
+            "instead."
+        )
+    if backup_dir is not None:
+        backup = TrainingBackup(backup_dir, write=is_chief(strategy))
+        _build_variables(model, train_ds_fn, strategy)
+        restored = backup.restore(model)
+        if restored is not None:
+            initial_epoch = restored
+        callbacks.append(backup)  # last: the backup commits an epoch once everything else ran
     train_ds = distribute_dataset(strategy, train_ds_fn, repeat=True)
     val_ds = None
     if validation_ds_fn is not None:
         val_ds = distribute_dataset(strategy, validation_ds_fn, repeat=True)
 
     if not is_multi_worker(strategy):
-        if backup_dir is not None:
-            callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
         return model.fit(
             train_ds,
             epochs=epochs,
@@ -419,25 +463,113 @@ def fit(
         val_ds,
         validation_steps,
         initial_epoch,
-        backup_dir,
         verbose,
     )
 
 
 def backup_epoch(backup_dir: str) -> int:
-    """The epoch a run with this ``backup_dir`` resumes at; 0 without a backup.
+    """The number of finished epochs in ``backup_dir``'s :class:`TrainingBackup` (the epoch a run
+    resumes at); 0 without a backup. Use it to start the data pipeline at the right epoch before
+    calling :func:`fit`. A damaged backup raises a ValueError naming the file."""
+    return TrainingBackup(backup_dir).finished_epochs()
 
-    Reads both formats :func:`fit` writes: Keras ``BackupAndRestore``'s ``training_metadata.json``
-    (one machine) and the multi-worker ``CheckpointManager`` checkpoint (its finished-epoch
-    count). Use it to start the data pipeline at the right epoch before calling :func:`fit`."""
-    metadata = os.path.join(backup_dir, "training_metadata.json")
-    if tf.io.gfile.exists(metadata):
-        with tf.io.gfile.GFile(metadata, "r") as file:
-            return int(json.load(file).get("epoch", 0))  # Keras stores the next epoch to run
-    latest = tf.train.latest_checkpoint(backup_dir) if tf.io.gfile.isdir(backup_dir) else None
-    if latest is None:
-        return 0
-    return int(tf.train.load_variable(latest, "finished_epochs/.ATTRIBUTES/VARIABLE_VALUE"))
+
+class TrainingBackup(keras.callbacks.Callback):
+    """The state a run needs to continue exactly: every variable of the model (``model.variables``:
+    weights, non-trainable state such as BN statistics, and the dropout layers' seed states) and of
+    the optimizer (step count, moments), and the number of finished epochs.
+
+    One file, ``DIRECTORY/state.npz``, replaced atomically at the end of every epoch (temporary
+    file, fsync, rename: a kill leaves the previous epoch's backup). The data pipelines' order is a
+    function of (seed, epoch), so the epoch is the whole data position.
+
+    Args:
+        directory: the backup folder.
+        write: False on the workers that only restore (multi-worker: the chief writes).
+    """
+
+    FILE = "state.npz"
+
+    def __init__(self, directory: str, write: bool = True):
+        super().__init__()
+        self.directory = directory
+        self.path = os.path.join(directory, self.FILE)
+        self.write = write
+
+    def _load(self):
+        if not os.path.exists(self.path):
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except Exception as error:  # zipfile.BadZipFile, ValueError, OSError, EOFError
+            raise ValueError(
+                f"{self.path}: damaged training backup ({type(error).__name__}: {error}); delete "
+                f"{self.directory} to train this run again from its first epoch") from None
+
+    def finished_epochs(self) -> int:
+        state = self._load()
+        if state is None:
+            return 0
+        if "finished_epochs" not in state:
+            raise ValueError(f"{self.path}: damaged training backup (no finished_epochs); "
+                             f"delete {self.directory} to train this run again from its first epoch")
+        return int(state["finished_epochs"])
+
+    @staticmethod
+    def _variables(model):
+        return [("model", v) for v in model.variables] + [
+            ("optimizer", v) for v in model.optimizer.variables]
+
+    def restore(self, model) -> int | None:
+        """Load the backup into ``model`` (built, optimizer built); the finished epochs, or None
+        without a backup."""
+        state = self._load()
+        if state is None:
+            return None
+        variables = self._variables(model)
+        names = [f"{owner}_{i:04d}" for i, (owner, _) in enumerate(variables)]
+        stored = sorted(name for name in state if name != "finished_epochs")
+        if sorted(names) != stored:
+            raise ValueError(f"{self.path}: the backup holds {len(stored)} variables, this model "
+                             f"has {len(names)}: it belongs to another model; delete "
+                             f"{self.directory} to start over")
+        for name, (_, variable) in zip(names, variables):
+            value = state[name]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(f"{self.path}: {variable.path} has shape {value.shape} in the "
+                                 f"backup, {tuple(variable.shape)} in the model; delete "
+                                 f"{self.directory} to start over")
+            variable.assign(value)
+        return int(state["finished_epochs"])
+
+    def save(self, model, finished_epochs: int) -> None:
+        from tpt_keras import run_folder
+
+        arrays = {f"{owner}_{i:04d}": np.asarray(keras.ops.convert_to_numpy(v))
+                  for i, (owner, v) in enumerate(self._variables(model))}
+        arrays["finished_epochs"] = np.asarray(finished_epochs, np.int64)
+        os.makedirs(self.directory, exist_ok=True)
+        with run_folder.atomic_path(self.path) as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays)
+            run_folder.fault_point("backup_before_replace")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.write:
+            self.save(self.model, epoch + 1)
+
+
+def _build_variables(model, train_ds_fn, strategy) -> None:
+    """Create the model's and the optimizer's variables (one eager call on a local batch), before
+    a backup is restored into them and before the multi-worker loop's ``tf.function``."""
+    if not model.built:
+        first = next(iter(train_ds_fn(_local_input_context(strategy)).take(1)))
+        with strategy.scope():
+            model(first)
+    if not model.optimizer.built:
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
 
 
 _FILE_WRITING_CALLBACKS = (
@@ -458,48 +590,6 @@ def _to_floats(logs):
     return {name: float(value) for name, value in logs.items()}
 
 
-class _MultiWorkerBackup:
-    """Saves model + optimizer + finished-epoch count each epoch; restores the latest on start.
-
-    Every worker calls ``save`` (the variables are mirrored); the chief writes into ``directory``,
-    the others into a temporary directory deleted right after."""
-
-    def __init__(self, model, strategy, directory):
-        self.directory = directory
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="finished_epochs")
-        self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=model.optimizer, finished_epochs=self.epoch
-        )
-        if is_chief(strategy):
-            self.write_dir = directory
-        else:
-            task_id = tf_config().get("task", {}).get("index", 0)
-            self.write_dir = tempfile.mkdtemp(prefix=f"tpt_backup_worker{task_id}_")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir, max_to_keep=1)
-
-    def restore(self) -> int | None:
-        latest = tf.train.latest_checkpoint(self.directory)
-        if latest is None:
-            return None
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return int(self.epoch.numpy())
-
-    def save(self, finished_epochs: int) -> None:
-        self.epoch.assign(finished_epochs)
-        self.manager.save()
-        if self.write_dir != self.directory:
-            tf.io.gfile.rmtree(self.write_dir)
-            tf.io.gfile.makedirs(self.write_dir)
-
-    def close(self, finished: bool) -> None:
-        """Removes the temporary directory; after a finished run, also the backup (as Keras'
-        ``BackupAndRestore`` does), so that the next run starts from scratch."""
-        if self.write_dir != self.directory and tf.io.gfile.exists(self.write_dir):
-            tf.io.gfile.rmtree(self.write_dir)
-        if finished and self.write_dir == self.directory and tf.io.gfile.exists(self.directory):
-            tf.io.gfile.rmtree(self.directory)
-
-
 def _fit_multi_worker(
     model,
     train_ds_fn,
@@ -511,32 +601,13 @@ def _fit_multi_worker(
     val_ds,
     validation_steps,
     initial_epoch,
-    backup_dir,
     verbose,
 ):
     """The loop ``model.fit`` would run, written out for ``MultiWorkerMirroredStrategy``."""
-    if any(isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks):
-        raise ValueError(
-            "keras.callbacks.BackupAndRestore restores the weights on one worker only under "
-            "MultiWorkerMirroredStrategy (the workers would diverge). Pass fit(backup_dir=...) "
-            "instead."
-        )
     if not is_chief(strategy):
-        callbacks = [cb for cb in callbacks if not isinstance(cb, _FILE_WRITING_CALLBACKS)]
-    if not model.built:
-        # Create the variables outside tf.function: one eager call on a local batch.
-        first = next(iter(train_ds_fn(_local_input_context(strategy)).take(1)))
-        with strategy.scope():
-            model(first)
-    with strategy.scope():
-        model.optimizer.build(model.trainable_variables)
-
-    backup = None
-    if backup_dir is not None:
-        backup = _MultiWorkerBackup(model, strategy, backup_dir)
-        restored = backup.restore()
-        if restored is not None:
-            initial_epoch = restored
+        callbacks = [cb for cb in callbacks if not (isinstance(cb, _FILE_WRITING_CALLBACKS)
+                                                    or getattr(cb, "chief_only", False))]
+    _build_variables(model, train_ds_fn, strategy)  # outside tf.function
 
     @tf.function
     def train_function(iterator):
@@ -562,37 +633,29 @@ def _fit_multi_worker(
     val_iterator = iter(val_ds) if val_ds is not None else None
     callback_list.on_train_begin()
     epoch_logs = {}
-    finished = False
-    try:
-        for epoch in range(initial_epoch, epochs):
-            model.reset_metrics()
-            callback_list.on_epoch_begin(epoch)
-            logs = {}
-            for step in range(steps_per_epoch):
-                callback_list.on_train_batch_begin(step)
-                logs = _to_floats(train_function(iterator))
-                callback_list.on_train_batch_end(step, logs)
-                if model.stop_training:
-                    break
-            epoch_logs = dict(logs)
-            if val_iterator is not None:
-                model.reset_metrics()
-                callback_list.on_test_begin()
-                val_logs = {}
-                for step in range(validation_steps):
-                    callback_list.on_test_batch_begin(step)
-                    val_logs = _to_floats(test_function(val_iterator))
-                    callback_list.on_test_batch_end(step, val_logs)
-                callback_list.on_test_end(val_logs)
-                epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
-            callback_list.on_epoch_end(epoch, epoch_logs)
-            if backup is not None:
-                backup.save(epoch + 1)
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        logs = {}
+        for step in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(step)
+            logs = _to_floats(train_function(iterator))
+            callback_list.on_train_batch_end(step, logs)
             if model.stop_training:
                 break
-        finished = True
-    finally:
-        if backup is not None:
-            backup.close(finished)
+        epoch_logs = dict(logs)
+        if val_iterator is not None:
+            model.reset_metrics()
+            callback_list.on_test_begin()
+            val_logs = {}
+            for step in range(validation_steps):
+                callback_list.on_test_batch_begin(step)
+                val_logs = _to_floats(test_function(val_iterator))
+                callback_list.on_test_batch_end(step, val_logs)
+            callback_list.on_test_end(val_logs)
+            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
+        callback_list.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
     callback_list.on_train_end(epoch_logs)
     return model.history

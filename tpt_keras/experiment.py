@@ -8,11 +8,16 @@ model. A *run folder* holds everything needed to evaluate, export or resume a ru
       config.json      the resolved TPTConfig
       samples.json     the train/test samples (keys, paths, scores, difficulties, groups)
       data.json        where inputs come from: a feature cache or the videos
-      best.keras       the model with the best validation Spearman
+      best.keras       the model with the best (finite) validation Spearman
       last.keras       the model after the last epoch
-      backup/          BackupAndRestore state: a killed run resumes from its last epoch
+      backup/state.npz every model and optimizer variable + finished epochs, after each epoch:
+                       a killed run resumes from it, a finished one can be extended
       log.csv          per-epoch losses and validation metrics
       tensorboard/     TensorBoard logs
+      .lock            the OS lock held while a run trains here (holds its process id)
+
+Every file is written atomically (:mod:`tpt_keras.run_folder`): a kill leaves the old or the new
+version, never half a file. ``config.json`` is written only once training starts.
 
 Two modes: *features* (train decoder and heads on cached I3D clip features, made by
 :func:`extract_features`) and *end to end* (frames → I3D with frozen BN statistics → TPT).
@@ -103,15 +108,22 @@ def synthetic_finediving_splits(config: TPTConfig, annotations: str, cache_dir: 
 
 
 def save_samples(splits: dict[str, list[Sample]], path: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump({name: [dataclasses.asdict(s) for s in items] for name, items in splits.items()},
-                  handle, indent=1)
+    """Write the samples by split to ``path`` (JSON, atomically)."""
+    from tpt_keras import run_folder
+
+    run_folder.write_json(path, {name: [dataclasses.asdict(s) for s in items]
+                                 for name, items in splits.items()})
 
 
 def load_samples(path: str) -> dict[str, list[Sample]]:
-    with open(path, encoding="utf-8") as handle:
-        raw = json.load(handle)
-    return {name: [Sample(**item) for item in items] for name, items in raw.items()}
+    """The samples written by :func:`save_samples`; a damaged file is named."""
+    from tpt_keras import run_folder
+
+    raw = run_folder.read_json(path)
+    try:
+        return {name: [Sample(**item) for item in items] for name, items in raw.items()}
+    except (TypeError, AttributeError) as error:
+        raise ValueError(f"{path}: not a samples file ({error})") from None
 
 
 def validation_split(splits: dict[str, list[Sample]]) -> str:
@@ -169,7 +181,8 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     from tpt_keras import i3d
 
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
-                         backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()})
+                         backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()},
+                         create=True)
     backbone = build_backbone(config, weights)
 
     def extract_fn(clips):
@@ -266,32 +279,155 @@ class RunPaths:
         self.tensorboard = os.path.join(root, "tensorboard")
 
 
-def truncate_log(log_csv: str, first_epoch: int) -> None:
-    """Drop the rows of epochs ≥ ``first_epoch`` from a CSVLogger file: a run killed after
-    logging an epoch but before backing it up runs that epoch again."""
+def _read_log(log_csv: str) -> list[dict]:
+    """The rows of a run's ``log.csv`` ([] when absent)."""
     import csv
 
     if not os.path.exists(log_csv):
-        return
-    with open(log_csv, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+        return []
+    try:
+        with open(log_csv, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{log_csv}: unreadable training log ({error}); delete the run folder "
+                         "to start over") from None
+
+
+def _write_log(log_csv: str, rows: list[dict], columns: list[str]) -> None:
+    import csv
+    import io
+
+    from tpt_keras import run_folder
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    run_folder.write_text(log_csv, text.getvalue())
+
+
+def truncate_log(log_csv: str, first_epoch: int) -> None:
+    """Drop the rows of epochs ≥ ``first_epoch`` from the log (atomically): a run killed after
+    logging an epoch but before backing it up runs that epoch again."""
+    rows = _read_log(log_csv)
     if not rows:
         return
-    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < first_epoch]
-    with open(log_csv, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(kept)
+    kept = [row for row in rows if int(row["epoch"]) < first_epoch]
+    if len(kept) != len(rows):
+        _write_log(log_csv, kept, list(rows[0]))
+
+
+def _finite(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
 
 
 def best_logged(log_csv: str, column: str = "val_spearman") -> float | None:
-    """The best (max) value of ``column`` in a CSVLogger file, or None."""
-    import csv
-
-    if not os.path.exists(log_csv):
-        return None
-    with open(log_csv, newline="", encoding="utf-8") as handle:
-        values = [float(row[column]) for row in csv.DictReader(handle)
-                  if row.get(column) not in (None, "", "nan")]
+    """The best (max) finite value of ``column`` in the log, or None (NaN epochs never count)."""
+    values = [v for v in (_finite(row.get(column)) for row in _read_log(log_csv)) if v is not None]
     return max(values) if values else None
+
+
+def _epoch_log(log_csv: str):
+    """A callback appending one row per epoch to ``log_csv``, rewriting it atomically."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        chief_only = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            rows = [row for row in _read_log(log_csv) if int(row["epoch"]) < epoch]
+            columns = list(rows[0]) if rows else ["epoch"] + sorted(logs or {})
+            row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+            _write_log(log_csv, rows + [row], columns)
+
+    return EpochLog()
+
+
+def _best_checkpoint(path: str, best: float | None, monitor: str = "val_spearman"):
+    """A callback saving the model to ``path`` (atomically) when ``monitor`` reaches a new finite
+    maximum; NaN epochs are skipped, never "best"."""
+    import keras
+
+    from tpt_keras import run_folder
+
+    class BestCheckpoint(keras.callbacks.Callback):
+        chief_only = True
+
+        def __init__(self):
+            super().__init__()
+            self.best = best
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = _finite((logs or {}).get(monitor))
+            if value is None or (self.best is not None and value <= self.best):
+                return
+            with run_folder.atomic_path(path) as temporary:
+                self.model.save(temporary)
+                run_folder.fault_point("best_before_replace")
+            self.best = value
+
+    return BestCheckpoint()
+
+
+def _config_differences(saved: TPTConfig, config: TPTConfig, ignore=("epochs",)) -> list[str]:
+    """``field: saved → new`` for every field that differs (``epochs`` may change: extending)."""
+    return [f"{field.name}: {getattr(saved, field.name)!r} → {getattr(config, field.name)!r}"
+            for field in dataclasses.fields(TPTConfig)
+            if field.name not in ignore and getattr(saved, field.name) != getattr(config, field.name)]
+
+
+def _load_saved_config(path: str) -> TPTConfig:
+    from tpt_keras import run_folder
+
+    run_folder.read_json(path)  # a damaged file is named
+    return TPTConfig.load(path)
+
+
+def _check_run_folder(paths: RunPaths, config: TPTConfig) -> int:
+    """The epochs this folder has finished (its backup), after checking that it holds this run.
+    Writes nothing."""
+    from tpt_keras import distribute
+
+    if os.path.exists(paths.config):
+        differences = _config_differences(_load_saved_config(paths.config), config)
+        if differences:
+            raise ValueError(f"{paths.config} holds a different configuration ({'; '.join(differences)}): "
+                             "use another run folder, or delete this one to start over.")
+    done = distribute.backup_epoch(paths.backup)
+    if done > config.epochs:
+        raise ValueError(f"{paths.root} has already trained {done} epochs, more than the "
+                         f"{config.epochs} asked for: ask for ≥ {done} epochs (more extend the run), "
+                         "or use another run folder.")
+    return done
+
+
+def skip_unreadable(splits: dict[str, list[Sample]], config: TPTConfig,
+                    features_dir: str | None = None) -> tuple[dict, list]:
+    """The splits without the samples that cannot be read, and ``[(key, message)]`` of those
+    skipped, each once: a video that cannot be decoded (end to end) or a key missing from the
+    feature cache ``features_dir`` (skipped at extraction). Done once, before training, so that a
+    skipped sample is skipped everywhere (training query, exemplar, validation video) and every
+    epoch plans the same samples (a resumed run sees the batches the uninterrupted one saw)."""
+    from data_pipelines import decode, reader
+
+    cache = FeatureCache(features_dir, feature_dim=None, num_clips=None) if features_dir else None
+    options = None if cache else video_options(config)
+    bad: dict[str, str] = {}
+    for sample in {s.key: s for items in splits.values() for s in items}.values():
+        if cache is not None:
+            if not cache.has(sample.key):
+                bad[sample.key] = f"no features in {features_dir}"
+            continue
+        try:
+            reader.load_sampled_frames(sample.path, options, training=False)
+        except (decode.VideoDecodeError, OSError, ValueError) as error:
+            bad[sample.key] = str(error)
+    kept = {name: [s for s in items if s.key not in bad] for name, items in splits.items()}
+    return kept, sorted(bad.items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +439,11 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
           extra_callbacks=(), strategy=None) -> dict:
     """Train TPT on ``splits["train"]``, select by Spearman on the validation split, and keep
     everything in ``run_dir``. Running it again on the same folder resumes an interrupted run
-    from its last finished epoch (same data order, same result) or does nothing if it finished.
+    after its last finished epoch (ending with the weights of an uninterrupted run), does
+    nothing if it finished, or extends it when ``config.epochs`` grew.
+
+    Nothing is written (no folder, no config.json) until the inputs are checked and the model
+    is built; while it trains the folder is locked (:class:`run_folder.RunLock`).
 
     Args:
         config: the resolved configuration (saved as ``config.json``).
@@ -313,74 +453,113 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
         backbone_weights: I3D weights for end-to-end training.
         verbose: Keras progress bars (1), one line per epoch (2) or silent (0).
         jit_compile: XLA for the train/predict steps.
+        skip_bad: drop the samples whose video cannot be decoded (or that have no cached
+            features), up front (:func:`skip_unreadable`); the result's ``"skipped"`` lists them.
         strategy: a ``tf.distribute.Strategy`` (see :mod:`tpt_keras.distribute`); None = default.
 
     Returns:
-        ``{"best": {...}, "last": {...}, "epochs": n}`` validation metrics.
+        ``{"best": {...} or None, "last": {...}, "epochs": n, "skipped": [(key, message)]}``
+        validation metrics (``best`` is None when no epoch had a finite validation Spearman).
     """
+    import contextlib
+
     import keras
     import tensorflow as tf
 
     from data_pipelines import reader
-    from tpt_keras import distribute, evaluation
+    from tpt_keras import distribute, evaluation, run_folder
 
     paths = RunPaths(run_dir)
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)  # under multi-worker only the chief writes files
-    os.makedirs(run_dir, exist_ok=True)
-    if os.path.exists(paths.config) and TPTConfig.load(paths.config) != config:
-        raise ValueError(f"{paths.config} holds a different configuration: use another run "
-                         "folder, or delete this one to start over.")
-    if chief:
-        config.save(paths.config)
-        save_samples(splits, paths.samples)
-        with open(paths.data, "w", encoding="utf-8") as handle:
-            json.dump({"features": os.path.abspath(features_dir) if features_dir else None,
-                       "backbone_weights": None if features_dir else str(backbone_weights)},
-                      handle)
-
-    keras.utils.set_random_seed(config.seed)
+    skipped = []
+    if skip_bad:
+        splits, skipped = skip_unreadable(splits, config, features_dir)
     train_samples = splits["train"]
     val_name = validation_split(splits)
+    steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
+    if steps < 1:
+        raise ValueError(f"{len(train_samples)} training samples make no batch of "
+                         f"{config.batch_size}: lower batch_size.")
+    done = _check_run_folder(paths, config)
+
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         backbone = None if features_dir else build_backbone(config, backbone_weights)
         model = build_model(config, train_samples, backbone=backbone, jit_compile=jit_compile)
         _build(model, config, features_dir)
 
-    if os.path.exists(paths.last) and os.path.exists(paths.log):
-        finished = _finished_results(paths)
-        if finished["epochs"] >= config.epochs:
-            return finished  # finished before: nothing to do
-    first_epoch = distribute.backup_epoch(paths.backup)
-    steps = reader.steps_per_epoch(len(train_samples), config.batch_size)
-    if steps < 1:
-        raise ValueError(f"{len(train_samples)} training samples make no batch of "
-                         f"{config.batch_size}: lower batch_size.")
-    if chief:
-        truncate_log(paths.log, first_epoch)
-    val_ds = eval_dataset(config, splits[val_name], train_samples, features_dir,
-                          batch_size=eval_batch_size)
-    callbacks = [
-        evaluation.ValidationSpearman(val_ds),
-        keras.callbacks.ModelCheckpoint(paths.best, monitor="val_spearman", mode="max",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_logged(paths.log)),
-        keras.callbacks.CSVLogger(paths.log, append=first_epoch > 0),
-        keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch"),
-        _stop_on_non_finite_loss(),
-        *extra_callbacks,
-    ]
+    with run_folder.RunLock(run_dir) if chief else contextlib.nullcontext():
+        if chief:
+            for folder in (run_dir, paths.backup):
+                run_folder.remove_temporaries(folder)
+        if _finished(paths, config, model, done, write=chief):
+            return {**_finished_results(paths), "skipped": skipped}
+        if chief:
+            run_folder.write_json(paths.config, config.to_dict(), indent=2)
+            save_samples(splits, paths.samples)
+            run_folder.write_json(paths.data, {
+                "features": os.path.abspath(features_dir) if features_dir else None,
+                "backbone_weights": None if features_dir else str(backbone_weights)})
+            truncate_log(paths.log, done)
+        val_ds = eval_dataset(config, splits[val_name], train_samples, features_dir,
+                              batch_size=eval_batch_size)
+        callbacks = [
+            evaluation.ValidationSpearman(val_ds),
+            _epoch_log(paths.log),
+            _best_checkpoint(paths.best, best_logged(paths.log)),
+            keras.callbacks.TensorBoard(paths.tensorboard, update_freq="epoch"),
+            _stop_on_non_finite_loss(),
+            *extra_callbacks,
+        ]
 
-    def train_ds_fn(input_context=None):
-        return pair_dataset(config, train_samples, features_dir, first_epoch=first_epoch,
-                            input_context=input_context, skip_bad=skip_bad)
+        def train_ds_fn(input_context=None):
+            return pair_dataset(config, train_samples, features_dir, first_epoch=done,
+                                input_context=input_context)
 
-    distribute.fit(model, train_ds_fn, epochs=config.epochs, callbacks=callbacks,
-                   strategy=strategy, steps_per_epoch=steps, initial_epoch=first_epoch,
-                   backup_dir=paths.backup, verbose=verbose)
-    if chief:
-        model.save(paths.last)
-    return _finished_results(paths)
+        distribute.fit(model, train_ds_fn, epochs=config.epochs, callbacks=callbacks,
+                       strategy=strategy, steps_per_epoch=steps, initial_epoch=done,
+                       backup_dir=paths.backup, verbose=verbose)
+        if chief:
+            _save_model(model, paths.last)
+    return {**_finished_results(paths), "skipped": skipped}
+
+
+def _save_model(model, path: str) -> None:
+    from tpt_keras import run_folder
+
+    with run_folder.atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def _finished(paths: RunPaths, config: TPTConfig, model, done: int, write: bool = True) -> bool:
+    """Whether the run in ``paths`` has trained ``config.epochs`` epochs, with a readable
+    ``last.keras``. A damaged ``last.keras`` is named and rebuilt from the backup (which holds the
+    same final state); without a backup it is an error that says what to do."""
+    import warnings
+
+    from tpt_keras import distribute
+
+    legacy = done == 0 and not os.path.isdir(paths.backup)  # folders of older versions
+    if done < config.epochs and not (legacy and len(_read_log(paths.log)) >= config.epochs):
+        return False
+    if not os.path.exists(paths.last) and not legacy:
+        problem = "missing"
+    else:
+        try:
+            model.load_weights(paths.last)
+            return True
+        except Exception as error:  # BadZipFile, OSError, ValueError: a damaged file
+            problem = f"damaged ({type(error).__name__}: {error})"
+    if done < config.epochs:
+        raise ValueError(f"{paths.last}: {problem}, and {paths.backup} holds no final state to "
+                         "rebuild it from; delete the run folder to train again")
+    distribute.TrainingBackup(paths.backup).restore(model)
+    if write:
+        warnings.warn(f"{paths.last}: {problem}; rebuilt from {paths.backup} (epoch {done})",
+                      stacklevel=3)
+        _save_model(model, paths.last)
+    return True
 
 
 class NonFiniteLossError(ValueError):
@@ -405,7 +584,7 @@ def _stop_on_non_finite_loss():
 
 
 def _build(model, config: TPTConfig, features_dir: str | None) -> None:
-    """Create every variable (model and optimizer) before ``fit``: BackupAndRestore needs it."""
+    """Create every variable (model and optimizer) before ``fit``: the backup restores into them."""
     import keras
 
     if features_dir:
@@ -418,16 +597,16 @@ def _build(model, config: TPTConfig, features_dir: str | None) -> None:
 
 
 def _finished_results(paths: RunPaths) -> dict:
-    import csv
-
-    with open(paths.log, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    """Validation metrics of the logged epochs: ``best`` (highest finite Spearman, None if none
+    was finite), ``last``, ``epochs``."""
+    rows = _read_log(paths.log)
     if not rows:
         raise ValueError(f"{paths.log}: no finished epoch logged")
-    best = max(rows, key=lambda row: float(row["val_spearman"]))
     pick = lambda row: {"epoch": int(row["epoch"]) + 1, "spearman": float(row["val_spearman"]),  # noqa: E731
                         "r_l2": float(row["val_r_l2"])}
-    return {"best": pick(best), "last": pick(rows[-1]), "epochs": len(rows)}
+    finite = [row for row in rows if _finite(row.get("val_spearman")) is not None]
+    best = max(finite, key=lambda row: float(row["val_spearman"])) if finite else None
+    return {"best": pick(best) if best else None, "last": pick(rows[-1]), "epochs": len(rows)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,10 +637,16 @@ def load_run(run_dir: str, which: str = "best") -> Run:
         if not os.path.exists(required):
             raise FileNotFoundError(f"{required}: missing — is {run_dir} a finished `tpt train` "
                                     "run folder?")
-    with open(paths.data, encoding="utf-8") as handle:
-        data = json.load(handle)
-    model = load_model(checkpoint)
-    return Run(paths, TPTConfig.load(paths.config), model, load_samples(paths.samples), data)
+    from tpt_keras import run_folder
+
+    data = run_folder.read_json(paths.data)
+    config = _load_saved_config(paths.config)
+    try:
+        model = load_model(checkpoint)
+    except Exception as error:  # a damaged zip/h5 reads as "File not found" or worse otherwise
+        raise ValueError(f"{checkpoint}: damaged Keras model file ({type(error).__name__}: "
+                         f"{error})") from None
+    return Run(paths, config, model, load_samples(paths.samples), data)
 
 
 def _decode_error_line(error) -> str:
@@ -716,7 +901,7 @@ def format_results(results: dict) -> str:
     lines.append(f"scores on the {results['runs'][0]['scale_description']}")
     for row in results["runs"]:
         log = row.get("training_log")
-        if log:
+        if log and log["best"]:
             lines.append(f"{row['name']}: validation ρ during training — best {log['best']['spearman']:.4f} "
                          f"(epoch {log['best']['epoch']}, the number the original code reports), "
                          f"last {log['last']['spearman']:.4f} (epoch {log['last']['epoch']})")

@@ -66,7 +66,8 @@ def flax_variables(flax_model):
     import jax
     from flax import traverse_util
 
-    from tpt_keras import i3d_weights, safe_pickle
+    from data_pipelines import safe_pickle
+    from tpt_keras import i3d_weights
 
     path = i3d_weights.find_checkpoint()
     stored = traverse_util.flatten_dict(safe_pickle.load(path))

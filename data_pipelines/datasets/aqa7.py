@@ -55,6 +55,9 @@ def read_list(path: str) -> np.ndarray:
     if len(matrices) != 1:
         raise AnnotationError(f"{path}: expected exactly one matrix, found {len(matrices)}")
     matrix = np.asarray(matrices[0])
+    if np.iscomplexobj(matrix):
+        raise AnnotationError(f"{path}: the matrix holds complex numbers ({matrix.dtype}); expected real "
+                              "[class, index, score×100] rows")
     if matrix.ndim != 2 or matrix.shape[1] != 3 or not np.issubdtype(matrix.dtype, np.number):
         raise AnnotationError(f"{path}: expected an (N, 3) numeric matrix [class, index, score×100], "
                               f"got {matrix.dtype} {matrix.shape}")

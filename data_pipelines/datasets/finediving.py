@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from tpt_keras import safe_pickle
+from .. import safe_pickle
 
 from ..samples import Sample
 from ..steps import label_runs

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 
-from tpt_keras import safe_pickle
+from .. import safe_pickle
 
 from ..samples import Sample
 from . import AnnotationError, MissingMediaError, require_file

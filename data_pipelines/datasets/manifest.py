@@ -18,14 +18,16 @@ split          no        ``train`` / ``test`` / any name (default ``train``)
 key            no        unique sample id (default: ``path`` as written in the CSV)
 =============  ========  ====================================================================
 
-Blank lines are skipped. Any other column, a missing required value, a non-numeric score or
-difficulty, a duplicate key, or (with ``check_paths``) a path that does not exist raises an error
-naming the CSV and its line number.
+Blank lines are skipped. Any other column, a missing required value, a non-numeric, non-finite
+or absurd score or difficulty (magnitude above ``MAX_ABS_VALUE``), bytes that are not UTF-8, a
+duplicate key, or (with ``check_paths``) a path that does not exist raises an error naming the CSV
+and its line number. A manifest without ``train`` rows is refused as a whole.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 
@@ -34,6 +36,9 @@ from . import AnnotationError, check_media, require_file
 
 REQUIRED_COLUMNS = ("path", "score")
 OPTIONAL_COLUMNS = ("difficulty", "group", "split", "key")
+# No judged score or difficulty comes near this; larger values are typing errors (and overflow
+# float32 once divided or squared).
+MAX_ABS_VALUE = 1e6
 
 
 def _number(text: str, column: str, where: str) -> float:
@@ -43,7 +48,27 @@ def _number(text: str, column: str, where: str) -> float:
         raise AnnotationError(f"{where}: column '{column}' is not a number: {text!r}") from None
     if not math.isfinite(value):
         raise AnnotationError(f"{where}: column '{column}' is not finite: {text!r}")
+    if abs(value) > MAX_ABS_VALUE:
+        raise AnnotationError(f"{where}: column '{column}' is {text}, beyond ±{MAX_ABS_VALUE:g}; not a judged value")
     return value
+
+
+def _read_text(csv_path: str) -> str:
+    """The CSV's text (UTF-8, optional BOM); AnnotationError naming the line of a non-UTF-8 byte."""
+    with open(csv_path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise AnnotationError(f"{csv_path}, line {line}: byte 0x{data[error.start]:02x} is not UTF-8; "
+                              "save the manifest as UTF-8") from None
+
+
+def _check_splits(csv_path: str, result: dict) -> None:
+    if not result["train"]:
+        found = ", ".join(f"{len(v)} {k!r}" for k, v in result.items() if v)
+        raise AnnotationError(f"{csv_path}: the manifest has no training rows (split 'train'); found {found}")
 
 
 def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
@@ -60,7 +85,7 @@ def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
     base = os.path.dirname(os.path.abspath(csv_path))
     result: dict[str, list[Sample]] = {"train": [], "test": []}
     seen: dict[str, int] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(_read_text(csv_path), newline="") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [name for name in REQUIRED_COLUMNS if name not in header]
@@ -100,4 +125,5 @@ def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
             result.setdefault(split, []).append(sample)
     if not seen:
         raise AnnotationError(f"{csv_path}: no samples")
+    _check_splits(csv_path, result)
     return result

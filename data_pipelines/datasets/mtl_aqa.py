@@ -7,7 +7,7 @@ Files in ``annotation_dir`` (SPEC §8):
 * ``train_split_0.pkl`` / ``test_split_0.pkl``: lists of ``(video, dive)`` (1059 / 353).
 
 Frames: one folder per dive, ``frames_root/{video:02d}_{dive:02d}/*.jpg`` (sorted). The sample key
-is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`tpt_keras.safe_pickle`.
+is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`data_pipelines.safe_pickle`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-from tpt_keras import safe_pickle
+from .. import safe_pickle
 
 from ..samples import Sample
 from . import AnnotationError, check_media, require_file
@@ -62,9 +62,13 @@ def _split_keys(path: str) -> list[tuple[int, int]]:
     for position, entry in enumerate(entries):
         try:
             video, dive = entry
-            keys.append((int(video), int(dive)))
-        except (TypeError, ValueError):
-            raise AnnotationError(f"{path}, entry {position}: expected a (video, dive) pair, got {entry!r}") from None
+            pair = (int(video), int(dive))  # OverflowError for inf, ValueError for nan
+            if pair != (video, dive):
+                raise ValueError("not whole numbers")
+        except (TypeError, ValueError, OverflowError):
+            raise AnnotationError(f"{path}, entry {position}: expected a (video, dive) pair of whole numbers, "
+                                  f"got {entry!r}") from None
+        keys.append(pair)
     if len(set(keys)) != len(keys):
         duplicates = sorted({key for key in keys if keys.count(key) > 1})[:5]
         raise AnnotationError(f"{path}: duplicate dives {duplicates}")

@@ -1,0 +1,321 @@
+"""Run folders: atomic writes, the lock, damaged files, a full disk, NaN validation, resuming and
+extending runs, and — in subprocesses killed with SIGKILL at named moments — resuming to the
+weights of an uninterrupted run, bit for bit."""
+
+import csv
+import errno
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from tpt_keras import cli, distribute, experiment, run_folder
+from tpt_keras.config import TPTConfig, get_preset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny(epochs=2, **overrides):
+    return get_preset("synthetic", epochs=epochs, feature_dim=16, hidden_dim=16, ffn_dim=16,
+                      head_hidden_dim=16, batch_size=16, **overrides)
+
+
+def _splits(cache, config):
+    return experiment.synthetic_splits(config, cache, num_train=48, num_test=16)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished 2-epoch run (3 steps per epoch) on tiny synthetic features."""
+    root = tmp_path_factory.mktemp("finished")
+    config = _tiny(epochs=2)
+    cache = str(root / "cache")
+    splits = _splits(cache, config)
+    run = str(root / "run")
+    results = experiment.train(config, splits, run, features_dir=cache, verbose=0)
+    return {"config": config, "splits": splits, "cache": cache, "run": run, "results": results}
+
+
+def _copy_run(source, target):
+    import shutil
+
+    shutil.copytree(source, target)
+    return str(target)
+
+
+# ------------------------------------------------------------------ atomic writes and the lock
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = str(tmp_path / "config.json")
+    run_folder.write_json(path, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with run_folder.atomic_path(path) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write('{"a": ')  # half written, then the writer dies
+            raise RuntimeError("killed")
+    assert run_folder.read_json(path) == {"a": 1}
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_a_full_disk_is_one_clear_error_naming_the_file(tmp_path):
+    path = str(tmp_path / "samples.json")
+    run_folder.write_text(path, "old")
+    with pytest.raises(run_folder.DiskFullError, match="samples.json: no space left"):
+        with run_folder.atomic_path(path) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write("new, partly")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert open(path).read() == "old" and os.listdir(tmp_path) == ["samples.json"]
+
+
+def test_the_lock_names_the_process_that_holds_it(tmp_path):
+    folder = str(tmp_path / "run")
+    with run_folder.RunLock(folder):
+        with pytest.raises(run_folder.RunInUseError, match=f"run is in use by process {os.getpid()}"):
+            with run_folder.RunLock(folder):
+                pass
+    with run_folder.RunLock(folder):  # released
+        pass
+
+
+def test_a_second_train_on_a_locked_folder_is_refused(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    with run_folder.RunLock(run):
+        status = cli.main(["train", "synthetic", "--output", run, "--epochs", "1", "--verbose",
+                           "0", "--set", "feature_dim=16", "--set", "hidden_dim=16",
+                           "--set", "ffn_dim=16", "--set", "head_hidden_dim=16"])
+    assert status == 2
+    assert f"is in use by process {os.getpid()}" in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(run, "config.json"))
+
+
+def test_epochs_zero_is_refused(tmp_path, capsys):
+    assert cli.main(["train", "synthetic", "--output", str(tmp_path / "r"), "--epochs", "0"]) == 2
+    assert "--epochs must be ≥ 1, got 0" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_a_run_that_fails_before_training_writes_nothing(tmp_path, finished):
+    run = str(tmp_path / "run")
+    with pytest.raises(ValueError, match="make no batch"):
+        experiment.train(finished["config"].replace(batch_size=1000), finished["splits"], run,
+                         features_dir=finished["cache"], verbose=0)
+    assert not os.path.exists(run)
+
+
+# ------------------------------------------------------------------ finished runs, damaged files
+
+
+def test_a_changed_config_names_the_differing_fields(finished):
+    with pytest.raises(ValueError, match=r"rank_margin: .* → 1\.0; seed: 0 → 3"):
+        experiment.train(finished["config"].replace(rank_margin=1.0, seed=3), finished["splits"],
+                         finished["run"], features_dir=finished["cache"], verbose=0)
+    with pytest.raises(ValueError, match="already trained 2 epochs, more than the 1"):
+        experiment.train(finished["config"].replace(epochs=1), finished["splits"],
+                         finished["run"], features_dir=finished["cache"], verbose=0)
+
+
+def test_a_damaged_last_keras_is_named_and_rebuilt_from_the_backup(tmp_path, finished):
+    run = _copy_run(finished["run"], tmp_path / "run")
+    last = os.path.join(run, "last.keras")
+    expected = [np.asarray(v) for v in experiment.load_run(run, "last").model.weights]
+    with open(last, "r+b") as handle:
+        handle.truncate(2953)  # what a kill during the write left
+    with pytest.warns(UserWarning, match=r"last\.keras: damaged .*rebuilt from .*backup"):
+        again = experiment.train(finished["config"], finished["splits"], run,
+                                 features_dir=finished["cache"], verbose=0)
+    assert again["last"] == finished["results"]["last"]
+    rebuilt = experiment.load_run(run, "last").model
+    for value, weight in zip(expected, rebuilt.weights):
+        np.testing.assert_array_equal(np.asarray(weight), value, err_msg=weight.path)
+
+
+def test_damaged_run_files_are_named(tmp_path, finished):
+    run = _copy_run(finished["run"], tmp_path / "run")
+    with open(os.path.join(run, "best.keras"), "r+b") as handle:
+        handle.truncate(2953)
+    with pytest.raises(ValueError, match=r"best\.keras: damaged Keras model file"):
+        experiment.load_run(run, "best")
+    state = os.path.join(run, "backup", "state.npz")
+    with open(state, "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(ValueError, match=r"backup/state\.npz: damaged training backup"):
+        experiment.train(finished["config"], finished["splits"], run,
+                         features_dir=finished["cache"], verbose=0)
+    with open(os.path.join(run, "config.json"), "w") as handle:
+        handle.write('{"dataset": "synth')
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
+        experiment.train(finished["config"], finished["splits"], run,
+                         features_dir=finished["cache"], verbose=0)
+
+
+def test_a_finished_run_extends_to_more_epochs(tmp_path, finished):
+    run = _copy_run(finished["run"], tmp_path / "run")
+    results = experiment.train(finished["config"].replace(epochs=3), finished["splits"], run,
+                               features_dir=finished["cache"], verbose=0)
+    assert results["epochs"] == 3
+    with open(os.path.join(run, "log.csv")) as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1, 2]
+    model = experiment.load_run(run, "last").model
+    assert int(model.optimizer.iterations) == 3 * 3  # 48 samples / 16 per batch, 3 epochs
+    assert TPTConfig.load(os.path.join(run, "config.json")).epochs == 3
+
+
+# ------------------------------------------------------------------ NaN validation
+
+
+def test_a_nan_first_epoch_does_not_make_best_nan(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss,val_r_l2,val_spearman\n0,1.0,2.0,nan\n1,0.9,1.5,0.25\n"
+                   "2,0.8,1.2,0.125\n")
+    assert experiment.best_logged(str(log)) == 0.25
+    results = experiment._finished_results(experiment.RunPaths(str(tmp_path)))
+    assert results["best"] == {"epoch": 2, "spearman": 0.25, "r_l2": 1.5}
+    assert results["last"]["epoch"] == 3
+
+
+# ------------------------------------------------------------------ --skip-bad
+
+
+def test_skip_bad_drops_a_sample_everywhere_once_up_front(tmp_path, finished):
+    """Features missing from the cache (skipped at extraction): the samples leave every split
+    before training — a test video, and a training video that is also an exemplar — and are
+    reported once."""
+    import shutil
+
+    from data_pipelines.features import FeatureCache
+
+    cache = str(tmp_path / "cache")
+    shutil.copytree(finished["cache"], cache)
+    splits = finished["splits"]
+    gone = [splits["train"][5].key, splits["test"][2].key]
+    features = FeatureCache(cache, feature_dim=None, num_clips=None)
+    for key in gone:
+        os.remove(features.path(key))
+    run = str(tmp_path / "run")
+    results = experiment.train(finished["config"].replace(epochs=1), splits, run,
+                               features_dir=cache, verbose=0, skip_bad=True)
+    assert [key for key, _ in results["skipped"]] == sorted(gone)
+    assert all("no features in" in message for _, message in results["skipped"])
+    saved = experiment.load_samples(os.path.join(run, "samples.json"))
+    assert len(saved["train"]) == 47 and len(saved["test"]) == 15
+    assert not {s.key for items in saved.values() for s in items} & set(gone)
+
+
+def test_skip_unreadable_drops_a_broken_video(tmp_path):
+    from data_pipelines.samples import Sample
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    sample = Sample(key="broken", path=str(broken), score=50.0, difficulty=1.0, group="all")
+    splits = {"train": [sample], "test": []}
+    kept, skipped = experiment.skip_unreadable(splits, get_preset("custom"))
+    assert kept == {"train": [], "test": []}
+    assert [key for key, _ in skipped] == ["broken"] and "broken.mp4" in skipped[0][1]
+
+
+# ------------------------------------------------------------------ full disk while backing up
+
+
+def test_a_full_disk_during_the_backup_stops_cleanly_and_resumes(tmp_path, monkeypatch, finished):
+    config, cache = finished["config"], finished["cache"]
+    run = str(tmp_path / "run")
+    real_savez = np.savez
+    calls = []
+
+    def savez_on_a_full_disk(handle, **arrays):
+        calls.append(1)
+        if len(calls) == 2:  # the second epoch's backup: half written, then ENOSPC
+            handle.write(b"PK\x03\x04 partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_savez(handle, **arrays)
+
+    monkeypatch.setattr(distribute.np, "savez", savez_on_a_full_disk)
+    with pytest.raises(run_folder.DiskFullError, match=r"backup/state\.npz: no space left"):
+        experiment.train(config, finished["splits"], run, features_dir=cache, verbose=0)
+    assert distribute.backup_epoch(os.path.join(run, "backup")) == 1  # the last good backup
+    assert os.listdir(os.path.join(run, "backup")) == ["state.npz"]  # no half file
+    monkeypatch.setattr(distribute.np, "savez", real_savez)
+    resumed = experiment.train(config, finished["splits"], run, features_dir=cache, verbose=0)
+    assert resumed["epochs"] == 2
+    model = experiment.load_run(run, "last").model
+    assert int(model.optimizer.iterations) == 2 * 3
+
+
+# ------------------------------------------------------------------ SIGKILL at named moments
+
+_CLI = ["train", "synthetic", "--epochs", "2", "--verbose", "0", "--set", "batch_size=8",
+        "--set", "dropout=0.1"]
+
+
+def _train_process(run, cache, **fault):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TPT_FAULT", None)
+    env.update(fault)
+    return subprocess.run([sys.executable, "-m", "tpt_keras.cli", *_CLI, "--output", str(run),
+                           "--features", str(cache)], env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _all_weights(run):
+    with zipfile.ZipFile(os.path.join(run, "last.keras")) as archive:
+        archive.extract("model.weights.h5", run)
+    import h5py
+
+    arrays = {}
+    with h5py.File(os.path.join(run, "model.weights.h5"), "r") as handle:
+        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def _best_saves(log_csv):
+    """Epochs (0-based) at which best.keras was written: each new maximum of val_spearman."""
+    saves, best = [], -np.inf
+    with open(log_csv) as handle:
+        for row in csv.DictReader(handle):
+            if float(row["val_spearman"]) > best:
+                best = float(row["val_spearman"])
+                saves.append(int(row["epoch"]))
+    return saves
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path):
+    """The synthetic preset (width 64) at batch 8, with dropout, 2 epochs of 50 steps: two
+    uninterrupted runs in two processes, a run killed while best.keras is written (the last time
+    the uninterrupted run wrote it) and one killed while the backup is written (epoch 2), each
+    rerun with the same command, end with the same bits in every weight."""
+    cache = tmp_path / "cache"
+    runs = {name: tmp_path / name for name in ("whole", "again", "kill_best", "kill_backup")}
+    for name in ("whole", "again"):
+        done = _train_process(runs[name], cache)
+        assert done.returncode == 0, done.stderr[-3000:]
+    saves = _best_saves(runs["whole"] / "log.csv")
+    for name, moment, occurrence, killed_in in (
+            ("kill_best", "best_before_replace", len(saves), saves[-1]),
+            ("kill_backup", "backup_before_replace", 2, 1)):
+        killed = _train_process(runs[name], cache, TPT_FAULT=moment, TPT_FAULT_AT=str(occurrence))
+        assert killed.returncode == -9, killed.stderr[-3000:]
+        assert not os.path.exists(runs[name] / "last.keras")
+        if name == "kill_best" and len(saves) > 1:  # the earlier best survived the kill, whole
+            experiment.load_run(str(runs[name]), "best")
+        assert distribute.backup_epoch(str(runs[name] / "backup")) == killed_in
+        resumed = _train_process(runs[name], cache)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = _all_weights(str(runs["whole"]))
+    assert len(expected) > 50
+    for name in ("again", "kill_best", "kill_backup"):
+        actual = _all_weights(str(runs[name]))
+        assert sorted(actual) == sorted(expected)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(actual[key], value, err_msg=f"{name}: {key}")
+        with open(runs[name] / "log.csv") as handle:
+            assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
+        assert not [f for f in os.listdir(runs[name]) if ".tmp-" in f]

@@ -1,0 +1,187 @@
+"""Crash-safe files and the lock of a run folder.
+
+Every file of a run folder is written **atomically**: into a temporary file in the same folder,
+flushed to disk (``fsync``), then renamed over the old one (``os.replace``) and the folder entry
+flushed. A kill at any moment leaves either the old file or the new one, never half a file; the
+previous good version stays until the new one is complete.
+
+A run folder is **locked** while a run trains in it: an OS file lock (``flock``) on
+``RUN/.lock``, released by the OS when the process ends, however it ends. A second ``tpt train``
+on the same folder stops with ``RUN is in use by process N``.
+
+A full disk (``ENOSPC``) while writing becomes a :class:`DiskFullError` naming the file; the
+temporary file is removed and the old file stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+
+
+class DiskFullError(OSError):
+    """No space left while writing a run-folder file (the old file is kept)."""
+
+
+class RunInUseError(RuntimeError):
+    """Another process trains in this run folder."""
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        descriptor = os.open(folder or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _temporary_name(path: str) -> str:
+    """``folder/.name.tmp-PID.ext``: same folder (so the rename is atomic), same extension
+    (Keras chooses the format by it), hidden and marked as temporary."""
+    folder, name = os.path.split(path)
+    stem, dot, suffix = name.partition(".")
+    return os.path.join(folder, f".{stem}.tmp-{os.getpid()}{dot}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path to write ``path``'s new content to; on success it replaces
+    ``path`` atomically, on any error it is removed and ``path`` is untouched.
+
+    Example:
+        >>> with atomic_path("runs/x/best.keras") as tmp:
+        ...     model.save(tmp)
+    """
+    path = os.fspath(path)
+    temporary = _temporary_name(path)
+    try:
+        yield temporary
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if _is_disk_full(error):
+            raise DiskFullError(errno.ENOSPC, f"{path}: no space left on the device while writing "
+                                "it (the previous version is kept); free some space and run the "
+                                "same command again") from None
+        raise
+    _fsync_folder(os.path.dirname(path))
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    """ENOSPC, also when a library (h5py, zipfile) wrapped it in another exception."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, DiskFullError):
+            return False  # already reported
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+
+
+def write_json(path: str, value, indent: int | None = 1) -> None:
+    """Write ``value`` as JSON to ``path`` atomically."""
+    write_text(path, json.dumps(value, indent=indent) + "\n")
+
+
+def read_json(path: str):
+    """The JSON value in ``path``; a ValueError naming the file when it is not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); the file is damaged — delete the "
+                         "run folder to start over") from None
+
+
+class RunLock:
+    """An exclusive OS lock on ``folder/.lock`` (the file holds the owner's process id).
+
+    Use as a context manager; raises :class:`RunInUseError` naming the folder and the process
+    that holds it. The OS drops the lock when the process exits, even after ``kill -9``."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = os.path.join(folder, ".lock")
+        self._handle = None
+
+    def __enter__(self):
+        import fcntl
+
+        os.makedirs(self.folder, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise RunInUseError(f"{self.folder} is in use by process {owner} (another `tpt train` "
+                                "is running in it); wait for it or use another --output") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+        return False
+
+
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+def fault_point(moment: str) -> None:
+    """Fault-injection hook for the crash tests: with ``TPT_FAULT=moment`` (and optionally
+    ``TPT_FAULT_AT=n``, the n-th time this moment comes, default 1) the process kills itself with
+    SIGKILL here, as ``kill -9`` would. A no-op otherwise."""
+    if os.environ.get("TPT_FAULT") != moment:
+        return
+    _FAULT_COUNTS[moment] = _FAULT_COUNTS.get(moment, 0) + 1
+    if _FAULT_COUNTS[moment] == int(os.environ.get("TPT_FAULT_AT", "1")):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_temporaries(folder: str) -> list[str]:
+    """Delete the temporary files a killed writer left in ``folder`` (call under the lock)."""
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in os.listdir(folder):
+        if name.startswith(".") and ".tmp-" in name:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+    return removed
