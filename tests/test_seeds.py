@@ -46,3 +46,41 @@ def test_bootstrap_interval_matches_a_naive_loop():
     assert result["ci95"]["r_l2"] == pytest.approx(list(np.percentile(errors, [2.5, 97.5])))
     low, high = result["ci95"]["spearman"]
     assert low < result["mean"]["spearman"] < high
+
+
+@pytest.mark.slow
+def test_train_seeds_and_evaluate_them(tmp_path, capsys):
+    """`tpt train synthetic --seeds 2` makes seed_0/ and seed_1/; `tpt evaluate` over the folder
+    reports, per checkpoint, the mean and std of what `tpt evaluate` gives each seed alone."""
+    import json
+
+    from tpt_keras import cli
+    from tpt_keras.config import TPTConfig
+
+    output = str(tmp_path / "seeds")
+    assert cli.main(["train", "synthetic", "--output", output, "--seeds", "2", "--epochs", "2",
+                     "--verbose", "0", "--set", "batch_size=64"]) == 0
+    assert sorted(p.name for p in (tmp_path / "seeds").iterdir() if p.name.startswith("seed_")) == \
+        ["seed_0", "seed_1"]
+    assert [TPTConfig.load(tmp_path / "seeds" / f"seed_{s}" / "config.json").seed for s in (0, 1)] == [0, 1]
+    capsys.readouterr()
+    alone = {}
+    for which in ("best", "last"):
+        for seed in (0, 1):
+            assert cli.main(["evaluate", f"{output}/seed_{seed}", "--checkpoint", which, "--json"]) == 0
+            alone[which, seed] = json.loads(capsys.readouterr().out)["runs"][0]
+    assert cli.main(["evaluate", output, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["seeds"] == [0, 1] and result["samples"] == 150
+    for which in ("best", "last"):
+        stats_ = result["checkpoints"][which]
+        for name in ("spearman", "r_l2"):
+            values = [alone[which, 0][name], alone[which, 1][name]]
+            assert stats_["mean"][name] == pytest.approx(np.mean(values))
+            assert stats_["std"][name] == pytest.approx(np.std(values, ddof=1))
+            low, high = stats_["ci95"][name]
+            assert low <= high
+    assert cli.main(["evaluate", output]) == 0
+    table = capsys.readouterr().out
+    assert "val-selected (best)" in table and "last epoch" in table and "2 seeds (0, 1)" in table
+    assert "selected on the test split itself" in table

@@ -225,19 +225,27 @@ def cmd_train(args) -> int:
     keras.mixed_precision.set_global_policy(policy)
     print(f"precision policy {policy}, XLA {'on' if jit else 'off'}, strategy "
           f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)")
-    try:
-        results = experiment.train(config, splits, args.output, features_dir=features,
-                                   jit_compile=jit, verbose=args.verbose, skip_bad=args.skip_bad,
-                                   strategy=strategy)
-    except run_folder.RunInUseError as error:
-        raise CommandError(str(error)) from None
-    for key, message in results["skipped"]:
-        print(f"skipped {key}: {message}")
-    best, last = results["best"], results["last"]
-    best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
-                 "best: none (no epoch had a finite Spearman)")
-    print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
-          f"(epoch {last['epoch']}) → {args.output}")
+    # --seeds N: one run per seed, config.seed, config.seed + 1, …, in OUTPUT/seed_<s>/
+    runs = ([(config.replace(seed=config.seed + i),
+              os.path.join(args.output, experiment.SEED_FOLDER.format(config.seed + i)))
+             for i in range(args.seeds)] if args.seeds else [(config, args.output)])
+    for run_config, run_dir in runs:
+        try:
+            results = experiment.train(run_config, splits, run_dir, features_dir=features,
+                                       jit_compile=jit, verbose=args.verbose,
+                                       skip_bad=args.skip_bad, strategy=strategy)
+        except run_folder.RunInUseError as error:
+            raise CommandError(str(error)) from None
+        for key, message in results["skipped"]:
+            print(f"skipped {key}: {message}")
+        best, last = results["best"], results["last"]
+        best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
+                     "best: none (no epoch had a finite Spearman)")
+        print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
+              f"(epoch {last['epoch']}) → {run_dir}")
+    if args.seeds:
+        print(f"{args.seeds} seeds in {args.output}: `tpt evaluate {args.output}` reports mean ± std "
+              "over them and a bootstrap interval over the test videos")
     return 0
 
 
@@ -349,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "scaled by sqrt(global / preset batch)")
     train.add_argument("--logical-cpus", type=int,
                        help="split the CPU into N logical devices (mirrored on a CPU machine)")
+    train.add_argument("--seeds", type=positive_int,
+                       help="train N runs, seeds seed, seed+1, … (the config's seed first), in "
+                            "OUTPUT/seed_<s>/ (each resumable); `tpt evaluate OUTPUT` sums them up")
     train.add_argument("--skip-bad", action="store_true",
                        help="skip unreadable videos (or samples missing from --features), "
                             "everywhere, listed once")
