@@ -88,7 +88,7 @@ def test_cache_samples_are_the_real_dives(real, tmp_path):
     expected = sf.make_step_features(splits["train"][:30], 64, seed=2,
                                      completeness_stats=_stats(result["train"]))["features"]
     np.testing.assert_allclose(cache.read_many([s.key for s in result["train"]]), expected)
-    with pytest.raises(ValueError, match="synthetic feature cache made with"):
+    with pytest.raises(ValueError, match="feature cache made with other settings"):
         sf.write_synthetic_finediving_cache(str(tmp_path / "cache"), splits, num_train=31, num_test=10, seed=2)
     with pytest.raises(ValueError, match="feature_dim must be at least 44"):
         sf.make_step_features(splits["train"][:2], feature_dim=32)

@@ -52,7 +52,8 @@ def test_pad_boundaries():
 
 
 def _cache(tmp_path, samples, dim=4, clips=20):
-    cache = FeatureCache(str(tmp_path / "cache"), feature_dim=dim, num_clips=clips, backbone="test")
+    cache = FeatureCache(str(tmp_path / "cache"), feature_dim=dim, num_clips=clips, backbone="test",
+                         create=True)
     for n, s in enumerate(samples):
         cache.write(s.key, np.full((clips, dim), float(n), np.float32))
     return cache
