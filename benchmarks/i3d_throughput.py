@@ -1,7 +1,19 @@
-"""I3D backbone throughput: clips/s, GFLOP/s against a measured matmul floor, peak memory.
+"""I3D backbone throughput: this code beside the code before, against a measured matmul floor.
 
-    .venv/bin/python benchmarks/i3d_throughput.py            # 8x224x224, batch 1 and 20
-    .venv/bin/python benchmarks/i3d_throughput.py --quick    # 8x112x112, batch 1 and 4, fewer reps
+    .venv/bin/python benchmarks/i3d_throughput.py            # fwd 4 x 8x224^2, fwd+bwd 2 x 8x64^2
+    .venv/bin/python benchmarks/i3d_throughput.py --quick    # fwd 2 x 8x112^2, fwd+bwd 1 x 8x32^2
+    .venv/bin/python benchmarks/i3d_throughput.py --xla-table [--quick]   # XLA off vs on
+
+Default: one table, the sides alternating call by call in one run (each side a persistent child
+process, so that load from other processes hits every side alike; wall and process CPU seconds):
+the forward of the code before (``--before``, a git ref checked out as a ``git worktree`` under the
+temp folder), of this code's training network and of its inference network (batch norm folded,
+:func:`tpt_keras.i3d.fold_batch_norm`); forward+backward (fine-tuning) before and now; the ratio,
+the GFLOP/s and the floor / this ratio; then the exemplar bank's head-only evaluation of
+``--eval-videos`` x ``--exemplars`` pairs, and the authors' PyTorch figures as reference constants
+(measured by a reviewer on this host type, not in this run).
+
+``--xla-table``:
 
 For every combination of XLA (``jit_compile``) off/on, batch size and pass (forward;
 forward+backward, i.e. a training step's gradient of all trainable variables), a fresh
@@ -157,22 +169,207 @@ def _child(args_list):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# ------------------------------------------------------------------ side by side, in one run
+
+# The authors' PyTorch code, measured by a reviewer on this host type (2 vCPUs of an AMD EPYC,
+# AVX2, torch 2.13, 2 threads; medians of 5-6 rounds), NOT in this run: reference constants.
+PYTORCH_REFERENCE = {
+    "forward, one video (20 clips x 8 x 224^2, batch 20)": 10.44,
+}
+SIDES = {
+    "before": "the code before (a git worktree of --before), unfolded",
+    "training": "this code, training network (batch norm unfolded)",
+    "inference": "this code, inference network (batch norm folded)",
+}
+
+
+def serve(variant: str, pass_: str, batch: int, frames: int, size: int) -> int:
+    """A child that builds one network, warms up, then times one call per line read on stdin."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tpt_keras import i3d
+
+    model = i3d.InceptionI3D(include_top=False, weights=None, input_shape=(frames, size, size, 3))
+    if variant == "inference":
+        model = i3d.fold_batch_norm(model)
+    video = tf.constant(np.random.RandomState(0).uniform(-1, 1, (batch, frames, size, size, 3))
+                        .astype(np.float32))
+    if pass_ == "forward":
+        step = tf.function(lambda x: model(x, training=False))
+    else:
+        variables = model.trainable_variables
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(x, training=True)))
+            return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, variables)])
+
+    np.asarray(step(video))
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        wall, cpu = time.perf_counter(), time.process_time()
+        np.asarray(step(video))
+        print(json.dumps([time.perf_counter() - wall, time.process_time() - cpu]), flush=True)
+    return 0
+
+
+def _start(repo: str, variant: str, pass_: str, batch: int, frames: int, size: int):
+    command = [sys.executable, os.path.abspath(__file__), "--serve", variant, pass_, str(batch),
+               str(frames), str(size)]
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             env=env, cwd=repo)
+    line = child.stdout.readline()
+    if line.strip() != "ready":
+        child.kill()
+        raise RuntimeError(f"benchmark side {variant} {pass_} in {repo} did not start")
+    return child
+
+
+def _before_repo(ref: str) -> str:
+    """A git worktree of ``ref`` (kept under the temp folder and reused)."""
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"tpt_i3d_before_{ref.replace('/', '_')}")
+    if not os.path.isdir(path):
+        subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", path, ref], check=True,
+                       capture_output=True)
+    # Same benchmark script on both sides; only the model code differs.
+    return path
+
+
+def side_by_side(pass_: str, sides, batch: int, frames: int, size: int, rounds: int, before: str):
+    """Median (wall, CPU) seconds per call of each side, alternating calls between sides."""
+    import numpy as np
+
+    repos = {name: (_before_repo(before) if name == "before" else REPO) for name in sides}
+    children = {}
+    try:
+        for name in sides:  # one at a time: tracing does not overlap a timed call
+            children[name] = _start(repos[name], "training" if name == "before" else name,
+                                    pass_, batch, frames, size)
+        times = {name: [] for name in sides}
+        for _ in range(rounds):
+            for name, child in children.items():
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                times[name].append(json.loads(child.stdout.readline()))
+    finally:
+        for child in children.values():
+            child.stdin.close()
+            child.wait()
+    return {name: (float(np.median([w for w, _ in values])), float(np.median([c for _, c in values])))
+            for name, values in times.items()}
+
+
+def head_only_evaluation(videos: int, exemplars: int, rounds: int) -> float:
+    """Seconds for the exemplar bank's head-only evaluation: ``videos`` cached query features
+    against a bank of ``exemplars`` encoded exemplars each (the paper's sizes: 20 clips, K 5)."""
+    import numpy as np
+
+    from tpt_keras.config import get_preset
+    from tpt_keras.groups import compute_intervals
+    from tpt_keras.model import TPTModel
+
+    config = get_preset("mtl_aqa_dd", backbone="none")
+    rng = np.random.default_rng(0)
+    intervals = compute_intervals(rng.uniform(5, 25, 200).astype(np.float32),
+                                  num_intervals=config.num_intervals, max_value=config.score_max)
+    model = TPTModel(config, intervals)
+    data = {
+        "query": rng.normal(size=(videos, config.num_clips, config.feature_dim)).astype(np.float32),
+        "exemplars": rng.normal(size=(videos, exemplars, config.num_clips, config.feature_dim))
+        .astype(np.float32),
+        "exemplar_scores": rng.uniform(5, 25, (videos, exemplars)).astype(np.float32),
+        "exemplar_mask": np.ones((videos, exemplars), np.float32),
+        "query_difficulty": np.ones(videos, np.float32),
+    }
+    model.predict(data, batch_size=8, verbose=0)  # trace
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        model.predict(data, batch_size=8, verbose=0)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main_side_by_side(args) -> int:
+    sys.path.insert(0, REPO)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from host import host_line
+
+    size = args.size or (112 if args.quick else 224)
+    batch = args.batch or (2 if args.quick else 4)
+    rounds = args.rounds or (2 if args.quick else 3)
+    # The code before spends minutes per forward+backward call in TensorFlow's MaxPool3D gradient:
+    # that pass runs smaller clips so that the whole benchmark stays within minutes.
+    backward = (args.backward_size or (32 if args.quick else 64), args.backward_batch or (1 if args.quick else 2))
+    print(host_line())
+    rates = measure_floor(3)
+    floor = rates.pop("floor")
+    print(f"# matmul 4096^2 float32: " + ", ".join(f"{n} {r:.0f}" for n, r in rates.items())
+          + f" GFLOP/s -> floor {floor:.0f} GFLOP/s; medians of {rounds} alternating rounds; "
+          f"fwd: {batch} clips of {args.frames}x{size}^2 per call, fwd+bwd: {backward[1]} clips of "
+          f"{args.frames}x{backward[0]}^2; 27.8 GFLOP per 8x224^2 clip forward")
+    print()
+    print("| pass | network | s / call (wall) | CPU s / call | vs before (wall) | vs before (CPU) "
+          "| GFLOP/s (wall) | floor / this |")
+    print("|---|---|---|---|---|---|---|---|")
+    for pass_ in args.passes:
+        sides = ["before", "training"] + (["inference"] if pass_ == "forward" else [])
+        pass_size, pass_batch = (size, batch) if pass_ == "forward" else backward
+        result = side_by_side(pass_, sides, pass_batch, args.frames, pass_size, rounds, args.before)
+        flops = (27.8 * (pass_size / 224) ** 2 * args.frames / 8 * pass_batch
+                 * (1 if pass_ == "forward" else 3))  # conv GFLOP (see conv_flops)
+        for name in sides:
+            wall, cpu = result[name]
+            print(f"| {'fwd' if pass_ == 'forward' else 'fwd+bwd'} | {SIDES[name]} | {wall:.2f} | "
+                  f"{cpu:.2f} | {result['before'][0] / wall:.2f}x | {result['before'][1] / cpu:.2f}x "
+                  f"| {flops / wall:.0f} | {floor / (flops / wall):.2f} |", flush=True)
+    seconds = head_only_evaluation(args.eval_videos, args.exemplars, rounds)
+    print(f"\nexemplar bank, head-only evaluation of {args.eval_videos} test videos x "
+          f"{args.exemplars} exemplars (cached features): {seconds:.2f} s")
+    print("\nreference, the authors' PyTorch code, measured by a reviewer on this host type "
+          "(AMD EPYC AVX2, 2 threads), not in this run:")
+    for what, value in PYTORCH_REFERENCE.items():
+        print(f"  {what}: {value:.2f} s")
+    print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="8x112x112, batch 1 and 4, 2 repeats")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=None, help="224 (112 with --quick)")
-    parser.add_argument("--batches", type=int, nargs="+", default=None, help="1 20 (1 4 with --quick)")
+    parser.add_argument("--batches", type=int, nargs="+", default=None, help="--xla-table: 1 20 (1 4 with --quick)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per row (3; 2 with --quick)")
     parser.add_argument("--xla", choices=["off", "on", "both"], default="both")
     parser.add_argument("--passes", nargs="+", choices=["forward", "backward"], default=["forward", "backward"])
-    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--json", help="also write the rows to this file (--xla-table)")
+    parser.add_argument("--xla-table", action="store_true",
+                        help="the XLA off/on table of this code instead of the side-by-side one")
+    parser.add_argument("--before", default="main", help="git ref of the code to compare with")
+    parser.add_argument("--batch", type=int, help="side by side, forward: clips per call (4; 2 with --quick)")
+    parser.add_argument("--backward-size", type=int, help="side by side, fwd+bwd: frame size (64; 32 with --quick)")
+    parser.add_argument("--backward-batch", type=int, help="side by side, fwd+bwd: clips per call (2; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="side by side: alternating rounds (3; 2 with --quick)")
+    parser.add_argument("--eval-videos", type=int, default=353, help="head-only evaluation: test videos")
+    parser.add_argument("--exemplars", type=int, default=10)
+    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
         print(json.dumps(run_one(*json.loads(args.child))))
         return 0
+    if args.serve:
+        variant, pass_, batch, frames, size = args.serve
+        return serve(variant, pass_, int(batch), int(frames), int(size))
+    if not args.xla_table:
+        return main_side_by_side(args)
 
     size = args.size or (112 if args.quick else 224)
     batches = args.batches or ([1, 4] if args.quick else [1, 20])
@@ -187,6 +384,10 @@ def main(argv=None) -> int:
     device = _device_name()
     rates = measure_floor(repeats)
     floor = rates.pop("floor")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from host import host_line
+
+    print(host_line())
     print(f"I3D backbone (include_top=False), float32, {args.frames}x{size}x{size} clips, {device}, TensorFlow {tf.__version__}")
     print(
         "floor, 4096x4096 float32 matmul: "

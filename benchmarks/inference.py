@@ -20,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from host import host_line  # noqa: E402  (benchmarks/host.py)
 from tpt_keras.config import get_preset  # noqa: E402
 from tpt_keras.exemplar_bank import encode_all  # noqa: E402
 from tpt_keras.i3d import InceptionI3D, default_jit_compile  # noqa: E402
@@ -85,7 +86,8 @@ def main():
     difference = np.max(np.abs(np.array(scores["original"]) - np.array(scores["bank"])))
     per_video = {name: float(np.mean(values)) for name, values in timings.items()}
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
-    print(f"\nend-to-end TPT (I3D {args.weights}), clips 20×8×{args.size}², {args.exemplars} "
+    print("\n" + host_line())
+    print(f"end-to-end TPT (I3D {args.weights}), clips 20×8×{args.size}², {args.exemplars} "
           f"exemplars, {args.test_videos} test videos, {device}, XLA {default_jit_compile()}")
     print(f"{'protocol':<34} {'video passes':>12} {'s / test video':>15}")
     print(f"{'original (query+exemplar per pair)':<34} {2 * args.exemplars:>12} "

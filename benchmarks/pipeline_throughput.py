@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from data_pipelines import decode, reader  # noqa: E402
+from host import host_line  # noqa: E402  (benchmarks/host.py)
 from data_pipelines.samples import Sample  # noqa: E402
 
 NUM_FRAMES, HEIGHT, WIDTH = 103, 256, 455
@@ -124,6 +125,7 @@ def main(argv=None) -> None:
     decode.DEFAULT_VIDEO_THREADS = 1  # thread counts below are the only parallelism
     root = args.root or tempfile.mkdtemp(prefix="tpt_pipeline_bench_")
     kinds = make_videos(root, count)
+    print(host_line())
     print(f"{count} videos per kind, {NUM_FRAMES} frames of {WIDTH}×{HEIGHT}, {passes} passes, best of "
           f"{rounds} rounds, {os.cpu_count()} CPUs, TF {tf.__version__}")
     print("| source | threads | raw decode videos/s (CPU ms/video) | float32 pipeline videos/s, clips/s "

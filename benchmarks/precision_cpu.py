@@ -25,6 +25,7 @@ import sys
 import time
 
 import isolated  # noqa: E402  (benchmarks/isolated.py)
+from host import host_line  # noqa: E402  (benchmarks/host.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -226,6 +227,7 @@ def main(argv=None):
              "--steps", str(args.steps)]
     i3d = [*common, "--model", "i3d", "--size", str(args.i3d_size), "--frames", "8", "--steps",
            str(args.i3d_steps)]
+    print(host_line())
     print(f"# CPU: {cpu_name()}; bfloat16 flags: "
           f"{sorted(f for f in precision.BF16_CPU_FLAGS if f in precision.cpu_flags())}; "
           f"{os.cpu_count()} logical cores")

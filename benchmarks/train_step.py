@@ -11,8 +11,13 @@ Two paths, each configuration in a fresh process (a crash or a timeout is a row,
 On CPU the I3D rows under mixed_float16 / mixed_bfloat16 are skipped unless ``--all``: they are
 hundreds of times slower, or crash / produce NaN (``benchmarks/precision_cpu.py``).
 
+``--fit``: instead, ``model.fit`` against the compiled train function it calls, on the same
+cached-feature batches, in one process, the sides alternating (medians of ``--rounds``; wall and
+process CPU time, so that a wait shows apart from work).
+
 Usage:
     python benchmarks/train_step.py                # prints a markdown table with the device name
+    python benchmarks/train_step.py --fit --steps 50 --rounds 5   # fit vs the step alone
     python benchmarks/train_step.py --paths features --steps 20
     python benchmarks/train_step.py --all --timeout 120
 """
@@ -27,6 +32,7 @@ import sys
 import time
 
 import isolated  # noqa: E402  (benchmarks/isolated.py)
+from host import host_line  # noqa: E402  (benchmarks/host.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -99,6 +105,86 @@ def child(path, policy, jit, batch, clips, size, steps, max_seconds):
     }), flush=True)
 
 
+# ------------------------------------------------------------------ fit vs the step it runs
+
+
+def _numpy_function_lookup(features, shape):
+    """The feature lookup as it was before (a ``numpy_function`` per element), for comparison."""
+    import tensorflow as tf
+
+    def op(indices):
+        out = tf.numpy_function(lambda i: features[i], [indices], tf.float32, stateful=False)
+        out.set_shape(indices.shape.concatenate(shape))
+        return out
+
+    return op
+
+
+def fit_vs_step(steps, rounds, batch, clips):
+    """``model.fit`` on the feature pipeline against the compiled train function on the same
+    batches, alternating in one process; prints a table of medians (wall and process CPU time)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tempfile
+    from unittest import mock
+
+    import numpy as np
+
+    from data_pipelines import reader
+    from tpt_keras import experiment
+    from tpt_keras.config import get_preset
+
+    config = get_preset("mtl_aqa_dd", num_clips=clips, batch_size=batch, backbone="none")
+    cache = tempfile.mkdtemp(prefix="tpt_fit_bench_")
+    splits = experiment.synthetic_splits(config, cache, num_train=400, num_test=20)
+    model = experiment.build_model(config, splits["train"])
+    experiment._build(model, config, cache)
+    batches = list(experiment.pair_dataset(config, splits["train"], cache).take(steps))
+    model.make_train_function()
+
+    def step_alone():
+        logs = None
+        for data in batches:
+            logs = model.train_function(iter([data]))
+        float(logs["loss"])
+
+    def fit(callbacks=(), lookup=None):
+        def run():
+            with mock.patch.object(reader, "_feature_lookup", lookup or reader._feature_lookup):
+                dataset = experiment.pair_dataset(config, splits["train"], cache)
+            model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=list(callbacks))
+        return run
+
+    sides = {
+        "compiled train function alone (same batches, in memory)": step_alone,
+        "model.fit, feature pipeline (tf.gather lookup)": fit(),
+        "model.fit + non-finite-loss callback (as tpt train)": fit([experiment._stop_on_non_finite_loss()]),
+        "model.fit, numpy_function lookup (before)": fit(lookup=_numpy_function_lookup),
+    }
+    for side in sides.values():  # warm-up: tracing, pipeline start
+        side()
+    times = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, side in sides.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            side()
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    print(host_line())
+    print(f"# {steps} train steps of {batch} pairs ({clips} clips x {config.feature_dim} features, "
+          f"K {config.num_queries}, d {config.hidden_dim}), medians of {rounds} alternating rounds")
+    print()
+    print("| what | wall s | wall / step alone | process CPU s | CPU / step alone |")
+    print("|---|---|---|---|---|")
+    reference = None
+    for name, values in times.items():
+        wall = float(np.median([w for w, _ in values]))
+        cpu = float(np.median([c for _, c in values]))
+        reference = reference or (wall, cpu)
+        print(f"| {name} | {wall:.2f} | {wall / reference[0]:.2f} | {cpu:.2f} | "
+              f"{cpu / reference[1]:.2f} |", flush=True)
+    print("\nload average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
+    return 0
+
+
 # ------------------------------------------------------------------ parent side
 
 
@@ -143,8 +229,14 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per configuration")
     parser.add_argument("--all", action="store_true",
                         help="on CPU, also run the I3D rows known to be very slow or to crash")
+    parser.add_argument("--fit", action="store_true",
+                        help="model.fit vs the compiled train function (features path)")
+    parser.add_argument("--rounds", type=int, default=5, help="--fit: alternating rounds")
     parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.fit:
+        return fit_vs_step(args.steps, args.rounds, args.batch, args.clips)
 
     if args.child:
         path, policy, jit, batch, clips, size, steps, max_seconds = args.child
@@ -160,6 +252,7 @@ def main(argv=None):
         "i3d": (i3d_batch, i3d_clips, i3d_size,
                 f"{i3d_batch} pairs x {i3d_clips} clips x 8 x {i3d_size}^2 frames"),
     }
+    print(host_line())
     print(f"# device: {name}")
     print()
     print("| path | input | policy | XLA | status | first step (s) | step (ms) | pairs/s | "

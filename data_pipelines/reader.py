@@ -152,15 +152,15 @@ def _check_keys_unique(samples: Sequence[Sample], what: str) -> None:
 # Feature datasets
 # ---------------------------------------------------------------------------------------------
 def _feature_lookup(features: np.ndarray, shape: tuple[int, int]):
-    """A graph op ``indices (...) → float32 (..., T, D)`` over an in-memory feature array."""
+    """A graph op ``indices (...) → float32 (..., T, D)`` over an in-memory feature array.
 
-    def lookup(indices):
-        return features[indices]
+    A ``tf.gather`` from one tensor holding the array: no Python (``numpy_function``) per
+    element, which on a few cores made the input pipeline wait for the interpreter lock held by
+    the training loop (``benchmarks/train_step.py --fit`` measures it)."""
+    table = tf.constant(np.asarray(features, np.float32).reshape((-1, *shape)))
 
     def op(indices):
-        out = tf_python.numpy_function(lookup, [indices], tf.float32, name="feature_lookup")
-        out.set_shape(indices.shape.concatenate(shape))
-        return out
+        return tf.gather(table, indices)
 
     return op
 

@@ -207,3 +207,43 @@ def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert "the training loss became nan" in err and "lower the learning rates" in err
+
+
+def test_training_refuses_a_cache_extracted_with_another_protocol(tmp_path):
+    """A cache records the protocol its I3D features were extracted with; a config whose
+    preprocessing differs is refused, naming the field (else the export would preprocess
+    differently from what the model was trained on)."""
+    from data_pipelines.features import FeatureCache, FeatureCacheError
+
+    config = get_preset("custom")
+    FeatureCache(str(tmp_path), feature_dim=1024, num_clips=20, create=True,
+                 extra={"protocol": config.protocol.to_dict()})
+    assert experiment.open_feature_cache(config, str(tmp_path)).shape == (20, 1024)
+    other = config.replace(**{"protocol.resize_height": 300})
+    with pytest.raises(FeatureCacheError, match="resize_height"):
+        experiment.open_feature_cache(other, str(tmp_path))
+    with pytest.raises(FeatureCacheError, match="feature_dim"):
+        experiment.open_feature_cache(config.replace(feature_dim=512), str(tmp_path))
+
+
+def test_empty_group_is_a_config_field_the_evaluation_honours(tmp_path):
+    """A test group with no training sample is refused by default, naming the fix
+    (`--set empty_group=all`), and with the field set draws from the whole training set."""
+    from data_pipelines.features import FeatureCache
+    from data_pipelines.pairing import EmptyGroupError
+    from data_pipelines.samples import Sample
+
+    config = get_preset("custom", num_exemplars=2)
+    cache = FeatureCache(str(tmp_path), feature_dim=1024, num_clips=20, create=True,
+                         extra={"protocol": config.protocol.to_dict()})
+    train = [Sample(key=f"t{i}", path="", score=10.0 * i, group="a") for i in range(3)]
+    test = [Sample(key="q", path="", score=5.0, group="b")]
+    for sample in train + test:
+        cache.write(sample.key, np.full((20, 1024), float(sample.score), np.float32))
+    with pytest.raises(EmptyGroupError, match="empty_group=all"):
+        experiment.eval_dataset(config, test, train, str(tmp_path))
+    dataset = experiment.eval_dataset(config.replace(empty_group="all"), test, train, str(tmp_path))
+    batch = next(iter(dataset))
+    features = batch["exemplars"][0, :, 0, 0].numpy()  # each exemplar's features = its score
+    np.testing.assert_array_equal(features, batch["exemplar_scores"][0].numpy())
+    assert len(set(features.tolist())) == 2 and set(features.tolist()) <= {0.0, 10.0, 20.0}

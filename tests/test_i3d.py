@@ -20,8 +20,11 @@ from tpt_keras import i3d_weights, safe_pickle  # noqa: E402
 from tpt_keras.i3d import (  # noqa: E402
     FreezableBatchNormalization,
     InceptionI3D,
+    MaxPool3D,
+    SpaceToDepthConv3D,
     clip_features,
     default_jit_compile,
+    fold_batch_norm,
     i3d_endpoints,
 )
 
@@ -378,3 +381,75 @@ def test_check_command_fails_over_tolerance(monkeypatch, capsys):
     assert i3d_parity.check_main([]) == 1
     assert "2.00e-03" in capsys.readouterr().out
     assert i3d_parity.check_main(["--tolerance", "1e-2"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast CPU paths: separable max pool, space-to-depth first conv, batch norm folded for inference
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 33, 30, 5), (1, 5, 7, 6, 3)])
+@pytest.mark.parametrize("pool, strides", [(3, 1), ((1, 3, 3), (1, 2, 2)), (2, 2), (3, 2)])
+def test_max_pool_equals_keras_max_pooling(shape, pool, strides):
+    x = np.random.RandomState(1).normal(size=shape).astype(np.float32)
+    x = tf.constant(x)
+    weights = None
+    results = []
+    for layer in (keras.layers.MaxPooling3D(pool, strides, padding="same"), MaxPool3D(pool, strides, padding="same")):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            weights = np.random.RandomState(3).normal(size=y.shape).astype(np.float32) if weights is None else weights
+            loss = tf.reduce_sum(y * weights)
+        results.append((np.asarray(y), np.asarray(tape.gradient(loss, x))))
+    (expected, expected_grad), (output, grad) = results
+    np.testing.assert_array_equal(output, expected)
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-5)  # same gradient, up to summation order
+
+
+@pytest.mark.parametrize("kernel", [7, 4, 3])
+@pytest.mark.parametrize("shape", [(2, 8, 33, 30, 3), (1, 9, 64, 64, 4)])
+def test_space_to_depth_conv_equals_strided_conv(kernel, shape):
+    x = np.random.RandomState(2).uniform(-1, 1, shape).astype(np.float32)
+    plain = keras.layers.Conv3D(6, kernel, strides=2, padding="same", bias_initializer="random_normal")
+    expected = np.asarray(plain(x))
+    fast = SpaceToDepthConv3D(6, kernel, strides=2, padding="same")
+    fast.build(x.shape)
+    fast.set_weights(plain.get_weights())
+    np.testing.assert_allclose(np.asarray(fast(x)), expected, atol=1e-5)
+
+
+def _random_statistics(model, seed):
+    """Batch norm moving statistics and beta far from their (0, 1, 0) initial values."""
+    rng = np.random.RandomState(seed)
+    for variable in model.weights:
+        if "moving_variance" in variable.path:
+            variable.assign(rng.uniform(0.2, 3.0, variable.shape).astype(np.float32))
+        elif "moving_mean" in variable.path or "beta" in variable.path:
+            variable.assign(rng.normal(0.0, 0.5, variable.shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("include_top", [True, False])
+def test_folded_batch_norm_matches_unfolded_model(include_top):
+    model = InceptionI3D(include_top=include_top, weights=None)
+    _random_statistics(model, seed=3)
+    folded = fold_batch_norm(model)
+    assert folded.folded_batch_norm and not any(
+        isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    assert folded.count_params() == model.count_params() - sum(  # moving mean and variance dropped
+        int(np.prod(layer.moving_mean.shape)) * 2 for layer in model.layers
+        if isinstance(layer, keras.layers.BatchNormalization))
+    video = np.random.RandomState(4).uniform(-1, 1, (2, 8, 64, 64, 3)).astype(np.float32)
+    expected = np.asarray(model(video, training=False))
+    error = np.abs(np.asarray(folded(video)) - expected).max() / np.abs(expected).max()
+    assert error < 1e-5
+    assert InceptionI3D.from_config(folded.get_config()).folded_batch_norm
+    with pytest.raises(ValueError, match="already folded"):
+        fold_batch_norm(folded)
+
+
+def test_folded_kinetics_weights_match_unfolded(kinetics_i3d):
+    folded = InceptionI3D(include_top=True, weights="kinetics400", folded_batch_norm=True)
+    video = np.random.RandomState(7).uniform(-1, 1, (1, 8, 64, 64, 3)).astype(np.float32)
+    expected = np.asarray(kinetics_i3d(video))
+    error = np.abs(np.asarray(folded(video)) - expected).max() / np.abs(expected).max()
+    assert error < 1e-5

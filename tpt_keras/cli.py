@@ -434,12 +434,27 @@ def main(argv=None) -> int:
     except CommandError as error:
         print(f"tpt {args.command}: {error}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, OSError) as error:
-        if os.environ.get("TPT_DEBUG"):
+    except Exception as error:  # noqa: BLE001  (one line for the user; TPT_DEBUG=1 re-raises)
+        message = _user_error(error)
+        if message is None or os.environ.get("TPT_DEBUG"):
             raise
-        print(f"tpt {args.command}: error: {error}", file=sys.stderr)
+        print(f"tpt {args.command}: error: {message}", file=sys.stderr)
         print("(set TPT_DEBUG=1 for the full traceback)", file=sys.stderr)
         return 2
+
+
+def _user_error(error: BaseException) -> str | None:
+    """The one line to print for an error a user can cause (bad input, a file that cannot be read,
+    a video that cannot be decoded inside a tf.data worker), or None for a bug (re-raised)."""
+    if isinstance(error, (ValueError, FileNotFoundError, OSError)):
+        return str(error)
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+        from data_pipelines import decode
+
+        if isinstance(error, tf.errors.OpError):
+            return decode.decode_error_in(error) or error.message.strip().splitlines()[0]
+    return None
 
 
 if __name__ == "__main__":

@@ -111,6 +111,8 @@ class TPTConfig:
             the clean ones).
         epochs, batch_size (pairs per step), seed.
         num_exemplars: exemplars per test video.
+        empty_group: a test video whose contrastive group has no training sample: ``"error"``
+            (refused, naming it) or ``"all"`` (its exemplars come from the whole training set).
         backbone: "i3d" (end to end from frames) or "none" (precomputed clip features).
     """
 
@@ -157,6 +159,7 @@ class TPTConfig:
     batch_size: int = 24
     seed: int = 12
     num_exemplars: int = 10
+    empty_group: str = "error"
     backbone: str = "i3d"
 
     # ------------------------------------------------------------------ validation
@@ -169,6 +172,7 @@ class TPTConfig:
             "relative_fusion": RELATIVE_FUSIONS,
             "out_of_range_delta": OUT_OF_RANGE_MODES,
             "backbone": ("i3d", "none"),
+            "empty_group": ("error", "all"),
             "initialization": INITIALIZATIONS,
         }
         for name, allowed in choices.items():

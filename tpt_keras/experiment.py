@@ -147,12 +147,15 @@ def model_intervals(config: TPTConfig, train_samples) -> np.ndarray:
                                     num_intervals=config.num_intervals, max_value=config.score_max)
 
 
-def build_backbone(config: TPTConfig, weights="kinetics400"):
-    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2)."""
+def build_backbone(config: TPTConfig, weights="kinetics400", inference: bool = False):
+    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2).
+
+    ``inference``: the faster network with the batch norm folded into the convolutions
+    (feature extraction, serving); not trainable the same way, so never for fine-tuning."""
     from tpt_keras.i3d import InceptionI3D
 
     return InceptionI3D(include_top=False, weights=weights, freeze_bn_statistics=True,
-                        name="backbone")
+                        folded_batch_norm=inference, name="backbone")
 
 
 def build_model(config: TPTConfig, train_samples, backbone=None, jit_compile=False):
@@ -183,7 +186,7 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
                          backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()},
                          create=True)
-    backbone = build_backbone(config, weights)
+    backbone = build_backbone(config, weights, inference=True)
 
     def extract_fn(clips):
         return np.asarray(i3d.clip_features(backbone, clips))
@@ -196,7 +199,17 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
 
 def feature_cache_backbone(cache_dir: str) -> str | None:
     """The backbone name recorded in a feature cache's metadata."""
-    return FeatureCache(cache_dir, feature_dim=None, num_clips=None).metadata.get("backbone")
+    return FeatureCache(cache_dir).metadata.get("backbone")
+
+
+def open_feature_cache(config: TPTConfig, features_dir: str) -> FeatureCache:
+    """The feature cache ``features_dir`` opened read-only for ``config``: refused, naming the
+    differing fields, when its feature size, clip count or (for I3D features) the video protocol it
+    was extracted with differ from the config's — a model must be trained, evaluated and exported
+    with the preprocessing its features came from."""
+    extra = {"protocol": config.protocol.to_dict()} if config.backbone == "i3d" else None
+    return FeatureCache(features_dir, feature_dim=config.feature_dim, num_clips=config.num_clips,
+                        extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +224,7 @@ def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, 
     boundaries = training_step_boundaries(config, train_samples)
     if features_dir:
         return reader.feature_pair_dataset(
-            FeatureCache(features_dir, feature_dim=None, num_clips=None), train_samples, batch_size,
+            open_feature_cache(config, features_dir), train_samples, batch_size,
             config.use_difficulty, seed=config.seed, first_epoch=first_epoch,
             input_context=input_context, step_boundaries=boundaries)
     return reader.video_pair_dataset(train_samples, batch_size, config.use_difficulty,
@@ -252,13 +265,15 @@ def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: s
 
     if features_dir:
         return reader.feature_eval_dataset(
-            FeatureCache(features_dir, feature_dim=None, num_clips=None), test_samples,
+            open_feature_cache(config, features_dir), test_samples,
             train_samples, batch_size, config.use_difficulty, num_exemplars=config.num_exemplars,
-            seed=config.seed, with_keys=with_keys, input_context=input_context)
+            seed=config.seed, with_keys=with_keys, input_context=input_context,
+            empty_group=config.empty_group)
     return reader.video_eval_dataset(test_samples, train_samples, batch_size,
                                      config.use_difficulty, protocol=config.protocol,
                                      num_exemplars=config.num_exemplars, seed=config.seed,
-                                     with_keys=with_keys, input_context=input_context)
+                                     with_keys=with_keys, input_context=input_context,
+                                     empty_group=config.empty_group)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,20 +427,15 @@ def skip_unreadable(splits: dict[str, list[Sample]], config: TPTConfig,
     feature cache ``features_dir`` (skipped at extraction). Done once, before training, so that a
     skipped sample is skipped everywhere (training query, exemplar, validation video) and every
     epoch plans the same samples (a resumed run sees the batches the uninterrupted one saw)."""
-    from data_pipelines import decode, reader
+    from data_pipelines import decode
 
-    cache = FeatureCache(features_dir, feature_dim=None, num_clips=None) if features_dir else None
-    options = None if cache else video_options(config)
-    bad: dict[str, str] = {}
-    for sample in {s.key: s for items in splits.values() for s in items}.values():
-        if cache is not None:
-            if not cache.has(sample.key):
-                bad[sample.key] = f"no features in {features_dir}"
-            continue
-        try:
-            reader.load_sampled_frames(sample.path, options, training=False)
-        except (decode.VideoDecodeError, OSError, ValueError) as error:
-            bad[sample.key] = str(error)
+    unique = list({s.key: s for items in splits.values() for s in items}.values())
+    if features_dir:
+        cache = open_feature_cache(config, features_dir)
+        bad = {key: f"no features in {features_dir}" for key in cache.missing([s.key for s in unique])}
+    else:
+        by_path = decode.unreadable([s.path for s in unique])
+        bad = {s.key: by_path[s.path] for s in unique if s.path in by_path}
     kept = {name: [s for s in items if s.key not in bad] for name, items in splits.items()}
     return kept, sorted(bad.items())
 
@@ -649,23 +659,14 @@ def load_run(run_dir: str, which: str = "best") -> Run:
     return Run(paths, config, model, load_samples(paths.samples), data)
 
 
-def _decode_error_line(error) -> str:
-    """The one line of a TensorFlow error raised inside tf.data that names the bad video."""
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
-    for line in lines:
-        if "VideoDecodeError" in line or "no such file" in line or "unreadable" in line:
-            return line.split("VideoDecodeError:", 1)[-1].strip()
-    return next((line for line in lines if line), type(error).__name__)
-
-
 def _videos(run: Run, samples, role: str, batch_size: int, skip_log=None):
     """Input batches of ``samples`` in order: cached features or test-transform clips. With a
     ``skip_log`` (:class:`data_pipelines.decode.SkipLog`) unreadable videos are dropped and
     recorded there; without, the first one stops with a ValueError naming it."""
-    from data_pipelines import reader
+    from data_pipelines import decode, reader
 
     if run.features_dir:
-        cache = FeatureCache(run.features_dir, feature_dim=None, num_clips=None)
+        cache = open_feature_cache(run.config, run.features_dir)
         return cache.read_many([s.key for s in samples])
     dataset = reader.video_clips_dataset(samples, run.config.protocol, role=role,
                                          batch_size=batch_size, skip_bad=skip_log is not None,
@@ -678,7 +679,8 @@ def _videos(run: Run, samples, role: str, batch_size: int, skip_log=None):
             for _, clips in dataset:
                 yield clips
         except tf.errors.OpError as error:
-            raise ValueError(_decode_error_line(error)) from None
+            message = decode.decode_error_in(error) or error.message.strip().splitlines()[0]
+            raise ValueError(message) from None
 
     return batches()
 
@@ -726,7 +728,8 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
     if len(query_parts) != len(test) or not test:
         raise ValueError(f"{run.paths.samples}: encoded {len(query_parts)} of {len(test)} "
                          f"{split} videos")
-    chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed)
+    chosen = pairing.test_exemplars(test, train, run.config.num_exemplars, seed=run.config.seed,
+                                    empty_group=run.config.empty_group)
     used = np.unique(chosen.indices)  # each chosen exemplar encoded once
     bank = run_bank(run, [train[i] for i in used], batch_size=batch_size, progress=progress)
     rows = np.searchsorted(used, chosen.indices)  # (N, E) rows of the bank

@@ -268,7 +268,7 @@ def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) 
         if made_by != experiment.BACKBONE_NAME:
             raise ValueError(f"{run_dir} was trained on features made by {made_by!r}, not by the "
                              "Kinetics I3D: there is no video → features path to export")
-        backbone = experiment.build_backbone(run.config, "kinetics400")
+        backbone = experiment.build_backbone(run.config, "kinetics400", inference=True)
     train = run.splits["train"]
     indices, mask, difficulty, groups = choose_exemplars(train, run.config.num_exemplars,
                                                          run.config.seed)

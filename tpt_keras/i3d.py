@@ -120,17 +120,115 @@ def default_jit_compile() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def _unit3d(x, filters, kernel_size, name, *, strides=1, freeze_bn_statistics=True, dtype=None):
-    """Conv3D (no bias, SAME) -> batch norm (center only) -> ReLU; the ReLU layer is `name`."""
-    x = keras.layers.Conv3D(
+def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding (before, after) of one axis."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return total // 2, total - total // 2
+
+
+@keras.saving.register_keras_serializable(package="tpt_keras")
+class MaxPool3D(keras.layers.MaxPooling3D):
+    """``keras.layers.MaxPooling3D`` with "SAME" padding, computed as three 1-D maxima (time,
+    height, width) of shifted slices instead of TensorFlow's ``MaxPool3D`` kernel.
+
+    Same values (a max is exact and separable); on CPU TensorFlow's 3-D pooling kernel is a
+    scalar loop over the whole window, which made the 3x3x3 pools a quarter of I3D's forward
+    time. Input ``(B, T, H, W, C)`` (channels last)."""
+
+    def call(self, inputs):
+        x = inputs
+        for axis, window, stride in zip((1, 2, 3), self.pool_size, self.strides):
+            x = _max_1d(x, axis, window, stride)
+        return x
+
+
+def _max_1d(x, axis: int, window: int, stride: int):
+    """SAME max pooling of ``x`` along one static-or-dynamic ``axis``; -inf pads the border."""
+    if window == 1 and stride == 1:
+        return x
+    size = x.shape[axis]
+    if size is None:  # dynamic length: TensorFlow's own 1-D pool along this axis
+        ksize = [1] * 5
+        ksize[axis] = window
+        strides = [1] * 5
+        strides[axis] = stride
+        return tf.nn.max_pool3d(x, ksize, strides, "SAME")
+    before, after = _same_padding(size, window, stride)
+    paddings = [[0, 0]] * 5
+    paddings[axis] = [before, after]
+    padded = tf.pad(x, paddings, constant_values=float("-inf")) if before or after else x
+    count = -(-size // stride)  # output length
+
+    def shifted(offset):  # padded[offset + stride * i] for i < count
+        index = [slice(None)] * 5
+        index[axis] = slice(offset, offset + stride * (count - 1) + 1, stride)
+        return padded[tuple(index)]
+
+    out = shifted(0)
+    for offset in range(1, window):
+        out = tf.maximum(out, shifted(offset))
+    return out
+
+
+@keras.saving.register_keras_serializable(package="tpt_keras")
+class SpaceToDepthConv3D(keras.layers.Conv3D):
+    """A stride-2 "SAME" ``Conv3D`` computed as a stride-1 conv on a 2x2x2 space-to-depth input.
+
+    Same kernel variable (``(k, k, k, c_in, c_out)``) and result as ``keras.layers.Conv3D``; used
+    for I3D's first layer (7x7x7 on 3 channels), where oneDNN's direct kernel is slow: with
+    ``c_in = 3`` it cannot vectorise over channels. The input is padded as "SAME" does, folded to
+    ``8 * c_in`` channels, and convolved ("VALID") with the kernel zero-padded to an even size and
+    rearranged the same way: ``y[o] = sum_k x[2o + k] w[k] = sum_(a, b) s2d(x)[o + a, b] w[2a + b]``.
+    """
+
+    def call(self, inputs):
+        sizes = inputs.shape[1:4]
+        if any(size is None for size in sizes) or tuple(self.strides) != (2, 2, 2):
+            return super().call(inputs)
+        kernel = self.kernel
+        k = tuple(kernel.shape[:3])
+        c_in, c_out = kernel.shape[3], kernel.shape[4]
+        paddings = [[0, 0]]
+        for size, window in zip(sizes, k):
+            before, after = _same_padding(size, window, 2)
+            after += (size + before + after) % 2  # an even length folds into pairs
+            paddings.append([before, after])
+        paddings.append([0, 0])
+        x = tf.pad(inputs, paddings)
+        t, h, w = (size + sum(pad) for size, pad in zip(sizes, paddings[1:4]))
+        x = tf.reshape(x, (-1, t // 2, 2, h // 2, 2, w // 2, 2, c_in))
+        x = tf.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7))
+        x = tf.reshape(x, (-1, t // 2, h // 2, w // 2, 8 * c_in))
+        half = [-(-size // 2) for size in k]
+        kernel = tf.pad(kernel, [[0, 2 * n - size] for n, size in zip(half, k)] + [[0, 0], [0, 0]])
+        kernel = tf.reshape(kernel, (half[0], 2, half[1], 2, half[2], 2, c_in, c_out))
+        kernel = tf.transpose(kernel, (0, 2, 4, 1, 3, 5, 6, 7))
+        kernel = tf.reshape(kernel, (*half, 8 * c_in, c_out))
+        y = tf.nn.conv3d(x, tf.cast(kernel, x.dtype), [1] * 5, "VALID")
+        if self.use_bias:
+            y = y + tf.cast(self.bias, y.dtype)
+        return y if self.activation is None else self.activation(y)
+
+
+def _unit3d(x, filters, kernel_size, name, *, strides=1, freeze_bn_statistics=True, dtype=None,
+            folded=False):
+    """Conv3D (no bias, SAME) -> batch norm (center only) -> ReLU; the ReLU layer is `name`.
+
+    ``folded``: Conv3D with bias -> ReLU, the batch norm folded into the conv (see
+    :func:`fold_batch_norm`)."""
+    conv = SpaceToDepthConv3D if strides == 2 else keras.layers.Conv3D
+    x = conv(
         filters,
         kernel_size,
         strides=strides,
         padding="same",
-        use_bias=False,
+        use_bias=folded,
         name=f"{name}.conv_3d",
         dtype=dtype,
     )(x)
+    if folded:
+        return keras.layers.ReLU(name=name, dtype=dtype)(x)
     x = FreezableBatchNormalization(
         freeze_statistics=freeze_bn_statistics,
         momentum=BN_MOMENTUM,
@@ -151,7 +249,7 @@ def _inception_module(x, channels, name, **unit_kwargs):
     branch_1 = _unit3d(branch_1, c1b, 3, f"{name}.Branch_1.Conv3d_0b_3x3", **unit_kwargs)
     branch_2 = _unit3d(x, c2a, 1, f"{name}.Branch_2.Conv3d_0a_1x1", **unit_kwargs)
     branch_2 = _unit3d(branch_2, c2b, 3, f"{name}.Branch_2.Conv3d_0b_3x3", **unit_kwargs)
-    branch_3 = keras.layers.MaxPooling3D(
+    branch_3 = MaxPool3D(
         3,
         strides=1,
         padding="same",
@@ -165,7 +263,7 @@ def _inception_module(x, channels, name, **unit_kwargs):
 
 
 def _max_pool(x, pool_size, strides, name, dtype):
-    return keras.layers.MaxPooling3D(
+    return MaxPool3D(
         pool_size, strides=strides, padding="same", name=name, dtype=dtype
     )(x)
 
@@ -193,6 +291,12 @@ class InceptionI3D(keras.Model):
             under ``training=True``).
         dropout_rate: dropout before the logits conv (the original's ``1 - dropout_keep_prob``;
             ``0.0``, the original's inference setting, by default). Only with ``include_top``.
+        folded_batch_norm: ``True``: the inference network, every batch norm folded into the
+            convolution before it (conv with bias, no batch norm layers; see
+            :func:`fold_batch_norm`). Same outputs as the unfolded network at inference (and
+            under frozen statistics), faster on CPU; not for fine-tuning, where the
+            batch norm ``beta`` trains apart from the kernel. ``weights`` (the checkpoint, or a
+            ``.weights.h5`` of an unfolded model) are loaded into the unfolded network and folded.
         name: model name.
         dtype: dtype policy for all layers (e.g. ``"mixed_bfloat16"``).
 
@@ -210,6 +314,7 @@ class InceptionI3D(keras.Model):
         input_shape=(None, None, None, 3),
         freeze_bn_statistics: bool = True,
         dropout_rate: float = 0.0,
+        folded_batch_norm: bool = False,
         name: str = "inception_i3d",
         dtype=None,
         **kwargs,
@@ -229,7 +334,7 @@ class InceptionI3D(keras.Model):
                 )
         if not 0.0 <= dropout_rate < 1.0:
             raise ValueError(f"dropout_rate must be in [0, 1); received dropout_rate={dropout_rate}")
-        unit = dict(freeze_bn_statistics=freeze_bn_statistics, dtype=dtype)
+        unit = dict(freeze_bn_statistics=freeze_bn_statistics, dtype=dtype, folded=folded_batch_norm)
 
         # === Functional model ===
         video = keras.Input(shape=input_shape, name="video")  # (B, T, H, W, 3)
@@ -265,10 +370,17 @@ class InceptionI3D(keras.Model):
         self.include_top = include_top
         self.freeze_bn_statistics = freeze_bn_statistics
         self.dropout_rate = dropout_rate
+        self.folded_batch_norm = folded_batch_norm
         self._video_shape = input_shape
         self._dtype_argument = None if dtype is None else keras.dtype_policies.get(dtype)
 
-        if weights is not None:
+        if weights is None:
+            return
+        if folded_batch_norm:
+            unfolded = InceptionI3D.from_config(
+                {**self.get_config(), "folded_batch_norm": False, "weights": weights})
+            _assign_folded(self, unfolded)
+        else:
             i3d_weights.load_weights(self, weights)
 
     def get_config(self):
@@ -279,6 +391,7 @@ class InceptionI3D(keras.Model):
             "input_shape": self._video_shape,
             "freeze_bn_statistics": self.freeze_bn_statistics,
             "dropout_rate": self.dropout_rate,
+            "folded_batch_norm": self.folded_batch_norm,
             "name": self.name,
             "trainable": self.trainable,
             "dtype": None
@@ -292,6 +405,56 @@ class InceptionI3D(keras.Model):
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+
+def fold_batch_norm(model: InceptionI3D, name: str | None = None) -> InceptionI3D:
+    """The inference copy of ``model``: each frozen batch norm folded into the conv before it.
+
+    A unit computes ``relu((conv(x, W) - mean) / sqrt(var + eps) + beta)``; with
+    ``s = 1 / sqrt(var + eps)`` per output channel that is ``relu(conv(x, W * s) + (beta - mean * s))``,
+    one conv with bias and no batch norm pass. The folded weights are computed in float64 and
+    stored in the variables' dtype, so the copy matches the original at inference to float32
+    rounding (relative ~1e-6). Later changes to ``model``'s weights do not reach the copy: fold
+    again after training.
+
+    Args:
+        model: an unfolded :class:`InceptionI3D`.
+        name: name of the copy (default: ``model``'s).
+
+    Returns:
+        An ``InceptionI3D(folded_batch_norm=True)`` with the same configuration.
+    """
+    if model.folded_batch_norm:
+        raise ValueError(f"'{model.name}' is already folded")
+    config = {**model.get_config(), "folded_batch_norm": True}
+    if name is not None:
+        config["name"] = name
+    folded = InceptionI3D.from_config(config)
+    _assign_folded(folded, model)
+    return folded
+
+
+def _assign_folded(folded: InceptionI3D, model: InceptionI3D) -> None:
+    """Write ``model``'s conv + batch norm weights, folded, into ``folded`` (layers by name)."""
+    import numpy as np
+
+    for layer in folded.layers:
+        if not isinstance(layer, keras.layers.Conv3D):
+            continue
+        source = model.get_layer(layer.name)
+        kernel = np.asarray(source.kernel, np.float64)  # (kt, kh, kw, c_in, c_out)
+        if not layer.name.endswith(".conv_3d") or layer.name.startswith("Logits."):
+            layer.set_weights(source.get_weights())  # the logits conv: nothing to fold
+            continue
+        bn = model.get_layer(layer.name[: -len(".conv_3d")] + ".batch_norm")
+        scale = 1.0 / np.sqrt(np.asarray(bn.moving_variance, np.float64) + bn.epsilon)
+        if bn.scale:
+            scale = scale * np.asarray(bn.gamma, np.float64)
+        bias = -np.asarray(bn.moving_mean, np.float64) * scale
+        if bn.center:
+            bias = bias + np.asarray(bn.beta, np.float64)
+        layer.kernel.assign((kernel * scale).astype(layer.kernel.dtype))
+        layer.bias.assign(bias.astype(layer.bias.dtype))
 
 
 def i3d_endpoints(model: keras.Model, names) -> keras.Model:

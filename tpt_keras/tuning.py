@@ -227,7 +227,6 @@ class TPTHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=None,
             verbose=0, **kwargs):
         from data_pipelines import reader
-        from data_pipelines.features import FeatureCache
         from tpt_keras import evaluation, experiment
 
         config = model.config
@@ -239,7 +238,7 @@ class TPTHyperModel(kt.HyperModel):
         if "first_epoch" in inspect.signature(reader.feature_pair_dataset).parameters:
             pair_kwargs["first_epoch"] = int(initial_epoch)  # Hyperband continues trials
         train_ds = reader.feature_pair_dataset(
-            FeatureCache(self.features_dir, feature_dim=None, num_clips=None),
+            experiment.open_feature_cache(config, self.features_dir),
             self.train_samples, config.batch_size, config.use_difficulty, seed=config.seed,
             **pair_kwargs)
         val_ds = experiment.eval_dataset(config, self.val_samples, self.train_samples,
