@@ -191,7 +191,7 @@ def serve(variant: str, pass_: str, batch: int, frames: int, size: int) -> int:
     try:
         from tpt_keras.models import i3d
     except ImportError:  # the code before the package layout
-        from tpt_keras import i3d
+        from tpt_keras.models import i3d
 
     model = i3d.InceptionI3D(include_top=False, weights=None, input_shape=(frames, size, size, 3))
     if variant == "inference":

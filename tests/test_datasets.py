@@ -10,7 +10,14 @@ import scipy.io
 
 from data_pipelines.io import decode
 from data_pipelines.video import video_ops
-from data_pipelines.datasets import AnnotationError, MissingMediaError, aqa7, jigsaws, manifest, mtl_aqa
+from data_pipelines.datasets import (
+    AnnotationError,
+    MissingMediaError,
+    aqa7,
+    jigsaws,
+    manifest,
+    mtl_aqa,
+)
 from data_pipelines.datasets import load as load_dataset
 from data_pipelines.samples import Sample, target
 from data_pipelines.io.safe_pickle import UnsafePickleError

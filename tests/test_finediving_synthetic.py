@@ -88,7 +88,7 @@ def test_cache_samples_are_the_real_dives(real, tmp_path):
     expected = sf.make_step_features(splits["train"][:30], 64, seed=2,
                                      completeness_stats=_stats(result["train"]))["features"]
     np.testing.assert_allclose(cache.read_many([s.key for s in result["train"]]), expected)
-    with pytest.raises(ValueError, match="synthetic feature cache made with"):
+    with pytest.raises(ValueError, match="feature cache made with other settings"):
         sf.write_synthetic_finediving_cache(str(tmp_path / "cache"), splits, num_train=31, num_test=10, seed=2)
     with pytest.raises(ValueError, match="feature_dim must be at least 44"):
         sf.make_step_features(splits["train"][:2], feature_dim=32)
@@ -97,3 +97,29 @@ def test_cache_samples_are_the_real_dives(real, tmp_path):
 def _stats(samples):
     values = np.array([s.score / s.difficulty for s in samples])
     return float(values.mean()), float(values.std())
+
+
+@pytest.mark.slow
+def test_trained_tpt_parses_clearly_better_than_uniform_attention(shared_data, tmp_path):
+    """Issue 11, item 6: TPT trained a few epochs on the synthetic_finediving preset (the
+    `tpt train synthetic_finediving` path) parses the test dives far better than uniform,
+    untrained attention — whose figures the test computes itself: every part boundary at
+    (T - 1) / 2 = 9.5, so the error of boundary b is |b - 9.5|."""
+    from tpt_keras.experiment import core as experiment
+    from tpt_keras.config import get_preset
+
+    config = get_preset("synthetic_finediving", epochs=5)
+    cache = str(tmp_path / "features")
+    splits = experiment.synthetic_finediving_splits(config, str(shared_data / "FineDiving"), cache,
+                                                    num_train=200, num_test=80)
+    experiment.train(config, splits, str(tmp_path / "run"), features_dir=cache, verbose=0)
+    row = experiment.evaluate_run(str(tmp_path / "run"), which="last")["runs"][0]
+    model = row["parsing"]["model"]
+    labels = {s.key: s.steps for s in splits["test"]}
+    naive = [_naive_boundaries(list(np.repeat([l for l, _ in labels[s.key]], [n for _, n in labels[s.key]])))[0]
+             for s in splits["test"]]
+    uniform_mae = np.mean([abs(b - 9.5) for bounds in naive for b in bounds])
+    assert row["parsing"]["uniform"]["boundary_mae"] == pytest.approx(uniform_mae)
+    assert model["boundary_mae"] < 0.5 * uniform_mae  # measured: ~1.1 against ~3.4
+    assert model["iou@0.5"] > 0.5  # uniform attention: 0.02
+    assert row["spearman"] > 0.3

@@ -67,7 +67,8 @@ def _seed():
 # ----------------------------------------------------------------------------- config
 def test_presets_and_faithful_values():
     assert list(PRESETS)[0] == "mtl_aqa_dd"
-    assert set(PRESETS) == {"mtl_aqa_dd", "mtl_aqa_nodd", "aqa7", "jigsaws", "finediving", "custom", "synthetic"}
+    assert set(PRESETS) == {"mtl_aqa_dd", "mtl_aqa_nodd", "aqa7", "jigsaws", "finediving", "custom", "synthetic",
+                            "synthetic_finediving"}
     cfg = get_preset("mtl_aqa_dd")
     sizes = (cfg.num_queries, cfg.num_layers, cfg.hidden_dim, cfg.ffn_dim, cfg.num_heads)
     assert sizes == (5, 2, 512, 512, 8)

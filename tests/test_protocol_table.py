@@ -41,6 +41,9 @@ TABLE = {
     "synthetic": dict(sampling="linspace", frames=103, train_starts=None, query_start=None,
                       exemplar_start=None, clips=(20, 8, 5), resize=(256, 455), crop=224, flip=True,
                       random_crop=True, normalization="imagenet"),
+    "synthetic_finediving": dict(sampling="linspace", frames=103, train_starts=None, query_start=None,
+                                 exemplar_start=None, clips=(20, 8, 5), resize=(256, 455), crop=224,
+                                 flip=True, random_crop=True, normalization="imagenet"),
 }
 # torchvision CenterCrop's corner, round((size - crop) / 2) per axis, worked out by hand.
 CENTRE = {(455, 256): (116, 16), (256, 341): (16, 58), (256, 455): (16, 116)}

@@ -40,7 +40,8 @@ import json
 import os
 from typing import Any
 
-DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "custom", "synthetic")
+DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "custom", "synthetic",
+            "synthetic_finediving")
 ATTENTION_SCALES = ("d", "sqrt_d")
 SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
 PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
@@ -98,6 +99,9 @@ class TPTConfig:
     Losses:
         rank_margin, rank_weight, sparsity_weight: attention losses of every decoder layer.
         diversity_weight, diversity_sigma: Table 5b ablation (use with rank_weight=0).
+        step_weight: optional step supervision (0: off, TPT's unsupervised parsing): weight of
+            ``tpt_keras.ops.losses.step_boundary_loss`` on the last decoder layer, for training
+            samples with step labels (FineDiving); see docs/parsing.md.
         cls_weight, reg_weight: interval classification NLL and per-interval regression MSE.
 
     Training:
@@ -144,6 +148,7 @@ class TPTConfig:
     sparsity_weight: float = 0.05
     diversity_weight: float = 0.0
     diversity_sigma: float = 1.0
+    step_weight: float = 0.0
     cls_weight: float = 1.0
     reg_weight: float = 1.0
     # --- training ---
@@ -201,7 +206,7 @@ class TPTConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"TPTConfig.{name} must be a positive number; received {value!r}.")
         non_negative_floats = ("rank_margin", "rank_weight", "sparsity_weight",
-                               "diversity_weight", "cls_weight", "reg_weight")
+                               "diversity_weight", "step_weight", "cls_weight", "reg_weight")
         for name in non_negative_floats:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
@@ -362,6 +367,18 @@ PRESETS: dict[str, TPTConfig] = {
                            batch_size=32, seed=0, num_exemplars=10,
                            out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],
                            initialization="keras", adam_epsilon=1e-7),
+    # Synthetic clip features with the step timing, scores, difficulties and action types of real
+    # FineDiving dives (data_pipelines.synthetic.finediving; needs the FineDiving annotation
+    # files): the parsing metric has ground truth. The synthetic model sizes on the finediving
+    # clip grid (20 clips of 8, stride 5, linspace); feature_dim >= 44 (one direction per step label).
+    "synthetic_finediving": TPTConfig(dataset="synthetic_finediving", use_difficulty=True,
+                                      score_max=30.0, backbone="none", feature_dim=64,
+                                      hidden_dim=64, ffn_dim=64, num_heads=4, head_hidden_dim=64,
+                                      dropout=0.0, learning_rate=1e-3, head_learning_rate=1e-3,
+                                      epochs=40, batch_size=32, seed=0, num_exemplars=10,
+                                      out_of_range_delta="nearest_interval",
+                                      protocol=PROTOCOLS["finediving"], initialization="keras",
+                                      adam_epsilon=1e-7),
 }
 
 

@@ -32,9 +32,37 @@ def most_attended_clips(attention: np.ndarray) -> np.ndarray:
     return attention.argmax(axis=0)
 
 
+def step_band(axis, boundaries, num_clips: int, labels=None) -> None:
+    """Draw annotated steps as a band of coloured segments on the clip axis (clip t centred at
+    t): step j spans [b_{j-1}, b_j] with b_{-1} = -1/2 and b_{J-1} = T - 1/2
+    (:func:`data_pipelines.video.steps.step_segments`).
+
+    Args:
+        axis: a matplotlib axis (its x range is set to the clip axis).
+        boundaries: (J - 1,) step boundaries in clip units.
+        num_clips: T.
+        labels: optional J names or label ids written on the segments (default the step number).
+    """
+    from data_pipelines.video.steps import step_segments
+
+    segments = step_segments(boundaries, num_clips)
+    colours = plt.get_cmap("tab10")
+    for j, (start, end) in enumerate(segments):
+        axis.broken_barh([(start, end - start)], (0, 1), facecolors=colours(j % 10), alpha=0.8)
+        if end > start:
+            axis.text((start + end) / 2, 0.5, str(labels[j]) if labels is not None else f"step {j}",
+                      ha="center", va="center", fontsize=7)
+    axis.set_xlim(-0.5, num_clips - 0.5)
+    axis.set_ylim(0, 1)
+    axis.set_yticks([])
+    axis.set_ylabel("steps", rotation=0, ha="right", va="center", fontsize=8)
+    axis.set_xlabel("clip")
+
+
 def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | None = None,
-                   title: str = "") -> str:
-    """Save the queries × clips attention map and, below it, each query's most attended frame.
+                   title: str = "", step_boundaries=None, step_labels=None) -> str:
+    """Save the queries × clips attention map and, below it, the annotated steps (when known)
+    and each query's most attended frame.
 
     Args:
         attention: (T, K) or (L, T, K) cross-attention of one video (the last layer is shown).
@@ -42,6 +70,9 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
         clip_frames: optional (T, H, W, 3) uint8, one representative frame per clip (e.g. the
             clip's middle frame).
         title: figure title (e.g. the predicted score).
+        step_boundaries: optional (J - 1,) annotated step boundaries in clip units: a band of
+            the J steps under the map (:func:`step_band`), on the same clip axis.
+        step_labels: optional J labels written on the band's segments.
 
     Returns:
         the file written (:func:`picture_path`).
@@ -52,9 +83,12 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
         attention = attention[-1]
     num_clips, num_queries = attention.shape
     top = most_attended_clips(attention)
-    rows = 2 if clip_frames is not None else 1
-    figure = plt.figure(figsize=(max(6.0, 0.45 * num_clips), 2.2 + 1.8 * (rows - 1)))
-    grid = figure.add_gridspec(rows, max(num_queries, 1), height_ratios=[1.2] + [1.0] * (rows - 1))
+    band = step_boundaries is not None
+    heights = [1.2] + ([0.25] if band else []) + ([1.0] if clip_frames is not None else [])
+    rows = len(heights)
+    figure = plt.figure(figsize=(max(6.0, 0.45 * num_clips), 2.2 + 1.8 * (clip_frames is not None)
+                                 + 0.5 * band))
+    grid = figure.add_gridspec(rows, max(num_queries, 1), height_ratios=heights)
     axis = figure.add_subplot(grid[0, :])
     image = axis.imshow(attention.T, aspect="auto", cmap="viridis", interpolation="nearest")
     axis.set_xlabel("clip")
@@ -62,20 +96,27 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
     axis.set_yticks(range(num_queries))
     axis.set_xticks(range(num_clips))
     axis.tick_params(labelsize=7)
-    figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01)
     if title:
         axis.set_title(title)
+    if band:
+        band_axis = figure.add_subplot(grid[1, :], sharex=axis)
+        step_band(band_axis, step_boundaries, num_clips, step_labels)
+        axis.set_xlabel("")
+        figure.colorbar(image, ax=[axis, band_axis], fraction=0.02, pad=0.01)  # keeps them aligned
+    else:
+        figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01)
     if clip_frames is not None:
         clip_frames = np.asarray(clip_frames)
         if clip_frames.shape[0] != num_clips:
             raise ValueError(f"clip_frames has {clip_frames.shape[0]} frames for {num_clips} clips")
         for query, clip in enumerate(top):
-            frame_axis = figure.add_subplot(grid[1, query])
+            frame_axis = figure.add_subplot(grid[rows - 1, query])
             frame_axis.imshow(clip_frames[clip])
             frame_axis.set_title(f"q{query}: clip {clip}", fontsize=8)
             frame_axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    if not band:  # the shared colour bar of map and band lays itself out
+        figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
 

@@ -120,6 +120,30 @@ def _score_arrays(samples: Sequence[Sample], use_difficulty: bool):
     return tf.constant(targets), tf.constant(difficulties), tf.constant(scores)
 
 
+def pad_boundaries(boundaries: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """N arrays of step boundaries (J_n - 1 each) → values (N, M) float32 padded with 0 and mask
+    (N, M) float32 1 for a real boundary, M = the largest J_n - 1 (at least 1)."""
+    width = max([1] + [len(b) for b in boundaries])
+    values = np.zeros((len(boundaries), width), np.float32)
+    mask = np.zeros((len(boundaries), width), np.float32)
+    for row, items in enumerate(boundaries):
+        values[row, :len(items)] = items
+        mask[row, :len(items)] = 1.0
+    return values, mask
+
+
+def _with_boundaries(element: dict, query, exemplar, boundaries) -> dict:
+    """Add the step-supervision entries (``query_boundaries`` …, see the model's batch contract)
+    of the query and exemplar rows when ``boundaries`` (values, mask) is given."""
+    if boundaries is not None:
+        values, mask = (tf.constant(array) for array in boundaries)
+        element.update({"query_boundaries": tf.gather(values, query),
+                        "exemplar_boundaries": tf.gather(values, exemplar),
+                        "query_boundary_mask": tf.gather(mask, query),
+                        "exemplar_boundary_mask": tf.gather(mask, exemplar)})
+    return element
+
+
 def _check_keys_unique(samples: Sequence[Sample], what: str) -> None:
     keys = [s.key for s in samples]
     if len(set(keys)) != len(keys):
@@ -145,7 +169,8 @@ def _feature_lookup(features: np.ndarray, shape: tuple[int, int]):
 
 def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], batch_size: int,
                          use_difficulty: bool, seed: int = 12, epochs: int | None = None,
-                         input_context=None, first_epoch: int = 0) -> tf.data.Dataset:
+                         input_context=None, first_epoch: int = 0,
+                         step_boundaries: Sequence | None = None) -> tf.data.Dataset:
     """Training pairs of cached clip features (one new random same-group exemplar per query per epoch).
 
     Args:
@@ -158,10 +183,14 @@ def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], b
         input_context: ``tf.distribute.InputContext`` or None.
         first_epoch: epoch number of the first epoch produced (resuming a run at epoch k gives the
             pairs and order epoch k had).
+        step_boundaries: optional, one array of step boundaries in clip units per training
+            sample (:func:`data_pipelines.video.steps.protocol_boundaries`): the elements then also
+            carry query_boundaries, exemplar_boundaries, query_boundary_mask,
+            exemplar_boundary_mask (B, M) (:func:`pad_boundaries`) for step supervision.
 
     Returns:
         dataset of dicts: query, exemplar float32 (B, T, D); query_score, exemplar_score,
-        query_difficulty float32 (B,).
+        query_difficulty float32 (B,) (and the boundaries above).
     """
     _check_keys_unique(train_samples, "train_samples")
     per_replica, pipelines, pipeline_id = _sharding(batch_size, input_context)
@@ -169,17 +198,20 @@ def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], b
     targets, difficulties, _ = _score_arrays(train_samples, use_difficulty)
     global_batch = per_replica * (input_context.num_replicas_in_sync if input_context else 1)
     plan = _plan_dataset(train_samples, seed, epochs, global_batch, pipelines, pipeline_id, first_epoch)
+    if step_boundaries is not None and len(step_boundaries) != len(train_samples):
+        raise ValueError(f"{len(step_boundaries)} step boundary lists for {len(train_samples)} samples")
+    boundaries = pad_boundaries(step_boundaries) if step_boundaries is not None else None
 
     @tf.autograph.experimental.do_not_convert
     def parse(row):
         query, exemplar = row[0], row[1]
-        return {
+        return _with_boundaries({
             "query": lookup(query),
             "exemplar": lookup(exemplar),
             "query_score": tf.gather(targets, query),
             "exemplar_score": tf.gather(targets, exemplar),
             "query_difficulty": tf.gather(difficulties, query),
-        }
+        }, query, exemplar, boundaries)
 
     return _finish(plan.map(parse, num_parallel_calls=AUTOTUNE), per_replica, drop_remainder=True)
 
@@ -305,7 +337,7 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
                        protocol: str | VideoProtocol = "mtl_aqa", seed: int = 12,
                        epochs: int | None = None, input_context=None, first_epoch: int = 0,
                        skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
-                       **video_options) -> tf.data.Dataset:
+                       step_boundaries: Sequence | None = None, **video_options) -> tf.data.Dataset:
     """Training pairs of videos: like :func:`feature_pair_dataset` with clips instead of features.
 
     Query and exemplar are sampled and augmented independently (own seeds, training mode).
@@ -315,7 +347,8 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
 
     Returns:
         dataset of dicts: query, exemplar float32 (B, 20, 8, 224, 224, 3) normalised; query_score,
-        exemplar_score, query_difficulty (B,).
+        exemplar_score, query_difficulty (B,); with ``step_boundaries`` (as in
+        :func:`feature_pair_dataset`) also the step-supervision entries.
     """
     options = _Options(protocol, **video_options)
     if skip_bad and skip_log is None:
@@ -327,6 +360,7 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
     global_batch = per_replica * (input_context.num_replicas_in_sync if input_context else 1)
     plan = _plan_dataset(train_samples, seed, epochs, global_batch, pipelines, pipeline_id, first_epoch)
     log = skip_log if skip_bad else None
+    boundaries = pad_boundaries(step_boundaries) if step_boundaries is not None else None
 
     @tf.autograph.experimental.do_not_convert
     def parse(row):
@@ -340,7 +374,7 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
             "exemplar_score": tf.gather(targets, exemplar),
             "query_difficulty": tf.gather(difficulties, query),
         }
-        return element, tf.logical_and(query_ok, exemplar_ok)
+        return _with_boundaries(element, query, exemplar, boundaries), tf.logical_and(query_ok, exemplar_ok)
 
     dataset = plan.map(parse, num_parallel_calls=AUTOTUNE)
     return _finish(_drop_failed(dataset), per_replica, drop_remainder=True)

@@ -70,13 +70,14 @@ class CommandError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Shared argument groups
 # ---------------------------------------------------------------------------------------------
-PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, custom, synthetic, or a preset JSON file "
+PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, finediving, custom, synthetic, "
+               "synthetic_finediving (needs --annotations of FineDiving), or a preset JSON file "
                "(written by `tpt tune` or saved beside a trained model)")
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", help=PRESET_HELP)
-    parser.add_argument("--annotations", help="annotation folder (MTL-AQA, AQA-7, JIGSAWS)")
+    parser.add_argument("--annotations", help="annotation folder (MTL-AQA, AQA-7, JIGSAWS, FineDiving)")
     parser.add_argument("--manifest", help="CSV manifest of your own videos (preset custom)")
     parser.add_argument("--media-root", "--frames-root", dest="media_root",
                         help="folder of the frame folders / videos")
@@ -122,7 +123,7 @@ def _parse_value(text: str):
 
 def _features_dir(config, args):
     """``--features``, or for the built-in synthetic data a cache inside ``--output``."""
-    if config.dataset == "synthetic" and not args.features:
+    if config.dataset in ("synthetic", "synthetic_finediving") and not args.features:
         return os.path.join(args.output, "synthetic_features")
     return args.features
 
@@ -134,6 +135,11 @@ def _splits(config, args, *, check_paths=True, cache_dir=None):
         if cache_dir is None:
             raise CommandError("the synthetic preset needs a feature cache folder (--features)")
         return experiment.synthetic_splits(config, cache_dir)
+    if config.dataset == "synthetic_finediving":
+        if not args.annotations or cache_dir is None:
+            raise CommandError("the synthetic_finediving preset needs --annotations (the FineDiving "
+                               "folder: real step timing and scores) and a feature cache folder")
+        return experiment.synthetic_finediving_splits(config, args.annotations, cache_dir)
     source = args.manifest if config.dataset == "custom" else args.annotations
     if not source:
         flag = "--manifest" if config.dataset == "custom" else "--annotations"
@@ -212,25 +218,40 @@ def cmd_train(args) -> int:
     keras.mixed_precision.set_global_policy(policy)
     print(f"precision policy {policy}, XLA {'on' if jit else 'off'}, strategy "
           f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)")
-    try:
-        results = experiment.train(config, splits, args.output, features_dir=features,
-                                   jit_compile=jit, verbose=args.verbose, skip_bad=args.skip_bad,
-                                   strategy=strategy)
-    except run_folder.RunInUseError as error:
-        raise CommandError(str(error)) from None
-    for key, message in results["skipped"]:
-        print(f"skipped {key}: {message}")
-    best, last = results["best"], results["last"]
-    best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
-                 "best: none (no epoch had a finite Spearman)")
-    print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
-          f"(epoch {last['epoch']}) → {args.output}")
+    # --seeds N: one run per seed, config.seed, config.seed + 1, …, in OUTPUT/seed_<s>/
+    runs = ([(config.replace(seed=config.seed + i),
+              os.path.join(args.output, experiment.SEED_FOLDER.format(config.seed + i)))
+             for i in range(args.seeds)] if args.seeds else [(config, args.output)])
+    for run_config, run_dir in runs:
+        try:
+            results = experiment.train(run_config, splits, run_dir, features_dir=features,
+                                       jit_compile=jit, verbose=args.verbose,
+                                       skip_bad=args.skip_bad, strategy=strategy)
+        except run_folder.RunInUseError as error:
+            raise CommandError(str(error)) from None
+        for key, message in results["skipped"]:
+            print(f"skipped {key}: {message}")
+        best, last = results["best"], results["last"]
+        best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
+                     "best: none (no epoch had a finite Spearman)")
+        print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
+              f"(epoch {last['epoch']}) → {run_dir}")
+    if args.seeds:
+        print(f"{args.seeds} seeds in {args.output}: `tpt evaluate {args.output}` reports mean ± std "
+              "over them and a bootstrap interval over the test videos")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from tpt_keras.experiment import core as experiment
 
+    if len(args.runs) == 1 and experiment.seed_run_dirs(args.runs[0]):
+        if args.plot:
+            raise CommandError("--plot draws one run: pass one of the seed_<n> folders")
+        results = experiment.evaluate_seeds(args.runs[0], split=args.split, scale=args.scale,
+                                            progress=not args.json, skip_bad=args.skip_bad)
+        print(json.dumps(results, indent=2) if args.json else experiment.format_seed_results(results))
+        return 0
     results = experiment.evaluate_run(args.runs, which=args.checkpoint, split=args.split,
                                       plot=args.plot, progress=not args.json, scale=args.scale,
                                       skip_bad=args.skip_bad)
@@ -329,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "scaled by sqrt(global / preset batch)")
     train.add_argument("--logical-cpus", type=int,
                        help="split the CPU into N logical devices (mirrored on a CPU machine)")
+    train.add_argument("--seeds", type=positive_int,
+                       help="train N runs, seeds seed, seed+1, … (the config's seed first), in "
+                            "OUTPUT/seed_<s>/ (each resumable); `tpt evaluate OUTPUT` sums them up")
     train.add_argument("--skip-bad", action="store_true",
                        help="skip unreadable videos (or samples missing from --features), "
                             "everywhere, listed once")
@@ -339,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
     evaluate.add_argument("runs", nargs="+", metavar="RUN",
                           help="run folder(s); several = AQA-7 classes or JIGSAWS folds of one "
-                               "dataset, averaged (mixed datasets and repeated runs are refused)")
+                               "dataset, averaged (mixed datasets and repeated runs are refused); "
+                               "one folder of seed_<n> runs (tpt train --seeds N) = mean ± std "
+                               "over seeds and a bootstrap 95%% interval over test videos")
     evaluate.add_argument("--checkpoint", default="best", choices=["best", "last"],
                           help="which model of the run folder (default best)")
     evaluate.add_argument("--split", default="test", help="split of samples.json (default test)")
@@ -369,8 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
     score.add_argument("--difficulty", type=float,
                        help="degree of difficulty (required by models trained with it, refused otherwise)")
-    score.add_argument("--group", help="the video's contrastive group (models without difficulty "
-                                       "trained on several groups, e.g. the AQA-7 class)")
+    score.add_argument("--group", help="the video's contrastive group: required by models without "
+                                       "difficulty trained on several groups (e.g. the AQA-7 class); "
+                                       "optional beside --difficulty for FineDiving (the dive number, "
+                                       "e.g. 407c; default: the group of the nearest difficulty)")
     score.add_argument("--scale", default="judges", choices=["judges", "normalised"],
                        help="score scale for AQA-7 (default the judges'); other datasets have one")
     score.add_argument("--picture", help="attention picture PNG (default "

@@ -87,6 +87,26 @@ def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = 400,
         score_max=config.score_max, use_difficulty=config.use_difficulty)
 
 
+def synthetic_finediving_splits(config: TPTConfig, annotations: str, cache_dir: str,
+                                num_train: int | None = 400, num_test: int | None = 150,
+                                seed: int = 0) -> dict[str, list[Sample]]:
+    """Synthetic clip features with the step timing, scores, difficulties and action types of
+    real FineDiving dives (:mod:`data_pipelines.synthetic.finediving`; ``annotations`` the
+    FineDiving folder), written to a feature cache and returned as samples with their steps: the
+    first ``num_train`` training dives, the first ``num_test`` test dives of their action types."""
+    from data_pipelines.synthetic import finediving as synthetic_finediving
+    from data_pipelines.datasets import finediving
+
+    spec = config.protocol
+    if spec.sampling != "linspace":
+        raise ValueError("synthetic FineDiving features follow linspace sampling over the whole "
+                         f"dive; this config's protocol samples by {spec.sampling!r}")
+    return synthetic_finediving.write_synthetic_finediving_cache(
+        cache_dir, finediving.load(annotations, None), feature_dim=config.feature_dim,
+        num_clips=spec.num_clips, clip_len=spec.clip_len, clip_stride=spec.clip_stride,
+        num_train=num_train, num_test=num_test, seed=seed)
+
+
 def save_samples(splits: dict[str, list[Sample]], path: str) -> None:
     """Write the samples by split to ``path`` (JSON, atomically)."""
     from tpt_keras.experiment import run_folder
@@ -209,15 +229,41 @@ def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, 
     from data_pipelines.tfdata import reader
 
     batch_size = batch_size or config.batch_size
+    boundaries = training_step_boundaries(config, train_samples)
     if features_dir:
         return reader.feature_pair_dataset(
             open_feature_cache(config, features_dir), train_samples, batch_size,
             config.use_difficulty, seed=config.seed, first_epoch=first_epoch,
-            input_context=input_context)
+            input_context=input_context, step_boundaries=boundaries)
     return reader.video_pair_dataset(train_samples, batch_size, config.use_difficulty,
                                      protocol=config.protocol, seed=config.seed,
                                      first_epoch=first_epoch, input_context=input_context,
-                                     skip_bad=skip_bad)
+                                     skip_bad=skip_bad, step_boundaries=boundaries)
+
+
+def sample_boundaries(config: TPTConfig, sample: Sample):
+    """A sample's annotated step boundaries in clip units on the config's clip grid
+    (:func:`data_pipelines.video.steps.protocol_boundaries`), or None without step labels."""
+    from data_pipelines.video import steps
+
+    if not sample.steps:
+        return None
+    spec = config.protocol
+    return steps.protocol_boundaries(sample.steps, spec.num_clips, spec.clip_len, spec.clip_stride,
+                                     spec.sampling, spec.test_query_start)
+
+
+def training_step_boundaries(config: TPTConfig, train_samples):
+    """Per training sample, its step boundaries, when step supervision is on
+    (``config.step_weight`` > 0); None when it is off. Step supervision needs step labels on
+    every training sample (FineDiving): anything else is refused, naming a sample without."""
+    if not config.step_weight:
+        return None
+    missing = [s.key for s in train_samples if not s.steps]
+    if missing:
+        raise ValueError(f"step_weight={config.step_weight:g} needs step labels on every training "
+                         f"sample (FineDiving); {len(missing)} have none, e.g. {missing[0]!r}")
+    return [sample_boundaries(config, s) for s in train_samples]
 
 
 def eval_dataset(config: TPTConfig, test_samples, train_samples, features_dir: str | None, *,
@@ -671,7 +717,9 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
 
     Returns:
         dict with "keys", "groups", "pred", "true" (N,), "per_exemplar" (N, E), "mask" (N, E),
-        "skipped" [(path, message)].
+        "attention" (N, L, T, K) of the test videos, "boundaries" (N arrays of annotated step
+        boundaries in clip units, None for a video without step labels), "skipped"
+        [(path, message)].
     """
     from data_pipelines.io import decode
     from data_pipelines.tfdata import pairing
@@ -681,8 +729,9 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
         raise ValueError(f"{run.paths.samples}: no samples in split {split!r}")
     test, train = run.splits[split], run.splits["train"]
     skip_log = decode.SkipLog() if skip_bad else None
-    query_parts = encode_all(run.model, _videos(run, test, "query", batch_size, skip_log),
-                             batch_size=batch_size, progress=progress, total=len(test))
+    query_parts, attention = encode_all(run.model, _videos(run, test, "query", batch_size, skip_log),
+                                        batch_size=batch_size, progress=progress, total=len(test),
+                                        with_attention=True)
     if skip_log is not None and skip_log.items:
         bad = {path for path, _ in skip_log.items}
         test = [s for s in test if s.path not in bad]
@@ -698,7 +747,8 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
                                            [s.difficulty for s in test])
     return {"keys": [s.key for s in test], "groups": [s.group for s in test], "pred": pred,
             "true": np.array([s.score for s in test], np.float64),
-            "per_exemplar": per_exemplar, "mask": chosen.mask,
+            "per_exemplar": per_exemplar, "mask": chosen.mask, "attention": attention,
+            "boundaries": [sample_boundaries(run.config, s) for s in test],
             "skipped": list(skip_log.items) if skip_log is not None else []}
 
 
@@ -791,12 +841,22 @@ def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str |
             picture = visualize.plot_scatter(pred, true, os.path.join(run_dir, f"scatter_{split}.png"),
                                              title=title)
         logged = _finished_results(run.paths) if os.path.exists(run.paths.log) else None
+        parsing = parsing_report(outputs["attention"], outputs["boundaries"])
+        attention_picture = None
+        if parsing is not None:
+            first = outputs["boundaries"][0]
+            attention_picture = visualize.plot_attention(
+                outputs["attention"][0],
+                (os.path.splitext(plot)[0] + "_attention.png" if plot
+                 else os.path.join(run_dir, f"attention_{split}.png")),
+                title=f"{outputs['keys'][0]}: attention and annotated steps", step_boundaries=first)
         rows.append({"run": run_dir, "name": name, "dataset": dataset, "checkpoint": which,
                      "split": split, "samples": len(pred), "scale": scale,
                      "scale_description": score_scale.describe(scale, dataset),
                      "spearman": rho, "r_l2": r_l2, "by_scale": by_scale, "plot": picture,
                      "skipped": [{"path": p, "error": m} for p, m in outputs["skipped"]],
-                     "training_log": logged})
+                     "training_log": logged, "parsing": parsing,
+                     "attention_plot": attention_picture})
     if plot:
         picture = visualize.plot_scatter_panels(panels, plot)
         for row in rows:
@@ -804,6 +864,42 @@ def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str |
     average = {"spearman": metrics.fisher_z_mean([row["spearman"] for row in rows]),
                "r_l2": float(np.mean([row["r_l2"] for row in rows]))}
     return {"runs": rows, "average": average}
+
+
+def parsing_report(attention, boundaries) -> dict | None:
+    """The parsing metric of test videos (:mod:`tpt_keras.ops.parsing_metrics`) with the uniform and
+    equal-parts baselines on the same videos, or None when a video has no step labels or the
+    model has fewer than two parts.
+
+    Args:
+        attention: (N, L, T, K) the test videos' cross-attention.
+        boundaries: N arrays of annotated step boundaries in clip units (None: unknown).
+
+    Returns:
+        ``{"model": metrics, "uniform": metrics, "equal_parts": metrics}`` or None.
+    """
+    from tpt_keras.ops import parsing_metrics
+
+    attention = np.asarray(attention)
+    if attention.shape[-1] < 2 or not len(boundaries) or any(b is None for b in boundaries):
+        return None
+    num_clips, num_parts = attention.shape[2], attention.shape[3]
+    return {"model": parsing_metrics.parsing_metrics(attention, boundaries),
+            "uniform": parsing_metrics.uniform_baseline(boundaries, num_clips, num_parts),
+            "equal_parts": parsing_metrics.equal_parts_baseline(boundaries, num_clips, num_parts)}
+
+
+def format_parsing(name: str, parsing: dict) -> list[str]:
+    """Table lines of :func:`parsing_report`: the model beside the two baselines."""
+    lines = [f"{name}: parsing metric over {parsing['model']['videos']} test videos "
+             f"({parsing['model']['boundaries']} annotated step boundaries; docs/parsing.md)",
+             f"  {'attention':<24} {'boundary MAE':>12} {'mean IoU':>9} {'IoU@0.5':>8} {'IoU@0.75':>9}"]
+    for key, label in (("model", "this model"), ("uniform", "uniform, untrained"),
+                       ("equal_parts", "equal parts")):
+        m = parsing[key]
+        lines.append(f"  {label:<24} {m['boundary_mae']:>12.3f} {m['mean_iou']:>9.3f} "
+                     f"{m['iou@0.5']:>8.3f} {m['iou@0.75']:>9.3f}")
+    return lines
 
 
 def format_results(results: dict) -> str:
@@ -824,8 +920,106 @@ def format_results(results: dict) -> str:
             lines.append(f"{row['name']}: validation ρ during training — best {log['best']['spearman']:.4f} "
                          f"(epoch {log['best']['epoch']}, the number the original code reports), "
                          f"last {log['last']['spearman']:.4f} (epoch {log['last']['epoch']})")
+        if row.get("parsing"):
+            lines.extend(format_parsing(row["name"], row["parsing"]))
+            lines.append(f"{row['name']}: attention and annotated steps of one test video: "
+                         f"{row['attention_plot']}")
         for skipped in row.get("skipped", []):
             lines.append(f"{row['name']}: skipped unreadable {skipped['path']}: {skipped['error']}")
     plots = list(dict.fromkeys(row["plot"] for row in results["runs"]))
     lines.append("scatter plot" + ("s: " if len(plots) > 1 else ": ") + ", ".join(plots))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several seeds
+# ---------------------------------------------------------------------------------------------
+SEED_FOLDER = "seed_{}"
+
+
+def seed_run_dirs(folder: str) -> list[str]:
+    """The run folders of a several-seeds training (``tpt train … --seeds N``):
+    ``folder/seed_<s>/`` with a ``config.json``, by seed; [] when ``folder`` is a run itself or
+    holds none."""
+    if os.path.exists(RunPaths(folder).config) or not os.path.isdir(folder):
+        return []
+    found = []
+    for name in os.listdir(folder):
+        prefix, _, number = name.partition("_")
+        if prefix == "seed" and number.isdigit() and os.path.exists(RunPaths(os.path.join(folder, name)).config):
+            found.append((int(number), os.path.join(folder, name)))
+    return [path for _, path in sorted(found)]
+
+
+def evaluate_seeds(folder: str, split: str = "test", scale: str = "judges", num_bootstrap: int = 1000,
+                   progress: bool = False, skip_bad: bool = False) -> dict:
+    """Spearman and R-ℓ2 over the seeds of ``folder`` (:func:`seed_run_dirs`), for the
+    validation-selected (``best.keras``) and the last-epoch (``last.keras``) model side by side:
+    per seed, mean ± std over seeds, and a bootstrap 95 % interval over the test videos
+    (:func:`tpt_keras.ops.metrics.seed_statistics`).
+
+    Returns:
+        ``{"folder", "name", "runs", "seeds", "split", "samples", "scale_description",
+        "selected_on", "checkpoints": {"best": stats, "last": stats}}``, ``selected_on`` the split
+        that chose ``best`` (``test`` itself when the data has no validation split).
+    """
+    from tpt_keras.ops import metrics
+    from tpt_keras.experiment import score_scale
+
+    run_dirs = seed_run_dirs(folder)
+    if not run_dirs:
+        raise FileNotFoundError(f"{folder}: no seed_<n>/ run folders (made by `tpt train … --seeds N`)")
+    configs = [TPTConfig.load(RunPaths(path).config) for path in run_dirs]
+    base = configs[0].replace(seed=0)
+    for path, config in zip(run_dirs, configs):
+        if config.replace(seed=0) != base:
+            raise ValueError(f"{path}: its configuration differs from {run_dirs[0]}'s in more than "
+                             "the seed: these are not seeds of one experiment")
+    checkpoints, keys, true = {}, None, None
+    for which in ("best", "last"):
+        predictions = []
+        for path in run_dirs:
+            run = load_run(path, which)
+            outputs = predict_split(run, split, progress=progress, skip_bad=skip_bad)
+            if keys is not None and outputs["keys"] != keys:
+                raise ValueError(f"{path}: its {split} videos differ from {run_dirs[0]}'s")
+            keys = outputs["keys"]
+            convert = (lambda values: score_scale.to_judges(values, outputs["groups"], base.dataset)) \
+                if scale == "judges" else np.asarray
+            predictions.append(convert(outputs["pred"]))
+            true = convert(outputs["true"])
+        checkpoints[which] = metrics.seed_statistics(np.stack(predictions), true,
+                                                     num_bootstrap=num_bootstrap)
+    splits = load_samples(RunPaths(run_dirs[0]).samples)
+    return {"folder": folder, "name": run_name(base), "runs": run_dirs,
+            "seeds": [config.seed for config in configs], "split": split, "samples": len(keys),
+            "scale_description": score_scale.describe(scale, base.dataset),
+            "selected_on": validation_split(splits), "checkpoints": checkpoints}
+
+
+def format_seed_results(results: dict) -> str:
+    """A terminal table of :func:`evaluate_seeds`' results."""
+    lines = [f"{results['name']}: {len(results['seeds'])} seeds ({', '.join(map(str, results['seeds']))}), "
+             f"{results['samples']} {results['split']} videos, scores on the {results['scale_description']}",
+             f"{'checkpoint':<22} {'Spearman mean ± std':>20} {'95% CI (videos)':>17} "
+             f"{'R-l2 x100 mean ± std':>21} {'95% CI (videos)':>17}"]
+    labels = {"best": "val-selected (best)", "last": "last epoch"}
+    for which in ("best", "last"):
+        stats = results["checkpoints"][which]
+        cells = []
+        for name, digits in (("spearman", 4), ("r_l2", 3)):
+            low, high = stats["ci95"][name]
+            cells.append(f"{stats['mean'][name]:.{digits}f} ± {stats['std'][name]:.{digits}f}")
+            cells.append(f"[{low:.{digits}f}, {high:.{digits}f}]")
+        lines.append(f"{labels[which]:<22} {cells[0]:>20} {cells[1]:>17} {cells[2]:>21} {cells[3]:>17}")
+    for index, seed in enumerate(results["seeds"]):
+        best = results["checkpoints"]["best"]["per_seed"][index]
+        last = results["checkpoints"]["last"]["per_seed"][index]
+        lines.append(f"  seed {seed}: best ρ {best['spearman']:.4f}, R-l2 {best['r_l2']:.3f}; "
+                     f"last ρ {last['spearman']:.4f}, R-l2 {last['r_l2']:.3f}")
+    if results["selected_on"] == results["split"]:
+        lines.append(f"note: 'best' was selected on the {results['split']} split itself (the data has no "
+                     "validation split), as the original code does: it is optimistic; 'last' is not.")
+    lines.append("95% CI: bootstrap over the test videos (1000 resamples) of the mean over seeds; "
+                 "± is the standard deviation over seeds")
     return "\n".join(lines)

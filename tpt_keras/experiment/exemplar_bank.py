@@ -58,8 +58,10 @@ class ExemplarBank:
                    difficulties=np.array([s.difficulty for s in samples], np.float32))
 
 
-def encode_all(model, videos, batch_size: int = 16, progress: bool = False, total=None):
-    """Parts of every video: (N, K, d) float32. ``videos`` is an array or an iterable of batches."""
+def encode_all(model, videos, batch_size: int = 16, progress: bool = False, total=None,
+               with_attention: bool = False):
+    """Parts of every video: (N, K, d) float32. ``videos`` is an array or an iterable of batches.
+    With ``with_attention``: (parts, attention (N, L, T, K) float32)."""
     import tensorflow as tf
     from tqdm.auto import tqdm
 
@@ -67,12 +69,16 @@ def encode_all(model, videos, batch_size: int = 16, progress: bool = False, tota
         array = videos
         videos = (array[start:start + batch_size] for start in range(0, len(array), batch_size))
     encode = _compiled_encoder(model)
-    outputs = []
+    outputs, maps = [], []
     with tqdm(total=total, desc="encoding videos", unit="video", disable=not progress) as bar:
         for batch in videos:
-            parts = encode(tf.convert_to_tensor(batch, tf.float32))
+            parts, attention = encode(tf.convert_to_tensor(batch, tf.float32))
             outputs.append(np.asarray(parts, np.float32))
+            if with_attention:
+                maps.append(np.asarray(attention, np.float32))
             bar.update(len(outputs[-1]))
+    if with_attention:
+        return np.concatenate(outputs), np.concatenate(maps)
     return np.concatenate(outputs)
 
 
@@ -80,12 +86,12 @@ _ENCODERS = weakref.WeakKeyDictionary()
 
 
 def _compiled_encoder(model):
-    """One ``tf.function`` of ``model.encode`` per model (batch size left free)."""
+    """One ``tf.function`` of ``model.encode`` (parts, attention) per model (batch size left free)."""
     import tensorflow as tf
 
     if model not in _ENCODERS:
         model_ref = weakref.ref(model)
-        _ENCODERS[model] = tf.function(lambda batch: model_ref().encode(batch, training=False)[0],
+        _ENCODERS[model] = tf.function(lambda batch: model_ref().encode(batch, training=False),
                                        reduce_retracing=True)
     return _ENCODERS[model]
 

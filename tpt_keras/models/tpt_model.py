@@ -7,6 +7,9 @@ Pairs (``fit`` / ``evaluate`` -> ``train_step`` / ``test_step``):
         when the model has a backbone.
     "query_score", "exemplar_score": (B,) regression targets (score / difficulty with DD).
     "query_difficulty": (B,) (unused by the pair losses; kept for the contract).
+    Optional, for step supervision (``config.step_weight`` > 0): "query_boundaries",
+    "exemplar_boundaries" (B, M) annotated step boundaries in clip units padded to M, and
+    "query_boundary_mask", "exemplar_boundary_mask" (B, M) 1 for a real boundary.
 
 Evaluation (``predict`` -> ``predict_step``):
     "query": (B, T, D); "exemplars": (B, E, T, D) (or frames as above).
@@ -118,6 +121,8 @@ class TPTModel(keras.Model):
             names += ["rank_loss", "sparsity_loss"]
             if config.diversity_weight:
                 names.append("diversity_loss")
+            if config.step_weight:
+                names.append("step_loss")
         self._trackers = [keras.metrics.Mean(name=name) for name in names]
         self.build()
 
@@ -139,7 +144,7 @@ class TPTModel(keras.Model):
         TPT computes its own losses and logs its own metrics (:meth:`compute_pair_losses`), so
         ``loss``, ``loss_weights``, ``metrics`` and ``weighted_metrics`` are refused rather than
         silently ignored: weigh the terms with the config's ``cls_weight``, ``reg_weight``,
-        ``rank_weight``, ``sparsity_weight`` and ``diversity_weight``, and measure ranking
+        ``rank_weight``, ``sparsity_weight``, ``diversity_weight`` and ``step_weight``, and measure ranking
         quality with a callback (``tpt_keras.experiment.callbacks.ValidationSpearman``).
         """
         given = [name for name, value in (("loss", loss), ("loss_weights", loss_weights),
@@ -241,7 +246,9 @@ class TPTModel(keras.Model):
             decoder, the unweighted "rank_loss" / "sparsity_loss" (/ "diversity_loss") summed
             over layers. The total is cls_weight * cls_loss + reg_weight * reg_loss
             + rank_weight * rank_loss + sparsity_weight * sparsity_loss
-            (+ diversity_weight * diversity_loss): the same terms as the decoder's ``add_loss``.
+            (+ diversity_weight * diversity_loss): the same terms as the decoder's ``add_loss``;
+            with ``step_weight`` also "step_loss" (:func:`tpt_keras.ops.losses.step_boundary_loss`
+            of the last layer, 0 for a batch without step boundaries), + step_weight * step_loss.
         """
         cfg = self.config
         query_score = ops.cast(ops.reshape(inputs["query_score"], (-1,)), "float32")
@@ -274,8 +281,21 @@ class TPTModel(keras.Model):
                 terms[name] = sum(loss_fn(attention[:, i]) for i in layers)
                 if weight:
                     total = total + weight * terms[name]
+            if cfg.step_weight:
+                terms["step_loss"] = self._step_loss(inputs, attention[:, -1])
+                total = total + cfg.step_weight * terms["step_loss"]
         terms["loss"] = total
         return terms
+
+    @staticmethod
+    def _step_loss(inputs, attention):
+        """Step supervision on the last layer's (2B, T, K) maps, queries then exemplars; 0 when
+        the batch carries no step boundaries (``query_boundaries`` etc., see the module doc)."""
+        if "query_boundaries" not in inputs:
+            return ops.zeros((), "float32")
+        boundaries = ops.concatenate([inputs["query_boundaries"], inputs["exemplar_boundaries"]], axis=0)
+        mask = ops.concatenate([inputs["query_boundary_mask"], inputs["exemplar_boundary_mask"]], axis=0)
+        return tpt_losses.step_boundary_loss(attention, boundaries, mask)
 
     def _record(self, terms):
         for tracker in self._trackers:

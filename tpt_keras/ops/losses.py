@@ -9,6 +9,8 @@ over time (T clips, K queries). Clip positions are **1-based**: t = 1..T.
 * :func:`sparsity_loss`      mean over videos and queries of sum_t |t - mu_k| * A[t, k]
 * :func:`diversity_loss`     sum_{i<j} exp(-(mu_i - mu_j)^2 / (2 sigma^2)), mean over the batch
                              (Table 5b ablation, after Associative Embedding)
+* :func:`step_boundary_loss`  optional step supervision: mean over annotated step boundaries of
+                             the distance, in clips, to the nearest part boundary
 
 Score losses act on the heads' outputs for one direction of the pair (B pairs, N intervals):
 
@@ -100,6 +102,34 @@ def diversity_loss(attention, sigma: float = 1.0):
     kernel = ops.exp(-ops.square(diff) / (2.0 * sigma * sigma))
     upper = ops.triu(ops.ones((num_queries, num_queries), dtype="float32"), k=1)  # pairs i < j
     return ops.mean(ops.sum(kernel * upper[None], axis=(1, 2)))
+
+
+def step_boundary_loss(attention, boundaries, mask):
+    """Pull the part boundaries toward annotated step boundaries (optional step supervision).
+
+    Part boundaries are the midpoints of consecutive attention centres in part order,
+    ``p_k = (mu_k + mu_{k+1}) / 2 - 1`` (K - 1 of them), on the 0-based clip axis of
+    :mod:`data_pipelines.video.steps` (clip t centred at t), the axis the annotated boundaries use.
+    Each annotated boundary ``b_j`` is matched to its **nearest** part boundary, so a dive with
+    fewer steps (J - 1 < K - 1 boundaries) leaves the unmatched part boundaries free and one with
+    more lets two annotated boundaries share one; padded entries (``mask`` 0) count for nothing.
+    The value is the mean over the real annotated boundaries of the batch of
+    ``min_k |b_j - p_k|``, in clips: the parsing metric's ``boundary_mae``, made a loss.
+
+    Args:
+        attention: (B, T, K), each column summing to 1 over T.
+        boundaries: (B, M) annotated step boundaries in clip units, padded to M.
+        mask: (B, M) 1 for a real boundary, 0 for padding.
+
+    Returns:
+        scalar float32; 0 when the batch has no annotated boundary.
+    """
+    centers = attention_centers(attention) - 1.0  # (B, K), 0-based
+    parts = 0.5 * (centers[:, 1:] + centers[:, :-1])  # (B, K-1)
+    boundaries = ops.cast(boundaries, "float32")
+    mask = ops.cast(mask, "float32")
+    distance = ops.min(ops.abs(boundaries[:, :, None] - parts[:, None, :]), axis=-1)  # (B, M)
+    return ops.sum(distance * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 def interval_classification_loss(log_probs, membership):

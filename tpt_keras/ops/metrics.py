@@ -45,3 +45,45 @@ def fisher_z_mean(rhos) -> float:
     if np.any(np.abs(rhos) > 1):
         raise ValueError(f"correlations must lie in [-1, 1]; received {rhos.tolist()}.")
     return float(np.tanh(np.mean(np.arctanh(rhos))))
+
+
+def seed_statistics(predictions, true, num_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Spearman and R-ℓ2 of several training seeds on one test set, honestly summarised.
+
+    Args:
+        predictions: (S, N) predicted scores of the N test videos by each of S seeds.
+        true: (N,) true scores.
+        num_bootstrap: B resamples of the test videos.
+        seed: the resampling seed: ``np.random.default_rng(seed).integers(0, N, (B, N))`` draws
+            the B index sets (with replacement), shared by all seeds.
+
+    Returns:
+        ``{"per_seed": [{"spearman", "r_l2"}] (S), "mean": {...}, "std": {...} (sample standard
+        deviation over seeds, ddof 1; 0 for one seed), "ci95": {"spearman": [low, high],
+        "r_l2": [low, high]}}``. The interval is the 2.5th and 97.5th percentiles, over the B
+        resamples of the test videos, of the mean over seeds of the metric on the resample (R-ℓ2
+        with the resample's own true range); resamples where the metric is undefined (all true
+        scores equal) are left out. It says how much the reported mean depends on which test
+        videos happen to be in the test set; the std says how much it depends on the seed.
+    """
+    predictions = np.asarray(predictions, np.float64)
+    true = np.asarray(true, np.float64).reshape(-1)
+    if predictions.ndim != 2 or predictions.shape[1] != true.size:
+        raise ValueError(f"predictions must be (seeds, {true.size}); received {predictions.shape}.")
+    per_seed = [{"spearman": spearman(p, true), "r_l2": r_l2(p, true)} for p in predictions]
+    result = {"per_seed": per_seed, "mean": {}, "std": {}, "ci95": {}}
+    indices = np.random.default_rng(seed).integers(0, true.size, (int(num_bootstrap), true.size))
+    for name, fn in (("spearman", spearman), ("r_l2", r_l2)):
+        values = np.array([row[name] for row in per_seed])
+        result["mean"][name] = float(values.mean())
+        result["std"][name] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        means = []
+        for rows in indices:
+            if np.ptp(true[rows]) == 0:
+                continue
+            means.append(np.mean([fn(p[rows], true[rows]) for p in predictions]))
+        means = np.asarray(means)
+        means = means[np.isfinite(means)]
+        result["ci95"][name] = ([float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+                                if means.size else [float("nan"), float("nan")])
+    return result

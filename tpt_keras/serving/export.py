@@ -6,8 +6,10 @@ Layout: ``saved_models/<name>/<version>/`` (what TF Serving's model server loads
     inputs follow the model: ``frames`` uint8 ``(frames, height, width, 3)`` — any length and
     size — always; ``difficulty`` float32 ``(1,)`` only for a model trained with difficulty degrees
     (required; non-finite, ≤ 0 or outside [min/2, max×2] of the training difficulties is refused);
-    ``group`` string ``()`` only for a model without difficulty whose training set has several
-    contrastive groups (one of them).
+    ``group`` string ``()`` for a model without difficulty whose training set has several
+    contrastive groups (one of them, required), and for a model with difficulty whose groups are
+    not the difficulties (FineDiving: the dive number, e.g. ``"407c"``; ``""`` falls back to the
+    group of the nearest difficulty). An unknown group fails with a message listing the known ones.
     outputs: ``score`` (), ``exemplar_scores`` (E,) the prediction from each exemplar,
     ``attention`` (T, K) the query's last-layer cross-attention (clips × parts),
     ``top_clips`` (K,) the clip each part attends to most, ``clip_frames`` (T,) the input frame at
@@ -23,8 +25,8 @@ end-to-end run; the Kinetics-400 I3D that made the features in a features run), 
 parsing decoder, and the regressor against the baked exemplars: the fixed set of up to
 ``num_exemplars`` training videos of the query's contrastive group, drawn with the run's seed by
 the rule ``tpt evaluate`` uses (:func:`data_pipelines.tfdata.pairing.group_exemplars`), so a test video
-gets the same score from both. The group is the one with the nearest difficulty under DD, the
-``group`` input without DD, or the only group.
+gets the same score from both. The group is the ``group`` input when there is one (and not
+``""``), else the one with the nearest difficulty under DD, else the only group.
 
 The SavedModel needs only TensorFlow to load (``tf.saved_model.load(path).signatures[...]``).
 :class:`Serving` is also what ``tpt score`` runs in process, so a run folder and its export score
@@ -54,13 +56,26 @@ def difficulty_range(train_difficulties) -> tuple[float, float]:
     return float(values.min()) / 2.0, float(values.max()) * 2.0
 
 
-def signature_inputs(use_difficulty: bool, groups) -> list[str]:
+def signature_inputs(use_difficulty: bool, groups, groups_are_difficulties: bool = True) -> list[str]:
     """The inputs of ``serving_default`` for a model: ``frames``, plus ``difficulty`` for a
-    model trained with difficulty degrees, or ``group`` for one without them whose training set
-    has several contrastive groups (the query's group picks its exemplars)."""
+    model trained with difficulty degrees, and ``group`` where the query's group picks its
+    exemplars: without difficulty, when the training set has several groups (required); with
+    difficulty, when the groups are not the difficulties themselves (FineDiving: the dive number;
+    optional there: ``""`` picks the group of the nearest difficulty)."""
     if use_difficulty:
-        return ["frames", "difficulty"]
+        return ["frames", "difficulty"] + ([] if groups_are_difficulties else ["group"])
     return ["frames", "group"] if len(groups) > 1 else ["frames"]
+
+
+def groups_are_difficulties(train_samples) -> bool:
+    """True when the contrastive group of a difficulty model is its difficulty (MTL-AQA): every
+    group's members share one difficulty and no two groups share one. False for FineDiving, whose
+    groups are dive numbers (one difficulty may hold several dive numbers, and back)."""
+    by_group: dict[str, set] = {}
+    for sample in train_samples:
+        by_group.setdefault(sample.group, set()).add(float(sample.difficulty))
+    values = [next(iter(v)) for v in by_group.values() if len(v) == 1]
+    return len(values) == len(by_group) and len(set(values)) == len(values)
 
 
 class Serving(tf.Module):
@@ -76,13 +91,16 @@ class Serving(tf.Module):
         groups: (G,) the group names (see :func:`choose_exemplars`).
         difficulty_bounds: (low, high) accepted difficulties (:func:`difficulty_range`); None:
             from ``bank_difficulty``.
+        groups_are_difficulties: with difficulty, whether the groups are the difficulties
+            (:func:`groups_are_difficulties`); if not, the signature takes a ``group`` too.
 
     Attributes:
         inputs: the names of ``score``'s inputs (:func:`signature_inputs`).
     """
 
     def __init__(self, model, backbone, bank_parts, bank_targets, bank_mask, bank_difficulty,
-                 protocol, groups=("all",), difficulty_bounds=None, name="tpt_serving"):
+                 protocol, groups=("all",), difficulty_bounds=None, groups_are_difficulties=True,
+                 name="tpt_serving"):
         super().__init__(name=name)
         self.model = model
         self.backbone = backbone
@@ -96,8 +114,12 @@ class Serving(tf.Module):
         low, high = difficulty_bounds or difficulty_range(bank_difficulty)
         self._bounds = (float(low), float(high))
         self.groups = list(groups)
-        self.inputs = signature_inputs(self._use_difficulty, self.groups)
-        if "difficulty" in self.inputs:
+        self.inputs = signature_inputs(self._use_difficulty, self.groups, groups_are_difficulties)
+        if self.inputs == ["frames", "difficulty", "group"]:
+            self.score = tf.function(
+                lambda frames, difficulty, group: self._score(frames, difficulty=difficulty, group=group),
+                input_signature=[FRAMES_SPEC, DIFFICULTY_SPEC, GROUP_SPEC])
+        elif "difficulty" in self.inputs:
             self.score = tf.function(lambda frames, difficulty: self._score(frames, difficulty=difficulty),
                                      input_signature=[FRAMES_SPEC, DIFFICULTY_SPEC])
         elif "group" in self.inputs:
@@ -162,19 +184,29 @@ class Serving(tf.Module):
         with tf.control_dependencies(checks):
             return tf.identity(value[0])
 
-    def _group(self, difficulty=None, group=None):
-        """The query's group index () and difficulty () (1 without DD)."""
-        if difficulty is not None:
-            value = self._checked_difficulty(difficulty)
-            return tf.cast(tf.argmin(tf.abs(self._difficulty - value)), tf.int32), value
-        if group is None:
-            return tf.constant(0, tf.int32), tf.constant(1.0)
+    def _named_group(self, group):
+        """() int32 index of the group called ``group``; an unknown name fails, listing them."""
         found = tf.cast(tf.where(tf.equal(self._group_names, group))[:, 0], tf.int32)
         check = tf.debugging.assert_equal(
             tf.size(found), 1, message="unknown group: it must be one of the training groups "
             + ", ".join(self.groups))
         with tf.control_dependencies([check]):
-            return tf.identity(found[0]), tf.constant(1.0)
+            return tf.identity(found[0])
+
+    def _group(self, difficulty=None, group=None):
+        """The query's group index () and difficulty () (1 without DD). With a difficulty, the
+        group named ``group``, or (no ``group`` input, or ``""``) the group of the nearest
+        difficulty."""
+        if difficulty is not None:
+            value = self._checked_difficulty(difficulty)
+            nearest = tf.cast(tf.argmin(tf.abs(self._difficulty - value)), tf.int32)
+            if group is None:
+                return nearest, value
+            index = tf.cond(tf.equal(group, ""), lambda: nearest, lambda: self._named_group(group))
+            return index, value
+        if group is None:
+            return tf.constant(0, tf.int32), tf.constant(1.0)
+        return self._named_group(group), tf.constant(1.0)
 
     # -------------------------------------------------------------- signatures
     def _score(self, frames, difficulty=None, group=None):
@@ -245,7 +277,8 @@ def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) 
     rows = np.searchsorted(used, indices)  # (G, E) rows of the bank
     return Serving(run.model, backbone, bank.parts[rows], bank.targets[rows], mask, difficulty,
                    run.config.protocol, groups=groups,
-                   difficulty_bounds=difficulty_range([s.difficulty for s in train]))
+                   difficulty_bounds=difficulty_range([s.difficulty for s in train]),
+                   groups_are_difficulties=groups_are_difficulties(train))
 
 
 def export_serving(serving: Serving, path: str) -> str:

@@ -4,8 +4,9 @@ attention map with the frame each part attends to most (like the paper's Fig. 3â
 Both sources run the same serving function (:class:`tpt_keras.serving.export.Serving`): a run folder
 builds it in process, a SavedModel folder loads it with ``tf.saved_model.load``. The function's
 inputs follow the model (``frames``; ``difficulty`` for a model with difficulty degrees; ``group``
-for one without them trained on several groups): a missing or superfluous one is refused before
-any work, naming the option.
+for one without them trained on several groups, and, optional, for one with difficulty whose groups
+are not the difficulties, FineDiving's dive numbers): a missing or superfluous one is refused
+before any work, naming the option.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Scorer:
         if "difficulty" in self.inputs:
             kwargs["difficulty"] = tf.constant([float(difficulty)], tf.float32)
         if "group" in self.inputs:
-            kwargs["group"] = tf.constant(group, tf.string)
+            kwargs["group"] = tf.constant(group or "", tf.string)
         return self.function(**kwargs)
 
 
@@ -68,9 +69,14 @@ def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) ->
     elif difficulty is not None:
         raise ValueError("this model was trained without difficulty degrees: drop --difficulty")
     if "group" in inputs:
+        optional = "difficulty" in inputs  # a group beside the difficulty (FineDiving dive number)
+        if group is None and optional:
+            return
         if group is None or group not in groups:
-            raise ValueError(f"this model's exemplars depend on the video's group: pass --group, "
-                             f"one of {', '.join(groups)}")
+            need = ("--group picks the exemplars of the video's group (without it, of the nearest "
+                    "difficulty); it must be" if optional else
+                    "this model's exemplars depend on the video's group: pass --group,")
+            raise ValueError(f"{need} one of {', '.join(groups)}")
     elif group is not None:
         rule = "by the difficulty" if "difficulty" in inputs else f"from its only group {groups[0]!r}"
         raise ValueError(f"this model chooses its exemplars {rule}: drop --group")
@@ -98,6 +104,38 @@ def load_scorer(model_path: str) -> Scorer:
                   serving._bounds if serving._use_difficulty else None)
 
 
+def known_steps(video: str, model_path: str):
+    """The annotated steps of ``video`` when the model's run knows them: a sample of the run
+    (the run folder itself, or the one named in an export's ``tpt_export.json``) whose frame
+    folder is ``video`` and which has step labels (FineDiving).
+
+    Returns:
+        (boundaries (J - 1,) in clip units on the run's clip grid, (J,) step labels) or None.
+    """
+    from tpt_keras.experiment import core as experiment
+
+    run_dir = model_path
+    if is_saved_model(model_path):
+        info_path = os.path.join(model_path, "tpt_export.json")
+        if not os.path.isfile(info_path):
+            return None
+        with open(info_path, encoding="utf-8") as handle:
+            run_dir = json.load(handle).get("run") or ""
+    paths = experiment.RunPaths(run_dir)
+    if not (os.path.isfile(paths.samples) and os.path.isfile(paths.config)):
+        return None
+    target = os.path.realpath(video)
+    for items in experiment.load_samples(paths.samples).values():
+        for sample in items:
+            if sample.steps and sample.path and os.path.realpath(sample.path) == target:
+                from tpt_keras.config import TPTConfig
+
+                config = TPTConfig.load(paths.config)
+                return (experiment.sample_boundaries(config, sample),
+                        [label for label, _ in sample.steps])
+    return None
+
+
 def default_picture(video: str) -> str:
     """``<video name>_attention.png`` in the current folder (never beside the video: dataset
     folders are often read-only)."""
@@ -117,7 +155,8 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     Returns:
         dict with "score" (on ``scale``), "scale", "scores" (both scales), "exemplar_scores"
         (list, on ``scale``), "spread" (std over exemplars), "attention" (T, K) list,
-        "top_clips", "picture".
+        "top_clips", "picture", "steps" (the annotated step boundaries drawn as a band under
+        the attention map, when the run knows the video's steps: :func:`known_steps`; else None).
     """
     from data_pipelines.io import decode
     from tpt_keras.experiment import score_scale
@@ -148,9 +187,12 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
         on_score(result)
     from tpt_keras import visualize
 
+    steps = known_steps(video, model_path)
     picture = visualize.plot_attention(
         outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
-        title=f"{os.path.basename(os.path.normpath(video))}: score {shown[0]:.2f}")
+        title=f"{os.path.basename(os.path.normpath(video))}: score {shown[0]:.2f}",
+        step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
+    result["steps"] = steps[0].tolist() if steps else None
     result["picture"] = picture
     return result
 
