@@ -17,17 +17,14 @@ the batch's rows once.
 
 from __future__ import annotations
 
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tpt_keras.models.compiled import cached_function
 from tpt_keras.ops import metrics
 
-# model -> (jit_compile, tf.function of its predict_step). Weak keys, and the functions hold the
-# model weakly, so that a cached function does not keep its model alive.
-_PREDICT_FUNCTIONS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def predict_function(model):
@@ -44,18 +41,8 @@ def predict_function(model):
     if getattr(model, "run_eagerly", False):
         return model.predict_step
     jit_compile = bool(getattr(model, "jit_compile", False))
-    cached = _PREDICT_FUNCTIONS.get(model)
-    if cached is not None and cached[0] == jit_compile:
-        return cached[1]
-    reference = weakref.ref(model)
-
-    @tf.autograph.experimental.do_not_convert
-    def predict(batch):
-        return reference().predict_step(batch)
-
-    function = tf.function(predict, reduce_retracing=True, jit_compile=jit_compile)
-    _PREDICT_FUNCTIONS[model] = (jit_compile, function)
-    return function
+    return cached_function(model, ("predict", jit_compile), lambda m, batch: m.predict_step(batch),
+                           autograph=False, jit_compile=jit_compile)
 
 
 def predict_scores(model, eval_dataset):

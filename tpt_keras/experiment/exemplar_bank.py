@@ -11,7 +11,6 @@ one backbone pass plus 10 cheap regressor calls. Both paths give the same scores
 from __future__ import annotations
 
 import dataclasses
-import weakref
 
 import numpy as np
 
@@ -82,18 +81,11 @@ def encode_all(model, videos, batch_size: int = 16, progress: bool = False, tota
     return np.concatenate(outputs)
 
 
-_ENCODERS = weakref.WeakKeyDictionary()
-
-
 def _compiled_encoder(model):
     """One ``tf.function`` of ``model.encode`` (parts, attention) per model (batch size left free)."""
-    import tensorflow as tf
+    from tpt_keras.models.compiled import cached_function
 
-    if model not in _ENCODERS:
-        model_ref = weakref.ref(model)
-        _ENCODERS[model] = tf.function(lambda batch: model_ref().encode(batch, training=False),
-                                       reduce_retracing=True)
-    return _ENCODERS[model]
+    return cached_function(model, "encode", lambda m, batch: m.encode(batch, training=False))
 
 
 def predict_with_bank(model, bank: ExemplarBank, query_parts: np.ndarray, exemplar_indices,

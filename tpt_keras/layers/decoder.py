@@ -34,11 +34,10 @@ import math
 import keras
 from keras import layers, ops
 
+from tpt_keras.config import ATTENTION_SCALES, SELF_ATTENTION_MODES
 from tpt_keras.layers import initializers
 from tpt_keras.ops import losses as tpt_losses
 
-SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
-ATTENTION_SCALES = ("d", "sqrt_d")
 LAYER_NORM_EPSILON = 1e-5
 
 

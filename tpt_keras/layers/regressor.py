@@ -17,9 +17,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from tpt_keras.config import RELATIVE_FUSIONS as FUSIONS
 from tpt_keras.layers import initializers
 
-FUSIONS = ("part_wise", "pooled")
 # Substrings of variable paths that get the head learning rate.
 HEAD_PATTERNS = ("cls_head", "reg_head")
 

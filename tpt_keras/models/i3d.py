@@ -26,13 +26,13 @@ any input size. Both heads are mathematically identical exactly when Mixed_5c is
 
 from __future__ import annotations
 
-import weakref
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from tpt_keras.models import i3d_weights
+from tpt_keras.models.compiled import cached_function
 
 # Endpoints of the original network, in order. "Logits" exists only with include_top=True.
 ENDPOINTS = (
@@ -508,7 +508,7 @@ def clip_features(model: keras.Model, clips, training: bool = False):
     dynamic = ops.shape(clips)
     dims = [clips.shape[i] if clips.shape[i] is not None else dynamic[i] for i in range(6)]
     folded = ops.reshape(clips, (-1, *dims[2:]))  # (batch * num_clips, clip_len, H, W, 3)
-    forward = model if symbolic else _compiled_forward(model, training)
+    forward = model if symbolic else _compiled_forward(model)
     features = forward(folded, training=training)  # (batch * num_clips, D)
     if len(features.shape) != 2:
         raise ValueError(
@@ -518,19 +518,7 @@ def clip_features(model: keras.Model, clips, training: bool = False):
     return ops.reshape(features, (-1, dims[1], features.shape[-1]))  # (batch, num_clips, D)
 
 
-# model -> {training: tf.function}; weak, so that a dropped model releases its traced graphs.
-_COMPILED_FORWARD = weakref.WeakKeyDictionary()
-
-
-def _compiled_forward(model, training):
-    functions = _COMPILED_FORWARD.setdefault(model, {})
-    if training not in functions:
-        model_ref = weakref.ref(model)
-
-        def forward(x, training):
-            return model_ref()(x, training=training)
-
-        functions[training] = tf.function(
-            forward, jit_compile=default_jit_compile(), reduce_retracing=True
-        )
-    return functions[training]
+def _compiled_forward(model):
+    jit_compile = default_jit_compile()
+    return cached_function(model, ("forward", jit_compile),
+                           lambda m, x, training: m(x, training=training), jit_compile=jit_compile)

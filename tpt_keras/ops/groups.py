@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
+from tpt_keras.config import OUT_OF_RANGE_MODES
 
 
 def pairwise_abs_deltas(targets, groups=None) -> np.ndarray:
