@@ -137,7 +137,8 @@ def test_torch_segment_encoders(part_encoder, kernel_fan_in):
 def test_faithful_presets_use_pytorch_defaults_and_clean_ones_keras():
     expected = {"mtl_aqa_dd": ("torch", 1e-8), "mtl_aqa_nodd": ("torch", 1e-8),
                 "aqa7": ("torch", 1e-8), "jigsaws": ("torch", 1e-8),
-                "custom": ("keras", 1e-7), "synthetic": ("keras", 1e-7)}
+                "custom": ("keras", 1e-7), "synthetic": ("keras", 1e-7),
+                "finediving": ("torch", 1e-8), "synthetic_finediving": ("keras", 1e-7)}
     assert {name: (cfg.initialization, cfg.adam_epsilon) for name, cfg in PRESETS.items()} == expected
     for name, (_, epsilon) in expected.items():
         assert build_optimizer(PRESETS[name]).epsilon == epsilon

@@ -80,7 +80,7 @@ SIZE_BOMBS = {
 # would start with the parent's peak and hide a smaller allocation.
 _MEASURE = """
 import sys
-from data_pipelines import safe_pickle
+from data_pipelines.io import safe_pickle
 
 def kib(field):
     with open("/proc/self/status") as handle:

@@ -35,7 +35,7 @@ def most_attended_clips(attention: np.ndarray) -> np.ndarray:
 def step_band(axis, boundaries, num_clips: int, labels=None) -> None:
     """Draw annotated steps as a band of coloured segments on the clip axis (clip t centred at
     t): step j spans [b_{j-1}, b_j] with b_{-1} = -1/2 and b_{J-1} = T - 1/2
-    (:func:`data_pipelines.video.steps.step_segments`).
+    (:func:`tpt_keras.ops.parsing_metrics.step_segments`).
 
     Args:
         axis: a matplotlib axis (its x range is set to the clip axis).
@@ -43,7 +43,7 @@ def step_band(axis, boundaries, num_clips: int, labels=None) -> None:
         num_clips: T.
         labels: optional J names or label ids written on the segments (default the step number).
     """
-    from data_pipelines.video.steps import step_segments
+    from tpt_keras.ops.parsing_metrics import step_segments
 
     segments = step_segments(boundaries, num_clips)
     colours = plt.get_cmap("tab10")
