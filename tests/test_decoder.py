@@ -69,7 +69,7 @@ def np_self_attention(attention, query, key, value):
 
 
 def np_decoder(decoder, x):
-    """SPEC §3 written out directly (inference mode)."""
+    """The decoder written out directly (inference mode): queries, temperature cross-attention, FFN."""
     pos = np.asarray(decoder.query_embedding)[None].repeat(len(x), 0)  # (B, K, d)
     if decoder.query_positional_encoding:
         positions = (x.shape[1] // decoder.num_queries) * np.arange(decoder.num_queries)

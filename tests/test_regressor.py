@@ -20,7 +20,7 @@ def np_dense(x, layer):
 
 
 def np_regressor(regressor, a, b):
-    """SPEC §4 written out: shared MLP per part on [a_k; b_k], mean over parts, two heads."""
+    """The part-aware regressor written out: shared MLP per part on [a_k; b_k], mean over parts, two heads."""
     pairs = np.concatenate([a, b], axis=-1)  # (B, K, 2d)
     relative = np_dense(np.maximum(np_dense(pairs, regressor.pair_inner), 0), regressor.pair_outer)
     features = relative.mean(1)

@@ -156,7 +156,7 @@ def test_frames_to_clips_shapes_ranges_and_time():
     assert fused.numpy().min() >= -1.0 and fused.numpy().max() <= 1.0
     raw = video_ops.frames_to_clips(frames, AQA7, training=False, uint8=True)
     assert raw.dtype == tf.uint8 and int(raw[19, 7, 0, 0, 0]) == 2 * 102 + 10
-    # JIGSAWS: centre crop and no flip even in training (SPEC §1), so no seed is needed.
+    # JIGSAWS: centre crop and no flip even in training (as the original JIGSAWS loader does), so no seed is needed.
     ramp = np.broadcast_to(np.arange(64, dtype=np.uint8)[None, None, :, None] * 3, (160, 48, 64, 3))
     jig = video_ops.frames_to_clips(ramp, JIGSAWS, training=True, uint8=True)
     assert jig.shape == (20, 8, 224, 224, 3)

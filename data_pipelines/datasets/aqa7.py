@@ -1,7 +1,8 @@
 """AQA-7: ``consolidated_{train,test}_list.mat`` → samples of one action class.
 
 Each .mat holds one (N, 3) matrix of rows ``[class 1–6, index, score × 100]`` (803 train / 303
-test rows). Scores are divided by 100 and normalised per class to 0–100 with SPEC §6's ranges:
+test rows). Scores are divided by 100 and normalised per class to 0–100 with the original code's
+per-class ranges (``SCORE_RANGES``):
 ``score = (raw - low) / (high - low) * 100``.
 
 Frames: ``frames_root/{class}-out/{index:03d}/img_{i:05d}.jpg``, i = 1..103. Key:

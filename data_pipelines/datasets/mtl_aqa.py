@@ -1,6 +1,6 @@
 """MTL-AQA (split 0, as in the TPT code): annotation pickles → samples.
 
-Files in ``annotation_dir`` (SPEC §8):
+Files in ``annotation_dir`` (the public MTL-AQA release):
 
 * ``augmented_final_annotations_dict.pkl``: ``{(video, dive): {"final_score", "difficulty",
   "start_frame", "end_frame", ...}}`` (1412 dives);

@@ -1,4 +1,4 @@
-"""Exemplar selection (SPEC §6): same-group exemplars for training pairs and for test voting.
+"""Exemplar selection, as the original code does it: same-group exemplars for training pairs and for test voting.
 
 Training: every epoch, each query gets one random training sample of its group, never itself
 unless it is alone in the group (then it is paired with itself, as the original code does).

