@@ -155,7 +155,7 @@ def _write(root, files):
 @pytest.mark.parametrize("files, expected", [
     # a back-edge: the data layer importing the model
     ({"data_pipelines/reader.py": "from tpt_keras.models import tpt_model\n"},
-     "data_pipelines.tfdata.reader → tpt_keras.models.tpt_model: data_pipelines (rank 0) may not import "
+     "data_pipelines.reader → tpt_keras.models.tpt_model: data_pipelines (rank 0) may not import "
      "tpt_keras.models (rank 4)"),
     # a lazy back-edge: the model importing the training code inside a function
     ({"tpt_keras/models/tpt_model.py": "def f():\n    from tpt_keras.experiment import distribute\n"},

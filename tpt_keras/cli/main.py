@@ -129,7 +129,7 @@ def _features_dir(config, args):
 
 
 def _splits(config, args, *, check_paths=True, cache_dir=None):
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     if config.dataset == "synthetic":
         if cache_dir is None:
@@ -152,7 +152,7 @@ def _splits(config, args, *, check_paths=True, cache_dir=None):
 # ---------------------------------------------------------------------------------------------
 def cmd_data_info(args) -> int:
     from tpt_keras.cli import data_info
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     config = data_info.dataset_config(args.dataset, use_difficulty=not args.no_dd,
                                       action_class=args.action_class, task=args.task,
@@ -173,7 +173,7 @@ def cmd_i3d_check(args) -> int:
 
 
 def cmd_extract_features(args) -> int:
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     config = resolve_config(args)
     splits = _splits(config, args)
@@ -188,21 +188,22 @@ def cmd_extract_features(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from tpt_keras.experiment import distribute, core as experiment, precision, run_folder
+    from tpt_keras import experiment
+    from tpt_keras.experiment import precision, run_folder, strategies
 
     if args.epochs is not None and args.epochs < 1:
         raise CommandError(f"--epochs must be ≥ 1, got {args.epochs}")
-    if distribute.will_have_one_replica(args.strategy, args.logical_cpus):
-        distribute.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
-    strategy = distribute.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
+    if strategies.will_have_one_replica(args.strategy, args.logical_cpus):
+        strategies.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
+    strategy = strategies.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
     config = resolve_config(args)
     if args.epochs is not None:
         config = config.replace(epochs=args.epochs)
     if args.per_replica_batch:
         # global batch = per-replica batch × replicas; the preset's rates belong to its own
-        # global batch and are rescaled by the square-root rule (tpt_keras.experiment.distribute).
-        global_batch = distribute.global_batch_size(args.per_replica_batch, strategy)
-        scale = distribute.lr_multiplier(global_batch, reference_batch=config.batch_size)
+        # global batch and are rescaled by the square-root rule (tpt_keras.experiment.strategies).
+        global_batch = strategies.global_batch_size(args.per_replica_batch, strategy)
+        scale = strategies.lr_multiplier(global_batch, reference_batch=config.batch_size)
         config = config.replace(batch_size=global_batch,
                                 learning_rate=config.learning_rate * scale,
                                 head_learning_rate=config.head_learning_rate * scale)
@@ -243,7 +244,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     if len(args.runs) == 1 and experiment.seed_run_dirs(args.runs[0]):
         if args.plot:
