@@ -49,6 +49,7 @@ def predict_function(model):
         return cached[1]
     reference = weakref.ref(model)
 
+    # do_not_convert has no stable name (TensorFlow 2.21: tf.autograph.experimental only).
     @tf.autograph.experimental.do_not_convert
     def predict(batch):
         return reference().predict_step(batch)

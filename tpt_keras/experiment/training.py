@@ -6,6 +6,7 @@ TensorFlow and Keras are imported inside the functions, so that importing the pa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
@@ -134,6 +135,8 @@ def _stop_on_non_finite_loss():
     return StopOnNonFiniteLoss()
 
 
+# Over 60 lines only by its docstring (the resume contract and every argument); the steps are
+# the named functions below.
 def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
           features_dir: str | None = None, backbone_weights="kinetics400", verbose: int = 1,
           jit_compile: bool = False, eval_batch_size: int = 8, skip_bad: bool = False,
@@ -156,14 +159,14 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
         jit_compile: XLA for the train/predict steps.
         skip_bad: drop the samples whose video cannot be decoded (or that have no cached
             features), up front (:func:`skip_unreadable`); the result's ``"skipped"`` lists them.
+        eval_batch_size: test queries per validation batch.
+        extra_callbacks: Keras callbacks run after the run's own.
         strategy: a ``tf.distribute.Strategy`` (:mod:`tpt_keras.experiment.strategies`); None = default.
 
     Returns:
         ``{"best": {...} or None, "last": {...}, "epochs": n, "skipped": [(key, message)]}``
         validation metrics (``best`` is None when no epoch had a finite validation Spearman).
     """
-    import contextlib
-
     import tensorflow as tf
 
     from tpt_keras.experiment import distribute, strategies
@@ -178,7 +181,6 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     done = _check_run_folder(paths, config)
     model = _build_run_model(config, train_samples, strategy, features_dir, backbone_weights,
                              jit_compile)
-
     with run_folder.RunLock(run_dir) if chief else contextlib.nullcontext():
         if chief:
             for folder in (run_dir, paths.backup):
