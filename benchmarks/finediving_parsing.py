@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def run(annotations: str, output: str, epochs: int | None, num_train: int, num_test: int,
         step_weight: float, seed: int) -> list[dict]:
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
     from tpt_keras.config import get_preset
 
     base = get_preset("synthetic_finediving", seed=seed, **({"epochs": epochs} if epochs else {}))

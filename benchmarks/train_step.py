@@ -130,14 +130,15 @@ def fit_vs_step(steps, rounds, batch, clips):
     import numpy as np
 
     from data_pipelines.tfdata import reader
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
+    from tpt_keras.experiment import training
     from tpt_keras.config import get_preset
 
     config = get_preset("mtl_aqa_dd", num_clips=clips, batch_size=batch, backbone="none")
     cache = tempfile.mkdtemp(prefix="tpt_fit_bench_")
     splits = experiment.synthetic_splits(config, cache, num_train=400, num_test=20)
     model = experiment.build_model(config, splits["train"])
-    experiment._build(model, config, cache)
+    training._build(model, config, cache)
     batches = list(experiment.pair_dataset(config, splits["train"], cache).take(steps))
     model.make_train_function()
 
@@ -157,7 +158,7 @@ def fit_vs_step(steps, rounds, batch, clips):
     sides = {
         "compiled train function alone (same batches, in memory)": step_alone,
         "model.fit, feature pipeline (tf.gather lookup)": fit(),
-        "model.fit + non-finite-loss callback (as tpt train)": fit([experiment._stop_on_non_finite_loss()]),
+        "model.fit + non-finite-loss callback (as tpt train)": fit([training._stop_on_non_finite_loss()]),
         "model.fit, numpy_function lookup (before)": fit(lookup=_numpy_function_lookup),
     }
     for side in sides.values():  # warm-up: tracing, pipeline start

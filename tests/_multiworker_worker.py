@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tpt_keras.experiment import distribute  # noqa: E402
+from tpt_keras.experiment import backup, distribute, strategies  # noqa: E402
 from tpt_keras.models.tpt_model import scale_loss_for_replicas  # noqa: E402
 
 CLIPS, FEATURES = 4, 6
@@ -271,7 +271,7 @@ def train(strategy, workdir, prefix, epochs=EPOCHS):
     results[f"{prefix}_batch_losses"] = np.array(record.batch_losses)
     results[f"{prefix}_epoch_losses"] = np.array(record.epoch_losses)
     results[f"{prefix}_val_losses"] = np.array(record.val_losses)
-    if distribute.is_chief(strategy):
+    if strategies.is_chief(strategy):
         reloaded = TinyPairModel()
         reloaded(make_pairs(2))
         reloaded.load_weights(checkpoint_path)
@@ -293,7 +293,7 @@ def train(strategy, workdir, prefix, epochs=EPOCHS):
         )
     except KeyboardInterrupt:
         pass
-    results[f"{prefix}_backup_epoch"] = np.array(distribute.backup_epoch(backup_dir))
+    results[f"{prefix}_backup_epoch"] = np.array(backup.backup_epoch(backup_dir))
     resumed = build_model(strategy)
     resumed_record = RecordLogs()
     distribute.fit(
@@ -320,15 +320,15 @@ def main(argv):
     mode, out = argv[1], argv[2]
     workdir = os.path.dirname(os.path.abspath(out))
     if mode in ("mirrored", "mirrored-tpt"):
-        strategy = distribute.make_strategy("mirrored", logical_cpus=2)
-        one_device = distribute.make_strategy("one-device")
+        strategy = strategies.make_strategy("mirrored", logical_cpus=2)
+        one_device = strategies.make_strategy("one-device")
         results = {"replicas": np.array(strategy.num_replicas_in_sync)}
         if mode == "mirrored":
             results.update(train(strategy, workdir, "mirrored"))
             results.update(train(one_device, workdir, "one"))
-            distribute.configure_logical_cpus(2)  # the split in place: a no-op
+            strategies.configure_logical_cpus(2)  # the split in place: a no-op
             try:
-                distribute.configure_logical_cpus(3)
+                strategies.configure_logical_cpus(3)
                 results["resplit_error"] = np.array("")
             except RuntimeError as error:
                 results["resplit_error"] = np.array(str(error))
@@ -337,8 +337,8 @@ def main(argv):
                 results.update(train_tpt(strategy, "mirrored", sgd_without_reg=sgd_without_reg))
                 results.update(train_tpt(one_device, "one", sgd_without_reg=sgd_without_reg))
     elif mode == "multi-worker":
-        strategy = distribute.make_strategy("auto")
-        assert distribute.is_multi_worker(strategy), type(strategy)
+        strategy = strategies.make_strategy("auto")
+        assert strategies.is_multi_worker(strategy), type(strategy)
         results = {"replicas": np.array(strategy.num_replicas_in_sync)}
         results.update(train(strategy, workdir, "multi"))
         try:
@@ -352,7 +352,7 @@ def main(argv):
             results.update(train_tpt(strategy, "multi", sgd_without_reg=True))
         # After all collective work, so that the other worker does not wait.
         if strategy.cluster_resolver.task_id == 0:  # the one-device reference, once
-            results.update(train(distribute.make_strategy("one-device"), workdir, "one"))
+            results.update(train(strategies.make_strategy("one-device"), workdir, "one"))
 
     else:
         raise SystemExit(f"unknown mode {mode!r}")

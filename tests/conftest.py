@@ -26,7 +26,7 @@ def tiny_video_run(tmp_path_factory):
     features (32×32 frames, 14 train / 6 test videos, 2 epochs): what `make demo` does, tiny."""
     from data_pipelines.synthetic import videos as synthetic_videos
     from tpt_keras.tools import demo
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     root = tmp_path_factory.mktemp("tiny_video_run")
     manifest = synthetic_videos.write_synthetic_video_dataset(

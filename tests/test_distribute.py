@@ -1,4 +1,4 @@
-"""tpt_keras.experiment.distribute: strategies, the learning-rate rule, fit() under every strategy.
+"""tpt_keras.experiment.{strategies,distribute,backup,multi_worker}: strategies, the learning-rate rule, fit() under every strategy.
 
 Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so the mirrored and
 multi-worker scenarios run ``tests/_multiworker_worker.py`` in subprocesses and compare the
@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 import _multiworker_worker as worker
-from tpt_keras.experiment import distribute
+from tpt_keras.experiment import backup, distribute, strategies
 from tpt_keras.models.tpt_model import scale_loss_for_replicas
 
 WORKER = os.path.abspath(worker.__file__)
@@ -76,24 +76,24 @@ def _assert_same_weights(actual, expected, atol=ATOL, rtol=0.0):
 
 
 def test_learning_rate_rules_keep_the_papers_rate_at_batch_24():
-    for rule in distribute.LR_RULES:
-        assert distribute.scale_learning_rate(1e-4, 24, rule=rule) == pytest.approx(1e-4)
-    assert distribute.scale_learning_rate(1e-4, 6, rule="sqrt") == pytest.approx(0.5e-4)
-    assert distribute.scale_learning_rate(1e-4, 6, rule="linear") == pytest.approx(0.25e-4)
-    assert distribute.scale_learning_rate(1e-3, 96, rule="constant") == pytest.approx(1e-3)
-    assert distribute.DEFAULT_LR_RULE == "sqrt"
+    for rule in strategies.LR_RULES:
+        assert strategies.scale_learning_rate(1e-4, 24, rule=rule) == pytest.approx(1e-4)
+    assert strategies.scale_learning_rate(1e-4, 6, rule="sqrt") == pytest.approx(0.5e-4)
+    assert strategies.scale_learning_rate(1e-4, 6, rule="linear") == pytest.approx(0.25e-4)
+    assert strategies.scale_learning_rate(1e-3, 96, rule="constant") == pytest.approx(1e-3)
+    assert strategies.DEFAULT_LR_RULE == "sqrt"
     with pytest.raises(ValueError, match="'cubic'"):
-        distribute.lr_multiplier(8, rule="cubic")
+        strategies.lr_multiplier(8, rule="cubic")
 
 
 def test_global_batch_and_default_strategy():
-    strategy = distribute.make_strategy("auto")  # no TF_CONFIG, no GPU, no logical CPUs
+    strategy = strategies.make_strategy("auto")  # no TF_CONFIG, no GPU, no logical CPUs
     assert strategy is tf.distribute.get_strategy()
-    assert distribute.global_batch_size(3, strategy) == 3
-    assert not distribute.is_multi_worker(strategy)
-    assert distribute.is_chief(strategy)
+    assert strategies.global_batch_size(3, strategy) == 3
+    assert not strategies.is_multi_worker(strategy)
+    assert strategies.is_chief(strategy)
     with pytest.raises(ValueError, match="'ring'"):
-        distribute.make_strategy("ring")
+        strategies.make_strategy("ring")
 
 
 def test_tf_config_parsing_and_chief(monkeypatch):
@@ -103,19 +103,19 @@ def test_tf_config_parsing_and_chief(monkeypatch):
 
     cluster = {"worker": ["a:1", "b:2", "c:3"]}
     set_tf_config(cluster, 1)
-    assert distribute.num_tf_config_workers() == 3
-    assert not distribute.is_chief()
+    assert strategies.num_tf_config_workers() == 3
+    assert not strategies.is_chief()
     set_tf_config(cluster, 0)
-    assert distribute.is_chief()
+    assert strategies.is_chief()
     set_tf_config({"chief": ["z:0"], **cluster}, 0)
-    assert distribute.num_tf_config_workers() == 4
-    assert not distribute.is_chief()
+    assert strategies.num_tf_config_workers() == 4
+    assert not strategies.is_chief()
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        distribute.tf_config()
+        strategies.tf_config()
     monkeypatch.delenv("TF_CONFIG")
     with pytest.raises(ValueError, match="TF_CONFIG"):
-        distribute.make_strategy("multi-worker")
+        strategies.make_strategy("multi-worker")
 
 
 def test_fit_on_the_default_strategy_equals_model_fit():
@@ -152,8 +152,8 @@ def test_steps_per_epoch_needs_a_finite_dataset():
 
 
 def test_backup_epoch_without_a_backup_is_zero(tmp_path):
-    assert distribute.backup_epoch(str(tmp_path / "missing")) == 0
-    assert distribute.backup_epoch(str(tmp_path)) == 0
+    assert backup.backup_epoch(str(tmp_path / "missing")) == 0
+    assert backup.backup_epoch(str(tmp_path)) == 0
 
 
 def test_gather_predictions_on_one_replica_is_the_identity():
@@ -545,7 +545,7 @@ def _tpt_train(strategy, results):
 
 
 def _tpt_script_main(mode, out):
-    strategy = distribute.make_strategy("mirrored", logical_cpus=2)  # before any TensorFlow op
+    strategy = strategies.make_strategy("mirrored", logical_cpus=2)  # before any TensorFlow op
     results = {"replicas": np.array(strategy.num_replicas_in_sync)}
     {"units": _tpt_units, "train": _tpt_train}[mode](strategy, results)
     np.savez(out, **results)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tpt_keras.cli import main as cli
-from tpt_keras.experiment import distribute, core as experiment
+from tpt_keras import experiment
+from tpt_keras.experiment import backup
 from tpt_keras.config import TPTConfig, get_preset
 
 
@@ -49,7 +50,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         experiment.train(config, splits, killed_dir, features_dir=cache, verbose=0,
                          extra_callbacks=[_KillAfterEpoch(1)])
     assert not os.path.exists(os.path.join(killed_dir, "last.keras"))
-    assert distribute.backup_epoch(os.path.join(killed_dir, "backup")) >= 1
+    assert backup.backup_epoch(os.path.join(killed_dir, "backup")) >= 1
     resumed = experiment.train(config, splits, killed_dir, features_dir=cache, verbose=0)
 
     a = experiment.load_run(str(tmp_path / "whole"), "last").model

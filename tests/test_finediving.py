@@ -16,7 +16,7 @@ from data_pipelines.video import steps
 from data_pipelines.datasets import AnnotationError, MissingMediaError, finediving
 from data_pipelines.samples import Sample
 from tpt_keras.cli import main as cli
-from tpt_keras.experiment import core as experiment
+from tpt_keras import experiment
 from data_pipelines.io import safe_pickle
 from tpt_keras.config import DATASETS, get_preset
 

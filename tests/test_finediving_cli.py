@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from data_pipelines.io import decode
 from tpt_keras.cli import main as cli
-from tpt_keras.experiment import core as experiment
+from tpt_keras import experiment
 from data_pipelines.io import safe_pickle
 
 pytestmark = pytest.mark.slow

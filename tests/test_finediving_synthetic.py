@@ -105,7 +105,7 @@ def test_trained_tpt_parses_clearly_better_than_uniform_attention(shared_data, t
     `tpt train synthetic_finediving` path) parses the test dives far better than uniform,
     untrained attention — whose figures the test computes itself: every part boundary at
     (T - 1) / 2 = 9.5, so the error of boundary b is |b - 9.5|."""
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
     from tpt_keras.config import get_preset
 
     config = get_preset("synthetic_finediving", epochs=5)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from tpt_keras.cli import main as cli
-from tpt_keras.experiment import distribute, core as experiment, run_folder
+from tpt_keras import experiment
+from tpt_keras.experiment import backup, run_folder
 from tpt_keras.config import TPTConfig, get_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,7 +175,7 @@ def test_a_nan_first_epoch_does_not_make_best_nan(tmp_path):
     log.write_text("epoch,loss,val_r_l2,val_spearman\n0,1.0,2.0,nan\n1,0.9,1.5,0.25\n"
                    "2,0.8,1.2,0.125\n")
     assert experiment.best_logged(str(log)) == 0.25
-    results = experiment._finished_results(experiment.RunPaths(str(tmp_path)))
+    results = run_folder.finished_results(run_folder.RunPaths(str(tmp_path)))
     assert results["best"] == {"epoch": 2, "spearman": 0.25, "r_l2": 1.5}
     assert results["last"]["epoch"] == 3
 
@@ -235,12 +236,12 @@ def test_a_full_disk_during_the_backup_stops_cleanly_and_resumes(tmp_path, monke
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_savez(handle, **arrays)
 
-    monkeypatch.setattr(distribute.np, "savez", savez_on_a_full_disk)
+    monkeypatch.setattr(backup.np, "savez", savez_on_a_full_disk)
     with pytest.raises(run_folder.DiskFullError, match=r"backup/state\.npz: no space left"):
         experiment.train(config, finished["splits"], run, features_dir=cache, verbose=0)
-    assert distribute.backup_epoch(os.path.join(run, "backup")) == 1  # the last good backup
+    assert backup.backup_epoch(os.path.join(run, "backup")) == 1  # the last good backup
     assert os.listdir(os.path.join(run, "backup")) == ["state.npz"]  # no half file
-    monkeypatch.setattr(distribute.np, "savez", real_savez)
+    monkeypatch.setattr(backup.np, "savez", real_savez)
     resumed = experiment.train(config, finished["splits"], run, features_dir=cache, verbose=0)
     assert resumed["epochs"] == 2
     model = experiment.load_run(run, "last").model
@@ -307,7 +308,7 @@ def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path):
         assert not os.path.exists(runs[name] / "last.keras")
         if name == "kill_best" and len(saves) > 1:  # the earlier best survived the kill, whole
             experiment.load_run(str(runs[name]), "best")
-        assert distribute.backup_epoch(str(runs[name] / "backup")) == killed_in
+        assert backup.backup_epoch(str(runs[name] / "backup")) == killed_in
         resumed = _train_process(runs[name], cache)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected = _all_weights(str(runs["whole"]))

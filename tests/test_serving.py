@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from data_pipelines.tfdata import pairing
 from data_pipelines.samples import Sample
-from tpt_keras.experiment import core as experiment, score_scale
+from tpt_keras import experiment
+from tpt_keras.experiment import evaluation, score_scale
 from tpt_keras.serving import export, scoring
 from tpt_keras import visualize
 from tpt_keras.config import get_preset
@@ -166,15 +167,15 @@ def test_run_names_and_the_runs_that_may_be_averaged(tmp_path):
     assert experiment.run_name(get_preset("aqa7", action_class="diving")) == "aqa7 diving"
     assert experiment.run_name(get_preset("mtl_aqa_dd")) == "mtl_aqa (DD)"
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    experiment._check_runs([a, b], folds)  # two folds: fine
+    evaluation._check_runs([a, b], folds)  # two folds: fine
     with pytest.raises(ValueError, match="different datasets"):
-        experiment._check_runs([a, b], [get_preset("mtl_aqa_dd"), folds[0]])
+        evaluation._check_runs([a, b], [get_preset("mtl_aqa_dd"), folds[0]])
     with pytest.raises(ValueError, match="given twice"):
-        experiment._check_runs([a, b, a + "/"], folds + folds[:1])
+        evaluation._check_runs([a, b, a + "/"], folds + folds[:1])
     with pytest.raises(ValueError, match="both jigsaws suturing fold 0"):
-        experiment._check_runs([a, b], [folds[0], folds[0]])
+        evaluation._check_runs([a, b], [folds[0], folds[0]])
     with pytest.raises(ValueError, match="several mtl_aqa runs"):
-        experiment._check_runs([a, b], [get_preset("mtl_aqa_dd")] * 2)
+        evaluation._check_runs([a, b], [get_preset("mtl_aqa_dd")] * 2)
 
 
 def test_format_results_names_rows_scale_and_plots():
@@ -198,10 +199,10 @@ def test_unreadable_test_video_is_named_or_skipped(tmp_path):
     run = experiment.Run(experiment.RunPaths(str(tmp_path)), config, None,
                          {"test": [Sample(key="b", path=str(bad), score=1.0)]}, {})
     with pytest.raises(ValueError, match=r"bad\.mp4: corrupt or unreadable video") as error:
-        list(experiment._videos(run, run.splits["test"], "query", 1))
+        list(evaluation._videos(run, run.splits["test"], "query", 1))
     assert "\n" not in str(error.value)
     log = decode.SkipLog()
-    assert list(experiment._videos(run, run.splits["test"], "query", 1, log)) == []
+    assert list(evaluation._videos(run, run.splits["test"], "query", 1, log)) == []
     assert log.items[0][0] == str(bad)
 
 

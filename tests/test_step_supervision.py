@@ -115,7 +115,7 @@ def test_model_total_adds_weighted_step_loss():
 
 
 def test_step_supervision_refuses_samples_without_steps():
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
     from tpt_keras.config import get_preset
 
     samples = [Sample(key="a/1", path="", score=50.0, difficulty=2.0, group="x", split="train",
@@ -140,7 +140,7 @@ def test_step_band_draws_each_step_on_the_clip_axis():
 
 
 def test_parsing_report_needs_labels_and_two_parts():
-    from tpt_keras.experiment.core import parsing_report
+    from tpt_keras.experiment.evaluation import parsing_report
 
     attention = np.zeros((1, 1, 10, 3))
     attention[0, 0] = _one_hot_attention([1, 5, 8], 10)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tpt_keras.cli import main as cli
-from tpt_keras.experiment import callbacks as evaluation, core as experiment
+from tpt_keras import experiment
+from tpt_keras.experiment import callbacks as evaluation
 from tpt_keras.tuning import search as tuning
 from tpt_keras.config import TPTConfig, get_preset
 

@@ -11,7 +11,7 @@ import collections
 import numpy as np
 
 from data_pipelines import samples as samples_lib
-from tpt_keras.experiment import core as experiment
+from tpt_keras import experiment
 from tpt_keras.config import TPTConfig, get_preset
 
 

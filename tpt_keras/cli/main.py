@@ -129,7 +129,7 @@ def _features_dir(config, args):
 
 
 def _splits(config, args, *, check_paths=True, cache_dir=None):
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     if config.dataset == "synthetic":
         if cache_dir is None:
@@ -152,7 +152,7 @@ def _splits(config, args, *, check_paths=True, cache_dir=None):
 # ---------------------------------------------------------------------------------------------
 def cmd_data_info(args) -> int:
     from tpt_keras.cli import data_info
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     config = data_info.dataset_config(args.dataset, use_difficulty=not args.no_dd,
                                       action_class=args.action_class, task=args.task,
@@ -173,7 +173,7 @@ def cmd_i3d_check(args) -> int:
 
 
 def cmd_extract_features(args) -> int:
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     config = resolve_config(args)
     splits = _splits(config, args)
@@ -188,21 +188,22 @@ def cmd_extract_features(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from tpt_keras.experiment import distribute, core as experiment, precision, run_folder
+    from tpt_keras import experiment
+    from tpt_keras.experiment import precision, run_folder, strategies
 
     if args.epochs is not None and args.epochs < 1:
         raise CommandError(f"--epochs must be ≥ 1, got {args.epochs}")
-    if distribute.will_have_one_replica(args.strategy, args.logical_cpus):
-        distribute.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
-    strategy = distribute.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
+    if strategies.will_have_one_replica(args.strategy, args.logical_cpus):
+        strategies.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
+    strategy = strategies.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
     config = resolve_config(args)
     if args.epochs is not None:
         config = config.replace(epochs=args.epochs)
     if args.per_replica_batch:
         # global batch = per-replica batch × replicas; the preset's rates belong to its own
-        # global batch and are rescaled by the square-root rule (tpt_keras.experiment.distribute).
-        global_batch = distribute.global_batch_size(args.per_replica_batch, strategy)
-        scale = distribute.lr_multiplier(global_batch, reference_batch=config.batch_size)
+        # global batch and are rescaled by the square-root rule (tpt_keras.experiment.strategies).
+        global_batch = strategies.global_batch_size(args.per_replica_batch, strategy)
+        scale = strategies.lr_multiplier(global_batch, reference_batch=config.batch_size)
         config = config.replace(batch_size=global_batch,
                                 learning_rate=config.learning_rate * scale,
                                 head_learning_rate=config.head_learning_rate * scale)
@@ -243,7 +244,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     if len(args.runs) == 1 and experiment.seed_run_dirs(args.runs[0]):
         if args.plot:
@@ -297,11 +298,8 @@ def cmd_tune(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tpt", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_data_info_command(commands) -> None:
+    """The ``tpt data-info`` subcommand."""
     info = commands.add_parser("data-info", help="summarise a dataset's annotation files")
     info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "finediving", "custom"],
                       help="which adapter reads --annotations")
@@ -314,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="emit JSON")
     info.set_defaults(handler=cmd_data_info, needs_tensorflow=False)
 
+
+def _add_i3d_check_command(commands) -> None:
+    """The ``tpt i3d-check`` subcommand."""
     check = commands.add_parser("i3d-check", help="compare the Keras I3D with the Flax original")
     check.add_argument("--frames", type=positive_int, default=16,
                        help="frames of the random test video (at least 1)")
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="height and width of the test video in pixels (at least 1)")
     check.set_defaults(handler=cmd_i3d_check)
 
+
+def _add_extract_features_command(commands) -> None:
+    """The ``tpt extract-features`` subcommand."""
     extract = commands.add_parser("extract-features", help="I3D clip features into a cache")
     _add_data_arguments(extract)
     extract.add_argument("--cache", required=True, help="feature cache folder (resumable)")
@@ -329,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="report and skip unreadable videos instead of stopping")
     extract.set_defaults(handler=cmd_extract_features)
 
+
+def _add_train_command(commands) -> None:
+    """The ``tpt train`` subcommand."""
     train = commands.add_parser("train", help="train TPT on a preset")
     _add_data_arguments(train)
     train.add_argument("--features", help="feature cache: train on cached I3D features")
@@ -360,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
     train.set_defaults(handler=cmd_train)
 
+
+def _add_evaluate_command(commands) -> None:
+    """The ``tpt evaluate`` subcommand."""
     evaluate = commands.add_parser("evaluate", help="evaluate a run on the test protocol")
     evaluate.add_argument("runs", nargs="+", metavar="RUN",
                           help="run folder(s); several = AQA-7 classes or JIGSAWS folds of one "
@@ -379,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="emit JSON")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_export_command(commands) -> None:
+    """The ``tpt export`` subcommand."""
     export = commands.add_parser("export", help="TF Serving SavedModel")
     export.add_argument("run", help="run folder")
     export.add_argument("--name", default="tpt", help="model name (saved_models/<name>/<version>)")
@@ -390,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which model of the run folder (default best)")
     export.set_defaults(handler=cmd_export)
 
+
+def _add_score_command(commands) -> None:
+    """The ``tpt score`` subcommand."""
     score = commands.add_parser("score", help="score one video or frame folder")
     score.add_argument("video", help="video file, GIF or frame folder")
     score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
@@ -406,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
     score.set_defaults(handler=cmd_score)
 
+
+def _add_tune_command(commands) -> None:
+    """The ``tpt tune`` subcommand."""
     tune = commands.add_parser("tune", help="Keras Tuner search on cached features")
     _add_data_arguments(tune)
     tune.add_argument("--features", help="feature cache")
@@ -415,6 +434,20 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=positive_int, default=10, help="trials to run (default 10)")
     tune.add_argument("--epochs", type=int, help="epochs per trial")
     tune.set_defaults(handler=cmd_tune)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tpt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_data_info_command(commands)
+    _add_i3d_check_command(commands)
+    _add_extract_features_command(commands)
+    _add_train_command(commands)
+    _add_evaluate_command(commands)
+    _add_export_command(commands)
+    _add_score_command(commands)
+    _add_tune_command(commands)
     return parser
 
 

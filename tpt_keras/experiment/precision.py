@@ -87,6 +87,7 @@ def gpu_compute_capability() -> tuple[int, int] | None:
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
         return None
+    # get_device_details has no stable name (TensorFlow 2.21: tf.config.experimental only).
     capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
     return tuple(capability) if capability else None
 

@@ -1,4 +1,4 @@
-"""Crash-safe files and the lock of a run folder.
+"""The files of a run folder (:class:`RunPaths`), written crash-safe, its training log, and its lock.
 
 Every file of a run folder is written **atomically**: into a temporary file in the same folder,
 flushed to disk (``fsync``), then renamed over the old one (``os.replace``) and the folder entry
@@ -16,9 +16,15 @@ temporary file is removed and the old file stays.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import json
 import os
+
+import numpy as np
+
+from tpt_keras.config import TPTConfig
 
 
 class DiskFullError(OSError):
@@ -185,3 +191,84 @@ def remove_temporaries(folder: str) -> list[str]:
                 os.remove(os.path.join(folder, name))
                 removed.append(name)
     return removed
+
+
+class RunPaths:
+    """The files of one run folder (see the package docstring of :mod:`tpt_keras.experiment`)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.config = os.path.join(root, "config.json")
+        self.samples = os.path.join(root, "samples.json")
+        self.data = os.path.join(root, "data.json")
+        self.best = os.path.join(root, "best.keras")
+        self.last = os.path.join(root, "last.keras")
+        self.backup = os.path.join(root, "backup")
+        self.log = os.path.join(root, "log.csv")
+        self.tensorboard = os.path.join(root, "tensorboard")
+
+
+def read_log(log_csv: str) -> list[dict]:
+    """The rows of a run's ``log.csv`` ([] when absent)."""
+    if not os.path.exists(log_csv):
+        return []
+    try:
+        with open(log_csv, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{log_csv}: unreadable training log ({error}); delete the run folder "
+                         "to start over") from None
+
+
+def write_log(log_csv: str, rows: list[dict], columns: list[str]) -> None:
+    """Write ``rows`` as the run's ``log.csv`` (atomically), with ``columns``."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(log_csv, text.getvalue())
+
+
+def truncate_log(log_csv: str, first_epoch: int) -> None:
+    """Drop the rows of epochs ≥ ``first_epoch`` from the log (atomically): a run killed after
+    logging an epoch but before backing it up runs that epoch again."""
+    rows = read_log(log_csv)
+    if not rows:
+        return
+    kept = [row for row in rows if int(row["epoch"]) < first_epoch]
+    if len(kept) != len(rows):
+        write_log(log_csv, kept, list(rows[0]))
+
+
+def finite_or_none(text) -> float | None:
+    """``text`` as a float when it is a finite number, else None."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def best_logged(log_csv: str, column: str = "val_spearman") -> float | None:
+    """The best (max) finite value of ``column`` in the log, or None (NaN epochs never count)."""
+    values = [v for v in (finite_or_none(row.get(column)) for row in read_log(log_csv)) if v is not None]
+    return max(values) if values else None
+
+
+def finished_results(paths: RunPaths) -> dict:
+    """Validation metrics of the logged epochs: ``best`` (highest finite Spearman, None if none
+    was finite), ``last``, ``epochs``."""
+    rows = read_log(paths.log)
+    if not rows:
+        raise ValueError(f"{paths.log}: no finished epoch logged")
+    pick = lambda row: {"epoch": int(row["epoch"]) + 1, "spearman": float(row["val_spearman"]),  # noqa: E731
+                        "r_l2": float(row["val_r_l2"])}
+    finite = [row for row in rows if finite_or_none(row.get("val_spearman")) is not None]
+    best = max(finite, key=lambda row: float(row["val_spearman"])) if finite else None
+    return {"best": pick(best) if best else None, "last": pick(rows[-1]), "epochs": len(rows)}
+
+
+def load_saved_config(path: str) -> TPTConfig:
+    """The ``config.json`` of a run; a damaged file is named."""
+    read_json(path)  # a damaged file is named
+    return TPTConfig.load(path)

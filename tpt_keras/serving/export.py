@@ -259,7 +259,7 @@ def choose_exemplars(train_samples, num_exemplars: int, seed: int):
 def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) -> Serving:
     """Build the :class:`Serving` module of a run folder: the model, the backbone, and the
     chosen exemplars encoded once (only those: not the whole training set)."""
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     run = experiment.load_run(run_dir, which=which)
     backbone = None

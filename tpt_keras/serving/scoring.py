@@ -112,7 +112,7 @@ def known_steps(video: str, model_path: str):
     Returns:
         (boundaries (J - 1,) in clip units on the run's clip grid, (J,) step labels) or None.
     """
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     run_dir = model_path
     if is_saved_model(model_path):

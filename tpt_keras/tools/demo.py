@@ -52,7 +52,7 @@ def _table(rows) -> str:
 
 def feature_demo(output: str, epochs: int) -> list:
     """Part 1: TPT vs the holistic baseline on synthetic clip features."""
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
     from tpt_keras.config import get_preset
 
     rows = []
@@ -89,7 +89,7 @@ def video_config(epochs: int, frame_size: int = 64, **overrides):
 def video_demo(output: str, epochs: int, num_train: int, num_test: int) -> tuple[list, str]:
     """Part 2: rendered videos → Kinetics I3D features → TPT / baseline → evaluate."""
     from data_pipelines.synthetic import videos as synthetic_videos
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     manifest = synthetic_videos.write_synthetic_video_dataset(
         os.path.join(output, "synthetic_videos"), num_train=num_train, num_test=num_test, size=64)
@@ -116,7 +116,7 @@ def serve_demo(output: str, run_dir: str) -> None:
     import numpy as np
 
     from data_pipelines.io import decode
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
     from tpt_keras.serving import export, scoring
 
     saved = os.path.join(output, "saved_models", "tpt_demo")

@@ -225,7 +225,8 @@ class TPTHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, epochs=None, initial_epoch=0, callbacks=None,
             verbose=0, **kwargs):
-        from tpt_keras.experiment import callbacks as evaluation, core as experiment
+        from tpt_keras import experiment
+        from tpt_keras.experiment import callbacks as evaluation
 
         config = model.config
         steps = experiment.steps_per_epoch(config, len(self.train_samples))
@@ -325,7 +326,7 @@ def tune(config: TPTConfig, splits: dict, features_dir: str, output: str, *,
         "tuner": kind}``; ``values`` are the trial's hyperparameters, ``overrides`` the config
         fields that differ from ``config``.
     """
-    from tpt_keras.experiment import core as experiment
+    from tpt_keras import experiment
 
     if tuner not in TUNERS:
         raise ValueError(f"tuner must be one of {TUNERS}; received {tuner!r}.")
