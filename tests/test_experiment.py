@@ -249,3 +249,15 @@ def test_empty_group_is_a_config_field_the_evaluation_honours(tmp_path):
     features = batch["exemplars"][0, :, 0, 0].numpy()  # each exemplar's features = its score
     np.testing.assert_array_equal(features, batch["exemplar_scores"][0].numpy())
     assert len(set(features.tolist())) == 2 and set(features.tolist()) <= {0.0, 10.0, 20.0}
+
+
+def test_one_validation_video_is_refused_before_training():
+    """Spearman of one video is undefined: a split of one is refused up front, by name."""
+    from data_pipelines.samples import Sample
+
+    one = {"train": [Sample(key=f"t{i}", path="", score=float(i)) for i in range(4)],
+           "test": [Sample(key="q", path="", score=1.0)]}
+    with pytest.raises(ValueError, match="'test' split has 1 video"):
+        experiment.validation_split(one)
+    two = {**one, "test": one["test"] + [Sample(key="r", path="", score=2.0)]}
+    assert experiment.validation_split(two) == "test"

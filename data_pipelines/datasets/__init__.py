@@ -52,3 +52,33 @@ def load(name: str, *args, **kwargs):
     if name not in adapters:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(adapters)}")
     return adapters[name](*args, **kwargs)
+
+
+def split_pairs(path: str, what: str, parse) -> list[tuple]:
+    """The keys of a split pickle (a list of 2-item entries, MTL-AQA's and FineDiving's layout).
+
+    Args:
+        path: the pickle, read with the restricted unpickler.
+        what: the entry as the error message names it, e.g. ``"a (video, dive) pair"``.
+        parse: ``parse(first, second) -> key``; raises TypeError / ValueError / OverflowError on a
+            bad entry.
+
+    Raises:
+        AnnotationError: not a list, a bad entry, or a duplicate key; names the file and the entry.
+    """
+    from ..io import safe_pickle
+
+    entries = safe_pickle.load(path)
+    if not isinstance(entries, (list, tuple)):
+        raise AnnotationError(f"{path}: expected a list of {what}s, got {type(entries).__name__}")
+    keys = []
+    for position, entry in enumerate(entries):
+        try:
+            first, second = entry
+            keys.append(parse(first, second))
+        except (TypeError, ValueError, OverflowError):
+            raise AnnotationError(f"{path}, entry {position}: expected {what}, got {entry!r}") from None
+    if len(set(keys)) != len(keys):
+        duplicates = sorted({key for key in keys if keys.count(key) > 1})[:5]
+        raise AnnotationError(f"{path}: duplicate dives {duplicates}")
+    return keys

@@ -28,7 +28,7 @@ from data_pipelines.io import safe_pickle
 
 from data_pipelines.samples import Sample
 from data_pipelines.video.steps import label_runs
-from data_pipelines.datasets import AnnotationError, check_media, require_file
+from data_pipelines.datasets import AnnotationError, check_media, require_file, split_pairs
 
 ANNOTATION_FILE = "FineDiving_fine-grained_annotation.pkl"
 SPLIT_FILES = {"train": "train_split.pkl", "test": "test_split.pkl"}
@@ -50,20 +50,7 @@ def _number(record: dict, field: str, source: str, key) -> float:
 
 
 def _split_keys(path: str) -> list[tuple[str, int]]:
-    entries = safe_pickle.load(path)
-    if not isinstance(entries, (list, tuple)):
-        raise AnnotationError(f"{path}: expected a list of (event, index) pairs, got {type(entries).__name__}")
-    keys = []
-    for position, entry in enumerate(entries):
-        try:
-            event, index = entry
-            keys.append((str(event), int(index)))
-        except (TypeError, ValueError):
-            raise AnnotationError(f"{path}, entry {position}: expected an (event, index) pair, got {entry!r}") from None
-    if len(set(keys)) != len(keys):
-        duplicates = sorted({key for key in keys if keys.count(key) > 1})[:5]
-        raise AnnotationError(f"{path}: duplicate dives {duplicates}")
-    return keys
+    return split_pairs(path, "an (event, index) pair", lambda event, index: (str(event), int(index)))
 
 
 def _record(annotations: dict, key: tuple[str, int], source: str) -> dict:

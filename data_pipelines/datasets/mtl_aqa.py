@@ -18,7 +18,7 @@ import os
 from data_pipelines.io import safe_pickle
 
 from data_pipelines.samples import Sample
-from data_pipelines.datasets import AnnotationError, check_media, require_file
+from data_pipelines.datasets import AnnotationError, check_media, require_file, split_pairs
 
 ANNOTATION_FILE = "augmented_final_annotations_dict.pkl"
 SPLIT_FILES = {"train": "train_split_0.pkl", "test": "test_split_0.pkl"}
@@ -54,25 +54,15 @@ def _optional_int(record: dict, field: str):
         return None
 
 
+def _whole_pair(video, dive) -> tuple[int, int]:
+    pair = (int(video), int(dive))  # OverflowError for inf, ValueError for nan
+    if pair != (video, dive):
+        raise ValueError("not whole numbers")
+    return pair
+
+
 def _split_keys(path: str) -> list[tuple[int, int]]:
-    entries = safe_pickle.load(path)
-    if not isinstance(entries, (list, tuple)):
-        raise AnnotationError(f"{path}: expected a list of (video, dive) pairs, got {type(entries).__name__}")
-    keys = []
-    for position, entry in enumerate(entries):
-        try:
-            video, dive = entry
-            pair = (int(video), int(dive))  # OverflowError for inf, ValueError for nan
-            if pair != (video, dive):
-                raise ValueError("not whole numbers")
-        except (TypeError, ValueError, OverflowError):
-            raise AnnotationError(f"{path}, entry {position}: expected a (video, dive) pair of whole numbers, "
-                                  f"got {entry!r}") from None
-        keys.append(pair)
-    if len(set(keys)) != len(keys):
-        duplicates = sorted({key for key in keys if keys.count(key) > 1})[:5]
-        raise AnnotationError(f"{path}: duplicate dives {duplicates}")
-    return keys
+    return split_pairs(path, "a (video, dive) pair of whole numbers", _whole_pair)
 
 
 def load(annotation_dir: str, frames_root: str | None, use_difficulty: bool = True, check_paths: bool = True,

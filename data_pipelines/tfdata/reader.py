@@ -226,6 +226,31 @@ def _eval_index_dataset(test_samples, train_samples, num_exemplars, seed, pipeli
     return dataset, chosen
 
 
+def _eval_element_fn(test_samples: Sequence[Sample], train_samples: Sequence[Sample], use_difficulty: bool,
+                     with_keys: bool):
+    """``element(query, exemplars, query_input, exemplar_inputs, mask) -> dict``: one test element in
+    the layout both eval readers return, from the query's index in ``test_samples``, the exemplars'
+    indices in ``train_samples`` (E,), their inputs (features or clips) and mask (E,)."""
+    train_targets, _, _ = _score_arrays(train_samples, use_difficulty)
+    _, test_difficulties, test_scores = _score_arrays(test_samples, use_difficulty)
+    keys = tf.constant([s.key for s in test_samples])
+
+    def element(query, exemplars, query_input, exemplar_inputs, mask):
+        out = {
+            "query": query_input,
+            "exemplars": exemplar_inputs,
+            "exemplar_scores": tf.gather(train_targets, exemplars),
+            "exemplar_mask": mask,
+            "query_difficulty": tf.gather(test_difficulties, query),
+            "score": tf.gather(test_scores, query),
+        }
+        if with_keys:
+            out["key"] = tf.gather(keys, query)
+        return out
+
+    return element
+
+
 def feature_eval_dataset(cache: FeatureCache, test_samples: Sequence[Sample], train_samples: Sequence[Sample],
                          batch_size: int, use_difficulty: bool, num_exemplars: int = 10, seed: int = 0,
                          input_context=None, empty_group: str = "error", with_keys: bool = False) -> tf.data.Dataset:
@@ -240,25 +265,13 @@ def feature_eval_dataset(cache: FeatureCache, test_samples: Sequence[Sample], tr
     per_replica, pipelines, pipeline_id = _sharding(batch_size, input_context)
     test_lookup = _feature_lookup(cache.read_many([s.key for s in test_samples]), cache.shape)
     train_lookup = _feature_lookup(cache.read_many([s.key for s in train_samples]), cache.shape)
-    train_targets, _, _ = _score_arrays(train_samples, use_difficulty)
-    _, test_difficulties, test_scores = _score_arrays(test_samples, use_difficulty)
-    keys = tf.constant([s.key for s in test_samples])
+    element = _eval_element_fn(test_samples, train_samples, use_difficulty, with_keys)
     indices, _ = _eval_index_dataset(test_samples, train_samples, num_exemplars, seed, pipelines, pipeline_id,
                                      empty_group)
 
     @tf.autograph.experimental.do_not_convert
     def parse(query, exemplars, mask):
-        element = {
-            "query": test_lookup(query),
-            "exemplars": train_lookup(exemplars),
-            "exemplar_scores": tf.gather(train_targets, exemplars),
-            "exemplar_mask": mask,
-            "query_difficulty": tf.gather(test_difficulties, query),
-            "score": tf.gather(test_scores, query),
-        }
-        if with_keys:
-            element["key"] = tf.gather(keys, query)
-        return element
+        return element(query, exemplars, test_lookup(query), train_lookup(exemplars), mask)
 
     return _finish(indices.map(parse, num_parallel_calls=AUTOTUNE), per_replica, drop_remainder=False)
 
@@ -401,11 +414,9 @@ def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[S
     log = skip_log if skip_bad else None
     _check_keys_unique(test_samples, "test_samples")
     per_replica, pipelines, pipeline_id = _sharding(batch_size, input_context)
-    train_targets, _, _ = _score_arrays(train_samples, use_difficulty)
-    _, test_difficulties, test_scores = _score_arrays(test_samples, use_difficulty)
+    element = _eval_element_fn(test_samples, train_samples, use_difficulty, with_keys)
     test_paths = tf.constant([s.path for s in test_samples])
     train_paths = tf.constant([s.path for s in train_samples])
-    keys = tf.constant([s.key for s in test_samples])
     indices, _ = _eval_index_dataset(test_samples, train_samples, num_exemplars, seed, pipelines, pipeline_id,
                                      empty_group)
     no_seed = tf.zeros([2], tf.int64)
@@ -427,17 +438,8 @@ def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[S
         exemplar_clips = tf.gather(tf.stack(slots), repeat)  # (E, 20, 8, crop, crop, 3)
         exemplar_ok = tf.gather(tf.stack(oks), repeat)
         new_mask = mask * tf.cast(exemplar_ok, tf.float32)
-        element = {
-            "query": query_clips,
-            "exemplars": exemplar_clips,
-            "exemplar_scores": tf.gather(train_targets, exemplars),
-            "exemplar_mask": new_mask,
-            "query_difficulty": tf.gather(test_difficulties, query),
-            "score": tf.gather(test_scores, query),
-        }
-        if with_keys:
-            element["key"] = tf.gather(keys, query)
-        return element, tf.logical_and(query_ok, tf.reduce_sum(new_mask) > 0)
+        return (element(query, exemplars, query_clips, exemplar_clips, new_mask),
+                tf.logical_and(query_ok, tf.reduce_sum(new_mask) > 0))
 
     dataset = indices.map(parse, num_parallel_calls=AUTOTUNE)
     return _finish(_drop_failed(dataset), per_replica, drop_remainder=False)

@@ -100,9 +100,13 @@ def load_samples(path: str) -> dict[str, list[Sample]]:
 
 def validation_split(splits: dict[str, list[Sample]]) -> str:
     """The split that selects the best checkpoint: ``val`` if present, else ``test`` (what the
-    original code does: it reports the best test ρ over epochs)."""
+    original code does: it reports the best test ρ over epochs). It needs at least 2 videos:
+    Spearman's ρ of one video is undefined."""
     for name in ("val", "test"):
         if splits.get(name):
+            if len(splits[name]) < 2:
+                raise ValueError(f"the {name!r} split has {len(splits[name])} video; Spearman's ρ "
+                                 "needs at least 2 to select and report a model: add videos to it")
             return name
     raise ValueError(f"no 'val' or 'test' samples to validate on; splits: {sorted(splits)}")
 
