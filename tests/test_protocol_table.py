@@ -227,7 +227,7 @@ def test_exported_clip_frames_span_a_400_frame_custom_video(tmp_path):
     path = export.export_serving(serving, str(tmp_path / "saved"))
     frames = np.random.default_rng(1).integers(0, 255, (400, 16, 16, 3)).astype(np.uint8)
     loaded = tf.saved_model.load(path).signatures["serving_default"]
-    clip_frames = loaded(frames=tf.constant(frames), difficulty=tf.zeros([0]))["clip_frames"].numpy()
+    clip_frames = loaded(frames=tf.constant(frames))["clip_frames"].numpy()
     middles = [5 * clip + 4 for clip in range(20)]  # 20 clips of 8, stride 5: middle of each
     assert clip_frames.tolist() == [m * 399 // 102 for m in middles]  # linspace over 0..399
     assert clip_frames[0] < 20 and clip_frames[-1] > 380
