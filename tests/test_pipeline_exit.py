@@ -20,7 +20,8 @@ _TRAIN = """
 import sys, time
 import numpy as np
 import keras
-from data_pipelines import decode, reader
+from data_pipelines.io import decode
+from data_pipelines.tfdata import reader
 from data_pipelines.samples import Sample
 
 folder, bad = sys.argv[1], sys.argv[2]
