@@ -82,3 +82,19 @@ def split_pairs(path: str, what: str, parse) -> list[tuple]:
         duplicates = sorted({key for key in keys if keys.count(key) > 1})[:5]
         raise AnnotationError(f"{path}: duplicate dives {duplicates}")
     return keys
+
+
+def record_number(record: dict, field: str, source: str, key) -> float:
+    """``record[field]`` as a finite float; AnnotationError naming the file, the dive and the field
+    when it is missing, not a number, or not finite."""
+    import math
+
+    if not isinstance(record, dict) or field not in record:
+        raise AnnotationError(f"{source}, dive {key}: missing field '{field}'")
+    try:
+        value = float(record[field])
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{source}, dive {key}: field '{field}' is not a number: {record[field]!r}") from None
+    if not math.isfinite(value):
+        raise AnnotationError(f"{source}, dive {key}: field '{field}' is not finite: {value}")
+    return value

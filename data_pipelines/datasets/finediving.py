@@ -19,7 +19,6 @@ Pickles are read with :mod:`data_pipelines.io.safe_pickle`.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -28,7 +27,7 @@ from data_pipelines.io import safe_pickle
 
 from data_pipelines.samples import Sample
 from data_pipelines.video.steps import label_runs
-from data_pipelines.datasets import AnnotationError, check_media, require_file, split_pairs
+from data_pipelines.datasets import AnnotationError, check_media, record_number, require_file, split_pairs
 
 ANNOTATION_FILE = "FineDiving_fine-grained_annotation.pkl"
 SPLIT_FILES = {"train": "train_split.pkl", "test": "test_split.pkl"}
@@ -37,16 +36,6 @@ SPLIT_FILES = {"train": "train_split.pkl", "test": "test_split.pkl"}
 def dive_key(event: str, index: int) -> str:
     """``("01", 12) → "01/12"``: the sample key (the frame folder relative to the media root)."""
     return f"{event}/{int(index)}"
-
-
-def _number(record: dict, field: str, source: str, key) -> float:
-    try:
-        value = float(record[field])
-    except (TypeError, ValueError):
-        raise AnnotationError(f"{source}, dive {key}: field '{field}' is not a number: {record[field]!r}") from None
-    if not math.isfinite(value):
-        raise AnnotationError(f"{source}, dive {key}: field '{field}' is not finite: {value}")
-    return value
 
 
 def _split_keys(path: str) -> list[tuple[str, int]]:
@@ -60,14 +49,14 @@ def _record(annotations: dict, key: tuple[str, int], source: str) -> dict:
     missing = [field for field in fields if not isinstance(record, dict) or field not in record]
     if missing:
         raise AnnotationError(f"{source}, dive {key}: missing field(s) {missing}")
-    difficulty = _number(record, "difficulty", source, key)
+    difficulty = record_number(record, "difficulty", source, key)
     if difficulty <= 0:
         raise AnnotationError(f"{source}, dive {key}: difficulty must be > 0, got {difficulty}")
     labels = np.asarray(record["frames_labels"])
     if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
         raise AnnotationError(f"{source}, dive {key}: 'frames_labels' must be a non-empty list of "
                               f"integer labels, got {record['frames_labels']!r:.80}")
-    return {"action_type": str(record["action_type"]), "score": _number(record, "dive_score", source, key),
+    return {"action_type": str(record["action_type"]), "score": record_number(record, "dive_score", source, key),
             "difficulty": difficulty, "steps": label_runs(labels)}
 
 

@@ -12,13 +12,12 @@ is the folder name, e.g. ``"01_12"``. Pickles are read with :mod:`data_pipelines
 
 from __future__ import annotations
 
-import math
 import os
 
 from data_pipelines.io import safe_pickle
 
 from data_pipelines.samples import Sample
-from data_pipelines.datasets import AnnotationError, check_media, require_file, split_pairs
+from data_pipelines.datasets import AnnotationError, check_media, record_number, require_file, split_pairs
 
 ANNOTATION_FILE = "augmented_final_annotations_dict.pkl"
 SPLIT_FILES = {"train": "train_split_0.pkl", "test": "test_split_0.pkl"}
@@ -32,18 +31,6 @@ def dive_key(video: int, dive: int) -> str:
 def difficulty_group(difficulty: float) -> str:
     """The contrastive group of a difficulty: ``3.2 → "3.2"``, ``3 → "3.0"``."""
     return str(round(float(difficulty), 4))
-
-
-def _number(record: dict, field: str, source: str, key) -> float:
-    if not isinstance(record, dict) or field not in record:
-        raise AnnotationError(f"{source}, dive {key}: missing field '{field}'")
-    try:
-        value = float(record[field])
-    except (TypeError, ValueError):
-        raise AnnotationError(f"{source}, dive {key}: field '{field}' is not a number: {record[field]!r}") from None
-    if not math.isfinite(value):
-        raise AnnotationError(f"{source}, dive {key}: field '{field}' is not finite: {value}")
-    return value
 
 
 def _optional_int(record: dict, field: str):
@@ -96,8 +83,8 @@ def load(annotation_dir: str, frames_root: str | None, use_difficulty: bool = Tr
                 raise AnnotationError(
                     f"{split_path}, entry {position}: dive ({video}, {dive}) is not in {annotation_path}")
             key = dive_key(video, dive)
-            score = _number(record, "final_score", annotation_path, (video, dive))
-            difficulty = _number(record, "difficulty", annotation_path, (video, dive))
+            score = record_number(record, "final_score", annotation_path, (video, dive))
+            difficulty = record_number(record, "difficulty", annotation_path, (video, dive))
             if difficulty <= 0:
                 raise AnnotationError(
                     f"{annotation_path}, dive {(video, dive)}: difficulty must be > 0, got {difficulty}")
