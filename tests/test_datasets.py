@@ -9,6 +9,7 @@ import pytest
 import scipy.io
 
 from data_pipelines.io import decode
+from data_pipelines.video import protocol as protocol_lib
 from data_pipelines.video import video_ops
 from data_pipelines.datasets import (
     AnnotationError,
@@ -57,7 +58,7 @@ def test_mtl_aqa_with_frame_folders_and_missing_folder(shared_data, tmp_path):
     splits = mtl_aqa.load(shared_data / "MTL-AQA", root)
     sample = next(s for s in splits["train"] + splits["test"] if s.key == "01_12")
     assert sample.path == str(root / "01_12")
-    window = decode.read_frames(sample.path, lambda n: video_ops.temporal_indices(n, "mtl_aqa", start=5))
+    window = decode.read_frames(sample.path, lambda n: protocol_lib.temporal_indices(n, "mtl_aqa", start=5))
     assert window.shape == (103, 16, 24, 3)
     np.testing.assert_allclose(window[:, 8, 12, 0], 2 * np.arange(5, 108), atol=2)
     os.rmdir(root / "18_67")
@@ -133,7 +134,7 @@ def test_aqa7_with_frame_folders_and_row_pointing_nowhere(shared_data, tmp_path)
     assert os.path.basename(paths[0]) == "img_00001.jpg"
     loaded = aqa7.load(shared_data / "AQA-7", root, "sync_diving_3m")
     assert loaded["test"][0].path == str(folder)
-    clip_frames = decode.read_frames(str(folder), lambda n: video_ops.temporal_indices(n, "aqa7"))
+    clip_frames = decode.read_frames(str(folder), lambda n: protocol_lib.temporal_indices(n, "aqa7"))
     np.testing.assert_allclose(clip_frames[:, 8, 12, 0], 2 * np.arange(103), atol=2)  # img_00001 … img_00103
     victim = loaded["train"][3]
     os.rmdir(victim.path)

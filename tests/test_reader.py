@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from data_pipelines.io import decode, feature_cache as features
 from data_pipelines.tfdata import reader
+from data_pipelines.video import protocol as protocol_lib
 from data_pipelines.video import video_ops
 from data_pipelines.io.feature_cache import (
     FeatureCache,
@@ -352,7 +353,7 @@ def test_video_eval_and_clips_datasets(video_samples):
     clips = list(reader.video_clips_dataset(samples[:2], "aqa7").as_numpy_iterator())
     assert [key for key, _ in clips] == [b"v0", b"v1"]
     np.testing.assert_array_equal(clips[0][1], reader.make_clips_fn("aqa7")(samples[0]))
-    np.testing.assert_allclose(_decode_clips(clips[1][1])[1], video_ops.clip_indices(), atol=0.05)  # frames 0..102
+    np.testing.assert_allclose(_decode_clips(clips[1][1])[1], protocol_lib.clip_indices(), atol=0.05)  # frames 0..102
 
 
 def test_video_reader_bad_video(video_samples, caplog):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_pipelines.video import protocol as protocol_lib
 from data_pipelines.video import video_ops
 from data_pipelines.video.protocol import PROTOCOLS, VideoProtocol, get_protocol
 
@@ -11,59 +12,59 @@ MTL, AQA7, JIGSAWS = PROTOCOLS["mtl_aqa"], PROTOCOLS["aqa7"], PROTOCOLS["jigsaws
 
 
 def test_clip_starts_defaults_and_jigsaws():
-    np.testing.assert_array_equal(video_ops.clip_starts(), np.arange(0, 100, 5))
-    assert video_ops.clip_starts().dtype == np.int32
-    np.testing.assert_array_equal(video_ops.clip_starts(160, 20, 8, 8), np.arange(0, 160, 8))
-    indices = video_ops.clip_indices()
+    np.testing.assert_array_equal(protocol_lib.clip_starts(), np.arange(0, 100, 5))
+    assert protocol_lib.clip_starts().dtype == np.int32
+    np.testing.assert_array_equal(protocol_lib.clip_starts(160, 20, 8, 8), np.arange(0, 160, 8))
+    indices = protocol_lib.clip_indices()
     assert indices.shape == (20, 8) and indices[0, 0] == 0 and indices[-1, -1] == 102
     assert indices[1, 0] == 5 and indices[0, -1] == 7  # neighbours overlap by 3 frames
     with pytest.raises(ValueError, match="need 104 frames, only 103"):
-        video_ops.clip_starts(103, 20, 9, 5)
+        protocol_lib.clip_starts(103, 20, 9, 5)
 
 
 def test_window_clips_content():
     frames = np.arange(103, dtype=np.int32).reshape(103, 1, 1, 1) * np.ones((1, 2, 3, 3), np.int32)
-    clips = video_ops.window_clips(frames, video_ops.clip_starts(), 8)
+    clips = video_ops.window_clips(frames, protocol_lib.clip_starts(), 8)
     assert clips.shape == (20, 8, 2, 3, 3) and clips.dtype == tf.int32
     expected = 5 * np.arange(20)[:, None] + np.arange(8)[None, :]
     np.testing.assert_array_equal(clips.numpy()[:, :, 0, 0, 0], expected)
     with pytest.raises(ValueError, match="need 103 frames"):
-        video_ops.window_clips(frames[:100], video_ops.clip_starts(), 8)
+        video_ops.window_clips(frames[:100], protocol_lib.clip_starts(), 8)
 
 
 def test_linspace_and_window_indices():
-    idx = video_ops.linspace_indices(300, 160)
+    idx = protocol_lib.linspace_indices(300, 160)
     assert idx.shape == (160,) and idx[0] == 0 and idx[-1] == 299 and np.all(np.diff(idx) >= 1)
     np.testing.assert_array_equal(idx, np.floor(np.linspace(0, 299, 160)).astype(int))
-    short = video_ops.linspace_indices(50, 103)  # shorter video: frames repeat, never padding
+    short = protocol_lib.linspace_indices(50, 103)  # shorter video: frames repeat, never padding
     assert short.shape == (103,) and short.max() == 49 and len(np.unique(short)) == 50
-    np.testing.assert_array_equal(video_ops.window_indices(110, 3, 103), np.arange(3, 106))
-    np.testing.assert_array_equal(video_ops.window_indices(104, 6, 103), np.arange(1, 104))  # moved left
-    np.testing.assert_array_equal(video_ops.window_indices(60, 3, 103), video_ops.linspace_indices(60, 103))
+    np.testing.assert_array_equal(protocol_lib.window_indices(110, 3, 103), np.arange(3, 106))
+    np.testing.assert_array_equal(protocol_lib.window_indices(104, 6, 103), np.arange(1, 104))  # moved left
+    np.testing.assert_array_equal(protocol_lib.window_indices(60, 3, 103), protocol_lib.linspace_indices(60, 103))
 
 
 def test_window_start_rules():
-    starts = {video_ops.window_start("mtl_aqa", True, seed=seed) for seed in range(300)}
+    starts = {protocol_lib.window_start("mtl_aqa", True, seed=seed) for seed in range(300)}
     assert starts == set(range(0, 7))  # 3 + randint(-3, 3), both ends included
-    assert video_ops.window_start("mtl_aqa", True, seed=5) == video_ops.window_start("mtl_aqa", True, seed=5)
-    assert video_ops.window_start("mtl_aqa", False, "query") == 0
-    assert video_ops.window_start("mtl_aqa", False, "exemplar") == 3  # the original's quirk
+    assert protocol_lib.window_start("mtl_aqa", True, seed=5) == protocol_lib.window_start("mtl_aqa", True, seed=5)
+    assert protocol_lib.window_start("mtl_aqa", False, "query") == 0
+    assert protocol_lib.window_start("mtl_aqa", False, "exemplar") == 3  # the original's quirk
     clean = MTL.replace(test_exemplar_start=0)
-    assert video_ops.window_start(clean, False, "exemplar") == 0
-    assert video_ops.window_start("aqa7", True, seed=1) == 0
+    assert protocol_lib.window_start(clean, False, "exemplar") == 0
+    assert protocol_lib.window_start("aqa7", True, seed=1) == 0
     with pytest.raises(ValueError, match="role"):
-        video_ops.window_start("mtl_aqa", False, "teacher")
+        protocol_lib.window_start("mtl_aqa", False, "teacher")
 
 
 def test_temporal_indices_per_protocol():
-    np.testing.assert_array_equal(video_ops.temporal_indices(140, "aqa7"), np.arange(103))  # img_00001..103
-    np.testing.assert_array_equal(video_ops.temporal_indices(140, "mtl_aqa", start=4), np.arange(4, 107))
-    jig = video_ops.temporal_indices(1000, "jigsaws")
+    np.testing.assert_array_equal(protocol_lib.temporal_indices(140, "aqa7"), np.arange(103))  # img_00001..103
+    np.testing.assert_array_equal(protocol_lib.temporal_indices(140, "mtl_aqa", start=4), np.arange(4, 107))
+    jig = protocol_lib.temporal_indices(1000, "jigsaws")
     assert jig.shape == (160,) and jig[0] == 0 and jig[-1] == 999
-    custom = video_ops.temporal_indices(96, "custom")
+    custom = protocol_lib.temporal_indices(96, "custom")
     assert custom.shape == (103,) and custom[-1] == 95
     with pytest.raises(ValueError, match="unknown protocol"):
-        video_ops.temporal_indices(100, "kinetics")
+        protocol_lib.temporal_indices(100, "kinetics")
 
 
 def _reference(frames, resized_hw, offset, crop, flip, antialias):
@@ -148,7 +149,7 @@ def test_frames_to_clips_shapes_ranges_and_time():
         clips = clips.numpy()
         assert clips.min() >= (0 - 0.485) / 0.229 - 1e-5 and clips.max() <= (1 - 0.406) / 0.225 + 1e-5
         red = clips[:, :, 100, 100, 0] * 0.229 + 0.485  # back to [0, 1]
-        np.testing.assert_allclose(red * 255, 2 * video_ops.clip_indices() + 10, atol=0.01)
+        np.testing.assert_allclose(red * 255, 2 * protocol_lib.clip_indices() + 10, atol=0.01)
     inception = AQA7.replace(normalization="inception")
     fused = video_ops.frames_to_clips(frames, inception, training=False, xla=True)
     plain = video_ops.frames_to_clips(frames, inception, training=False, xla=False)
@@ -211,9 +212,9 @@ def test_fused_xla_path_equals_plain_ops(swap):
 @pytest.mark.parametrize("protocol", ["mtl_aqa", "jigsaws", "custom"])
 def test_tf_temporal_indices_equal_the_numpy_rule(protocol):
     """The exported signature samples frames with the TF twin: it must pick the same frames."""
-    spec = video_ops.get_protocol(protocol)
+    spec = protocol_lib.get_protocol(protocol)
     for num_frames in (1, 7, spec.num_frames - 1, spec.num_frames, spec.num_frames + 1, 250, 1001):
         for start in (0, 3, 200):
-            expected = video_ops.temporal_indices(num_frames, spec, start)
+            expected = protocol_lib.temporal_indices(num_frames, spec, start)
             got = video_ops.tf_temporal_indices(tf.constant(num_frames), spec, start).numpy()
             np.testing.assert_array_equal(got, expected, err_msg=f"{protocol} T={num_frames} s={start}")

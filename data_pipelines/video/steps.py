@@ -60,21 +60,21 @@ def clip_frame_indices(num_frames: int, num_clips: int = 20, clip_len: int = 8, 
 
     The protocol first picks ``(num_clips - 1) · clip_stride + clip_len`` frames of the video
     (``"linspace"``: spread uniformly over the whole video; ``"window"``: consecutive from
-    ``start``; :mod:`data_pipelines.video.video_ops`), then cuts clips from them.
+    ``start``; :mod:`data_pipelines.video.protocol`), then cuts clips from them.
 
     Returns:
         int64 (num_clips, clip_len), frame numbers in ``[0, num_frames)``.
     """
-    from data_pipelines.video import video_ops  # noqa: PLC0415 (TensorFlow import only when needed)
+    from data_pipelines.video import protocol  # the numpy temporal rule (no TensorFlow)
 
     length = (num_clips - 1) * clip_stride + clip_len
     if sampling == "linspace":
-        sampled = video_ops.linspace_indices(num_frames, length)
+        sampled = protocol.linspace_indices(num_frames, length)
     elif sampling == "window":
-        sampled = video_ops.window_indices(num_frames, start, length)
+        sampled = protocol.window_indices(num_frames, start, length)
     else:
         raise ValueError(f"sampling must be 'linspace' or 'window', got {sampling!r}")
-    return sampled[video_ops.clip_indices(length, num_clips, clip_len, clip_stride)].astype(np.int64)
+    return sampled[protocol.clip_indices(length, num_clips, clip_len, clip_stride)].astype(np.int64)
 
 
 def clip_step_fractions(steps: Sequence[tuple[int, int]], frame_indices) -> np.ndarray:

@@ -31,20 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from data_pipelines.video.protocol import (
-    NORMALIZATIONS,
-    ROLES,
-    SAMPLINGS,
-    VideoProtocol,
-    clip_indices,
-    clip_starts,
-    get_protocol,
-    linspace_indices,
-    sample_frames,
-    temporal_indices,
-    window_indices,
-    window_start,
-)
+from data_pipelines.video.protocol import NORMALIZATIONS, VideoProtocol, clip_indices, clip_starts
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
