@@ -407,6 +407,20 @@ def test_max_pool_equals_keras_max_pooling(shape, pool, strides):
     np.testing.assert_allclose(grad, expected_grad, atol=1e-5)  # same gradient, up to summation order
 
 
+def test_max_pool_with_dynamic_shape_equals_tensorflow_pool():
+    x = np.random.RandomState(4).normal(size=(2, 5, 9, 7, 3)).astype(np.float32)
+    layer = MaxPool3D(3, 2, padding="same")
+    pool = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, None, 3))])
+    expected = tf.nn.max_pool3d(x, (1, 3, 3, 3, 1), (1, 2, 2, 2, 1), "SAME")
+    assert expected.shape == (2, 3, 5, 4, 3)
+    np.testing.assert_array_equal(np.asarray(pool(x)), np.asarray(expected))
+
+
+def test_max_pool_refuses_valid_padding():
+    with pytest.raises(ValueError, match="padding='same'"):
+        MaxPool3D(3, 2, padding="valid")
+
+
 @pytest.mark.parametrize("kernel", [7, 4, 3])
 @pytest.mark.parametrize("shape", [(2, 8, 33, 30, 3), (1, 9, 64, 64, 4)])
 def test_space_to_depth_conv_equals_strided_conv(kernel, shape):
