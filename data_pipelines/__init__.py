@@ -16,6 +16,13 @@ Rooms (one concept per module; none imports the model):
 Importing this package is cheap (no TensorFlow); import the submodules you need.
 """
 
-from data_pipelines.samples import Sample, target
+import os
+
+# As tpt_keras/__init__.py does (whichever package is imported first, TensorFlow imported later
+# gets the same setting): TensorFlow's oneDNN CPU kernels, which it turns on by itself only on
+# CPUs with AVX-512 VNNI/BF16 or AMX, unless the user chose.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from data_pipelines.samples import Sample, target  # noqa: E402
 
 __all__ = ["Sample", "target"]

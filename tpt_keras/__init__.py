@@ -15,7 +15,14 @@ names above always does.
 """
 
 import importlib
+import os
 import sys
+
+# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI/BF16 or
+# AMX; on AVX2-only CPUs its matmul and convolutions run at about half speed without them
+# (benchmarks/i3d_throughput.py). Ask for them unless the user chose. This takes effect only if
+# TensorFlow is not imported yet: import tpt_keras first, or set the variable yourself.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
 
