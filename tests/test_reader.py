@@ -381,3 +381,23 @@ def test_split_by_cache_leaves_out_what_extraction_skipped(tmp_path):
         cache.write(key, np.zeros((20, 1024)))
     kept, dropped = features.split_by_cache(samples, cache)
     assert [s.key for s in kept] == ["a", "b"] and [s.key for s in dropped] == ["bad", "gone"]
+
+
+def test_every_pipeline_runs_without_the_autotuner(tmp_path, video_samples):
+    """tf.data's autotuner makes deleting an iterator wait for its model thread's next wake-up
+    (up to a minute); every reader turns it off and keeps a fixed, deterministic schedule."""
+    cache, samples = _feature_setup(tmp_path)
+    videos, _ = video_samples
+    datasets = {
+        "feature pairs": reader.feature_pair_dataset(cache, samples, 4, True, seed=5),
+        "feature eval": reader.feature_eval_dataset(cache, samples[:2], samples[2:], 2, True, num_exemplars=2),
+        "video pairs": reader.video_pair_dataset(videos[:4], 2, True),
+        "video eval": reader.video_eval_dataset(videos[3:4], videos[:3], 1, True, num_exemplars=2,
+                                                empty_group="all"),
+        "video clips": reader.video_clips_dataset(videos[:2]),
+    }
+    for name, dataset in datasets.items():
+        options = dataset.options()
+        assert options.autotune.enabled is False, name
+        assert options.deterministic is True, name
+    assert reader.PARALLEL_CALLS == max(2, os.cpu_count()) and reader.PREFETCH_BATCHES == 2

@@ -11,7 +11,7 @@
   ``batch_size`` is always the **global** batch. Training epochs are trimmed to a multiple of the
   global batch, so every worker sees the same number of batches and batches never straddle epochs.
 * **decode/parse**: feature lookups from a :class:`FeatureCache`, or video decoding
-  (:mod:`decode`) + temporal sampling and spatial transform (:mod:`video_ops`), all maps AUTOTUNE.
+  (:mod:`decode`) + temporal sampling and spatial transform (:mod:`video_ops`), all maps one call per core.
 
 Training datasets repeat forever when ``epochs`` is None: pass ``steps_per_epoch(...)`` to
 ``model.fit``. (A finite dataset re-iterated by ``fit`` would replay the same first epoch.)
@@ -33,6 +33,7 @@ masked out instead).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,7 +47,13 @@ from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.video.protocol import VideoProtocol
 from data_pipelines.samples import Sample, target
 
-AUTOTUNE = tf.data.AUTOTUNE
+# Fixed parallelism instead of tf.data's autotuner. Its model thread wakes at doubling intervals
+# (10 ms, 20 ms, ... up to a minute), and deleting an iterator waits for that thread's next
+# wake-up: every model.fit, evaluate or predict call on an autotuned pipeline ended with an idle
+# wait of up to a minute (seen as model.fit taking 1.9x the train steps it ran; measured by
+# benchmarks/train_step.py --fit). A map runs one call per core, as the autotuner settles on here.
+PARALLEL_CALLS = max(2, os.cpu_count() or 2)
+PREFETCH_BATCHES = 2
 _PLAN_COLUMNS = 6  # query, exemplar, query seed (2), exemplar seed (2)
 
 
@@ -107,10 +114,17 @@ def _plan_dataset(train_samples, seed, epochs, global_batch, num_pipelines, pipe
     return epochs_ds.flat_map(one_epoch)
 
 
-def _finish(dataset: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+def _options() -> tf.data.Options:
+    """Deterministic order, no autotuner (see ``PARALLEL_CALLS``)."""
     options = tf.data.Options()
     options.deterministic = True
-    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE).with_options(options)
+    options.autotune.enabled = False
+    return options
+
+
+def _finish(dataset: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(_options())
 
 
 def _score_arrays(samples: Sequence[Sample], use_difficulty: bool):
@@ -213,7 +227,7 @@ def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], b
             "query_difficulty": tf.gather(difficulties, query),
         }, query, exemplar, boundaries)
 
-    return _finish(plan.map(parse, num_parallel_calls=AUTOTUNE), per_replica, drop_remainder=True)
+    return _finish(plan.map(parse, num_parallel_calls=PARALLEL_CALLS), per_replica, drop_remainder=True)
 
 
 def _eval_index_dataset(test_samples, train_samples, num_exemplars, seed, pipelines, pipeline_id,
@@ -273,7 +287,7 @@ def feature_eval_dataset(cache: FeatureCache, test_samples: Sequence[Sample], tr
     def parse(query, exemplars, mask):
         return element(query, exemplars, test_lookup(query), train_lookup(exemplars), mask)
 
-    return _finish(indices.map(parse, num_parallel_calls=AUTOTUNE), per_replica, drop_remainder=False)
+    return _finish(indices.map(parse, num_parallel_calls=PARALLEL_CALLS), per_replica, drop_remainder=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +403,7 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
         }
         return _with_boundaries(element, query, exemplar, boundaries), tf.logical_and(query_ok, exemplar_ok)
 
-    dataset = plan.map(parse, num_parallel_calls=AUTOTUNE)
+    dataset = plan.map(parse, num_parallel_calls=PARALLEL_CALLS)
     return _finish(_drop_failed(dataset), per_replica, drop_remainder=True)
 
 
@@ -441,7 +455,7 @@ def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[S
         return (element(query, exemplars, query_clips, exemplar_clips, new_mask),
                 tf.logical_and(query_ok, tf.reduce_sum(new_mask) > 0))
 
-    dataset = indices.map(parse, num_parallel_calls=AUTOTUNE)
+    dataset = indices.map(parse, num_parallel_calls=PARALLEL_CALLS)
     return _finish(_drop_failed(dataset), per_replica, drop_remainder=False)
 
 
@@ -471,12 +485,10 @@ def video_clips_dataset(samples: Sequence[Sample], protocol: str | VideoProtocol
         clips, ok = _tf_video(path, video_seed, options, training, role, log)
         return (key, clips), ok
 
-    dataset = _drop_failed(dataset.map(parse, num_parallel_calls=AUTOTUNE))
+    dataset = _drop_failed(dataset.map(parse, num_parallel_calls=PARALLEL_CALLS))
     if batch_size:
         dataset = dataset.batch(batch_size)
-    options_ = tf.data.Options()
-    options_.deterministic = True
-    return dataset.prefetch(AUTOTUNE).with_options(options_)
+    return dataset.prefetch(PREFETCH_BATCHES).with_options(_options())
 
 
 def make_clips_fn(protocol: str | VideoProtocol = "mtl_aqa", role: str = "query", **video_options):

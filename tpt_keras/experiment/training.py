@@ -122,7 +122,13 @@ def _stop_on_non_finite_loss():
     import keras
 
     class StopOnNonFiniteLoss(keras.callbacks.Callback):
-        """Stop with a clear error at the first non-finite loss instead of training on NaN."""
+        """Stop with a clear error at the first non-finite loss instead of training on NaN.
+
+        ``async_safe``: Keras then runs the check on its callback thread, so that reading the
+        loss does not make each step wait for the one before; the error reaches the training
+        loop at the next step."""
+
+        async_safe = True
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
