@@ -42,12 +42,24 @@ def blas_name() -> str:
         return "unknown"
 
 
+def onednn_enabled() -> str:
+    """"on" / "off": whether this process's TensorFlow runs its oneDNN CPU kernels. TensorFlow
+    decides once, at import, from ``TF_ENABLE_ONEDNN_OPTS`` or, unset, from the CPU (on only with
+    AVX-512 VNNI/BF16 or AMX); ``import tpt_keras`` sets it to 1 when unset."""
+    try:  # no public API says it; this is the flag TensorFlow's own tests read
+        from tensorflow.python.util import _pywrap_util_port
+
+        return "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    except ImportError:
+        return "?"
+
+
 def tf_threads() -> str:
-    """TensorFlow's oneDNN switch and thread pools (0 = TensorFlow's default, one per core)."""
+    """TensorFlow's oneDNN state and thread pools (0 = TensorFlow's default, one per core)."""
     import tensorflow as tf
 
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86)")
-    return (f"TF {tf.__version__}, oneDNN {onednn}, intra-op "
+    variable = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
+    return (f"TF {tf.__version__}, oneDNN {onednn_enabled()} (TF_ENABLE_ONEDNN_OPTS={variable}), intra-op "
             f"{tf.config.threading.get_intra_op_parallelism_threads()}, inter-op "
             f"{tf.config.threading.get_inter_op_parallelism_threads()}")
 

@@ -39,6 +39,9 @@ import subprocess
 import sys
 import time
 
+# The user's oneDNN choice, read before anything here imports tpt_keras (which sets it when
+# unset): the "before" side runs with it as the code before did, the other sides as this code does.
+USER_ONEDNN = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -173,28 +176,33 @@ def _child(args_list):
 
 # The authors' PyTorch code, measured by a reviewer on this host type (2 vCPUs of an AMD EPYC,
 # AVX2, torch 2.13, 2 threads; medians of 5-6 rounds), NOT in this run: reference constants.
-PYTORCH_REFERENCE = {
-    "forward, one video (20 clips x 8 x 224^2, batch 20)": 10.44,
-}
+PYTORCH_FORWARD = "forward, one video (20 clips x 8 x 224^2, batch 20)"
+PYTORCH_REFERENCE = {PYTORCH_FORWARD: 10.44}
 SIDES = {
     "before": "the code before (a git worktree of --before), unfolded",
     "training": "this code, training network (batch norm unfolded)",
     "inference": "this code, inference network (batch norm folded)",
+    "training-eigen": "this code, training network, oneDNN off",
+    "inference-eigen": "this code, inference network, oneDNN off",
 }
 
 
 def serve(variant: str, pass_: str, batch: int, frames: int, size: int) -> int:
-    """A child that builds one network, warms up, then times one call per line read on stdin."""
+    """A child that builds one network, warms up, then times one call per line read on stdin.
+
+    Its first line is ``ready <oneDNN on?>``. The package is imported before TensorFlow, as a
+    user's script does, so that each side runs with the oneDNN setting its own code makes."""
+    import importlib
+
+    try:
+        i3d = importlib.import_module("tpt_keras.models.i3d")
+    except ImportError:  # the code before the package layout had a flat tpt_keras/i3d.py
+        i3d = importlib.import_module("tpt_keras.i3d")
     import numpy as np
     import tensorflow as tf
 
-    try:
-        from tpt_keras.models import i3d
-    except ImportError:  # the code before the package layout
-        from tpt_keras.models import i3d
-
     model = i3d.InceptionI3D(include_top=False, weights=None, input_shape=(frames, size, size, 3))
-    if variant == "inference":
+    if variant.startswith("inference"):
         model = i3d.fold_batch_norm(model)
     video = tf.constant(np.random.RandomState(0).uniform(-1, 1, (batch, frames, size, size, 3))
                         .astype(np.float32))
@@ -210,7 +218,9 @@ def serve(variant: str, pass_: str, batch: int, frames: int, size: int) -> int:
             return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, variables)])
 
     np.asarray(step(video))
-    print("ready", flush=True)
+    from host import onednn_enabled
+
+    print(f"ready {onednn_enabled()}", flush=True)
     for _ in sys.stdin:
         wall, cpu = time.perf_counter(), time.process_time()
         np.asarray(step(video))
@@ -222,12 +232,18 @@ def _start(repo: str, variant: str, pass_: str, batch: int, frames: int, size: i
     command = [sys.executable, os.path.abspath(__file__), "--serve", variant, pass_, str(batch),
                str(frames), str(size)]
     env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if variant.endswith("-eigen"):
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    elif USER_ONEDNN is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = USER_ONEDNN
     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                              env=env, cwd=repo)
-    line = child.stdout.readline()
-    if line.strip() != "ready":
+    words = child.stdout.readline().split()
+    if not words or words[0] != "ready":
         child.kill()
         raise RuntimeError(f"benchmark side {variant} {pass_} in {repo} did not start")
+    child.onednn = words[1]
     return child
 
 
@@ -263,8 +279,8 @@ def side_by_side(pass_: str, sides, batch: int, frames: int, size: int, rounds: 
         for child in children.values():
             child.stdin.close()
             child.wait()
-    return {name: (float(np.median([w for w, _ in values])), float(np.median([c for _, c in values])))
-            for name, values in times.items()}
+    return {name: (float(np.median([w for w, _ in values])), float(np.median([c for _, c in values])),
+                   children[name].onednn) for name, values in times.items()}
 
 
 def head_only_evaluation(videos: int, exemplars: int, rounds: int) -> float:
@@ -301,6 +317,7 @@ def head_only_evaluation(videos: int, exemplars: int, rounds: int) -> float:
 def main_side_by_side(args) -> int:
     sys.path.insert(0, REPO)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import tpt_keras  # noqa: F401  (before TensorFlow: the floor is measured as this code runs)
     from host import host_line
 
     size = args.size or (112 if args.quick else 224)
@@ -317,20 +334,24 @@ def main_side_by_side(args) -> int:
           f"fwd: {batch} clips of {args.frames}x{size}^2 per call, fwd+bwd: {backward[1]} clips of "
           f"{args.frames}x{backward[0]}^2; 27.8 GFLOP per 8x224^2 clip forward")
     print()
-    print("| pass | network | s / call (wall) | CPU s / call | vs before (wall) | vs before (CPU) "
-          "| GFLOP/s (wall) | floor / this |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| pass | network | oneDNN | s / call (wall) | CPU s / call | vs before (wall) "
+          "| vs before (CPU) | GFLOP/s (wall) | floor / this |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    forward = {}
     for pass_ in args.passes:
-        sides = ["before", "training"] + (["inference"] if pass_ == "forward" else [])
+        sides = (["before", "training", "inference", "inference-eigen"] if pass_ == "forward"
+                 else ["before", "training", "training-eigen"])
         pass_size, pass_batch = (size, batch) if pass_ == "forward" else backward
         result = side_by_side(pass_, sides, pass_batch, args.frames, pass_size, rounds, args.before)
         flops = (27.8 * (pass_size / 224) ** 2 * args.frames / 8 * pass_batch
                  * (1 if pass_ == "forward" else 3))  # conv GFLOP (see conv_flops)
         for name in sides:
-            wall, cpu = result[name]
-            print(f"| {'fwd' if pass_ == 'forward' else 'fwd+bwd'} | {SIDES[name]} | {wall:.2f} | "
+            wall, cpu, onednn = result[name]
+            print(f"| {'fwd' if pass_ == 'forward' else 'fwd+bwd'} | {SIDES[name]} | {onednn} | {wall:.2f} | "
                   f"{cpu:.2f} | {result['before'][0] / wall:.2f}x | {result['before'][1] / cpu:.2f}x "
                   f"| {flops / wall:.0f} | {floor / (flops / wall):.2f} |", flush=True)
+        if pass_ == "forward" and pass_size == 224 and args.frames == 8:
+            forward = {name: result[name][0] * 20 / pass_batch for name in sides}
     seconds = head_only_evaluation(args.eval_videos, args.exemplars, rounds)
     print(f"\nexemplar bank, head-only evaluation of {args.eval_videos} test videos x "
           f"{args.exemplars} exemplars (cached features): {seconds:.2f} s")
@@ -338,6 +359,10 @@ def main_side_by_side(args) -> int:
           "(AMD EPYC AVX2, 2 threads), not in this run:")
     for what, value in PYTORCH_REFERENCE.items():
         print(f"  {what}: {value:.2f} s")
+    if forward:
+        print("the same, this run (20 x the per-clip time of the fwd rows), and PyTorch / this:")
+        for name, seconds in forward.items():
+            print(f"  {SIDES[name]}: {seconds:.2f} s, {PYTORCH_REFERENCE[PYTORCH_FORWARD] / seconds:.2f}x")
     print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 
