@@ -121,11 +121,12 @@ def measure_floor(repeats: int) -> dict:
 
 
 def run_one(jit: bool, batch: int, pass_: str, frames: int, size: int, repeats: int) -> dict:
-    """One benchmark row, measured in this process."""
+    """One benchmark row, measured in this process (the package imported before TensorFlow, as a
+    user's script does, so that its oneDNN setting applies)."""
+    from tpt_keras.models.i3d import InceptionI3D
+
     import numpy as np
     import tensorflow as tf
-
-    from tpt_keras.models.i3d import InceptionI3D
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     model = InceptionI3D(include_top=False, weights=None, input_shape=(frames, size, size, 3))
@@ -407,9 +408,9 @@ def main(argv=None) -> int:
     jits = {"off": [False], "on": [True], "both": [False, True]}[args.xla]
 
     sys.path.insert(0, REPO)
-    import tensorflow as tf
-
     from tpt_keras.models.i3d import default_jit_compile
+
+    import tensorflow as tf
 
     device = _device_name()
     rates = measure_floor(repeats)
