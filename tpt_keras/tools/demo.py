@@ -154,6 +154,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.time()
     os.makedirs(args.output, exist_ok=True)
+    import tensorflow as tf
+
+    # The demo trains and encodes with four models in one process; TensorFlow's notice that
+    # tf.functions were traced again (one per model) is not for the reader of the demo.
+    tf.get_logger().setLevel("ERROR")
 
     _banner("1/3 synthetic clip features: TPT vs the holistic baseline")
     feature_rows = feature_demo(args.output, args.feature_epochs)
