@@ -20,7 +20,6 @@ import time
 from host import host_line  # noqa: E402  (benchmarks/host.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.dirname(sys.executable)
 MTL_AQA = os.path.join(REPO, os.pardir, "shared", "data", "MTL-AQA")
 
 

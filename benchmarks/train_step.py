@@ -116,9 +116,11 @@ def _autotuned(reader):
 
     import tensorflow as tf
 
-    def options():
-        options = tf.data.Options()
-        options.deterministic = True
+    readers_options = reader._options  # the original, before the patch below replaces it
+
+    def options():  # the readers' own options, with the autotuner back on
+        options = readers_options()
+        options.autotune.enabled = True
         return options
 
     stack = contextlib.ExitStack()

@@ -41,7 +41,8 @@ def test_fit_benchmark_table():
         "model.fit + non-finite-loss callback (as tpt train)",
         "model.fit, autotuned pipeline (before)"]
     reference = float(rows[0]["wall s"])
-    for row in rows:
-        assert float(row["wall / step alone"]) == pytest.approx(float(row["wall s"]) / reference, abs=0.02)
+    for row in rows:  # the printed ratio lies within what the printed (rounded to 0.01) seconds allow
+        wall, ratio = float(row["wall s"]), float(row["wall / step alone"])
+        assert (wall - 0.005) / (reference + 0.005) - 0.005 <= ratio <= (wall + 0.005) / (reference - 0.005) + 0.005
     for row in rows[1:]:  # a median and a max, both seconds
         assert re.fullmatch(r"\d+\.\d\d \(\d+\.\d\d\)", row["fit's return after training ended, s (max)"])

@@ -400,4 +400,4 @@ def test_every_pipeline_runs_without_the_autotuner(tmp_path, video_samples):
         options = dataset.options()
         assert options.autotune.enabled is False, name
         assert options.deterministic is True, name
-    assert reader.PARALLEL_CALLS == max(2, os.cpu_count()) and reader.PREFETCH_BATCHES == 2
+    assert reader.PARALLEL_CALLS >= 2 and reader.PREFETCH_BATCHES >= 1  # fixed sizes, not AUTOTUNE (-1)

@@ -26,7 +26,6 @@ any input size. Both heads are mathematically identical exactly when Mixed_5c is
 
 from __future__ import annotations
 
-
 import keras
 import tensorflow as tf
 from keras import ops
@@ -130,13 +129,13 @@ def _same_padding(size: int, window: int, stride: int) -> tuple[int, int]:
 @keras.saving.register_keras_serializable(package="tpt_keras")
 class MaxPool3D(keras.layers.MaxPooling3D):
     """``keras.layers.MaxPooling3D`` with "SAME" padding, computed as two 2-D max pools: one over
-    (height, width) of every frame, then one over time (the frames' pixels flattened into one
-    axis of width 1 windows).
+    (height, width) of every frame, then one over time, on ``(B, T, H' * W', C)`` with windows
+    ``(k_t, 1)``.
 
     Same values (a max is separable, and "SAME" pooling never takes the padding), and the same
     gradient up to ties. Why: on CPU, TensorFlow's 3-D pooling kernel (Eigen, used when oneDNN is
-    off) is a scalar loop over the whole window, 5-10x slower forward and 5-12x slower backward
-    than its 2-D pool, which is what every image CNN uses; with oneDNN both are equally fast.
+    off) is a scalar loop over the whole window, 7-18x slower forward and 5-12x slower backward
+    than its 2-D pool (docs/i3d.md); with oneDNN on, the two 2-D pools are as fast or faster.
     Input ``(B, T, H, W, C)`` (channels last); any dimension may be dynamic."""
 
     def __init__(self, *args, **kwargs):
