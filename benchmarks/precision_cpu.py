@@ -1,4 +1,4 @@
-"""Mixed precision on this CPU: the facts behind ``tpt_keras.experiment.precision``'s CPU decisions.
+"""Mixed precision on this CPU: the facts behind ``tpt_keras.runtime.precision``'s CPU decisions.
 
 Measures, each case in its own subprocess (a segfault is counted, it does not end the benchmark):
 
@@ -220,7 +220,7 @@ def main(argv=None):
         return child_features(args.feature_frames, args.feature_size, args.threads,
                               args.feature_weights)
 
-    from tpt_keras.experiment import precision
+    from tpt_keras.runtime import precision
 
     common = ["--child", "train", "--threads", str(args.threads)]
     small = [*common, "--model", "small", "--size", str(args.size), "--frames", str(args.frames),

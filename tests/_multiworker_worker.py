@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tpt_keras.experiment import backup, distribute, strategies  # noqa: E402
+from tpt_keras.runtime import backup, distribute, strategies  # noqa: E402
 from tpt_keras.models.tpt_model import scale_loss_for_replicas  # noqa: E402
 
 CLIPS, FEATURES = 4, 6

@@ -7,15 +7,16 @@ rank  room                                        holds
 ====  ==========================================  =============================================
 0     ``data_pipelines``                          files → samples → clips → tf.data (no model)
 1     ``tpt_keras.config``                        settings and presets
-2     ``tpt_keras.ops``                           pure maths: losses, intervals, metrics
-3     ``tpt_keras.visualize``                     pictures (matplotlib)
-4     ``tpt_keras.layers``                        Keras layers of the method
-5     ``tpt_keras.models``                        I3D, TPTModel, optimizer, loader
-6     ``tpt_keras.experiment``                    run folders, training, bank, evaluation
-7     ``tpt_keras.serving``, ``tpt_keras.tuning``    SavedModel and scoring; Keras Tuner
-8     ``tpt_keras.tools``                         demo, parity check, argument types
-9     ``tpt_keras.cli``                           the ``tpt`` command line
-10    ``tpt_keras`` (the package's public names)
+2     ``tpt_keras.runtime``                       devices, strategies, precision, run folders
+3     ``tpt_keras.ops``                           pure maths: losses, intervals, metrics
+4     ``tpt_keras.visualize``                     pictures (matplotlib)
+5     ``tpt_keras.layers``                        Keras layers of the method
+6     ``tpt_keras.models``                        I3D, TPTModel, optimizer, loader
+7     ``tpt_keras.experiment``                    training, bank, evaluation
+8     ``tpt_keras.serving``, ``tpt_keras.tuning``    SavedModel and scoring; Keras Tuner
+9     ``tpt_keras.tools``                         demo, parity check, argument types
+10    ``tpt_keras.cli``                           the ``tpt`` command line
+11    ``tpt_keras`` (the package's public names)
 ====  ==========================================  =============================================
 
 Besides the ranks:
@@ -43,16 +44,17 @@ PACKAGES = ("data_pipelines", "tpt_keras")
 RANKS = {
     "data_pipelines": 0,
     "tpt_keras.config": 1,
-    "tpt_keras.ops": 2,
-    "tpt_keras.visualize": 3,
-    "tpt_keras.layers": 4,
-    "tpt_keras.models": 5,
-    "tpt_keras.experiment": 6,
-    "tpt_keras.serving": 7,
-    "tpt_keras.tuning": 7,
-    "tpt_keras.tools": 8,
-    "tpt_keras.cli": 9,
-    "tpt_keras": 10,
+    "tpt_keras.runtime": 2,
+    "tpt_keras.ops": 3,
+    "tpt_keras.visualize": 4,
+    "tpt_keras.layers": 5,
+    "tpt_keras.models": 6,
+    "tpt_keras.experiment": 7,
+    "tpt_keras.serving": 8,
+    "tpt_keras.tuning": 8,
+    "tpt_keras.tools": 9,
+    "tpt_keras.cli": 10,
+    "tpt_keras": 11,
 }
 MODEL_SIDE = ("tpt_keras.ops", "tpt_keras.layers", "tpt_keras.models")
 MODEL_CODE = ("tpt_keras.layers", "tpt_keras.models")
@@ -157,11 +159,11 @@ def _write(root, files):
     # a back-edge: the data layer importing the model
     ({"data_pipelines/reader.py": "from tpt_keras.models import tpt_model\n"},
      "data_pipelines.reader → tpt_keras.models.tpt_model: data_pipelines (rank 0) may not import "
-     "tpt_keras.models (rank 5)"),
+     "tpt_keras.models (rank 6)"),
     # a lazy back-edge: the model importing the training code inside a function
     ({"tpt_keras/models/tpt_model.py": "def f():\n    from tpt_keras.experiment import distribute\n"},
-     "tpt_keras.models.tpt_model → tpt_keras.experiment.distribute: tpt_keras.models (rank 5) may "
-     "not import tpt_keras.experiment (rank 6)"),
+     "tpt_keras.models.tpt_model → tpt_keras.experiment.distribute: tpt_keras.models (rank 6) may "
+     "not import tpt_keras.experiment (rank 7)"),
     # a relative import that resolves to the model side
     ({"tpt_keras/serving/export.py": "from ..models import tpt_model\nfrom data_pipelines.video import video_ops\n"},
      "tpt_keras.serving.export joins the pipelines (data_pipelines.video.video_ops) and the model "

@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 import _multiworker_worker as worker
-from tpt_keras.experiment import backup, distribute, strategies
+from tpt_keras.runtime import backup, distribute, strategies
 from tpt_keras.models.tpt_model import scale_loss_for_replicas
 
 WORKER = os.path.abspath(worker.__file__)

@@ -10,7 +10,7 @@ import pytest
 
 from tpt_keras.cli import main as cli
 from tpt_keras import experiment
-from tpt_keras.experiment import backup
+from tpt_keras.runtime import backup
 from tpt_keras.config import TPTConfig, get_preset
 
 

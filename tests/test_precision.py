@@ -14,7 +14,7 @@ from _multiworker_worker import (
     make_tpt_pairs,
     tpt_available,
 )
-from tpt_keras.experiment import precision
+from tpt_keras.runtime import precision
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import pytest
 
 from tpt_keras.cli import main as cli
 from tpt_keras import experiment
-from tpt_keras.experiment import backup, run_folder
+from tpt_keras.runtime import backup, run_folder
 from tpt_keras.config import TPTConfig, get_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -122,29 +122,18 @@ def _parse_value(text: str):
 
 
 def _features_dir(config, args):
-    """``--features``, or for the built-in synthetic data a cache inside ``--output``."""
-    if config.dataset in ("synthetic", "synthetic_finediving") and not args.features:
-        return os.path.join(args.output, "synthetic_features")
-    return args.features
+    from tpt_keras import experiment
+
+    return experiment.default_features_dir(config, args.output, args.features)
 
 
 def _splits(config, args, *, check_paths=True, cache_dir=None):
     from tpt_keras import experiment
 
-    if config.dataset == "synthetic":
-        if cache_dir is None:
-            raise CommandError("the synthetic preset needs a feature cache folder (--features)")
-        return experiment.synthetic_splits(config, cache_dir)
-    if config.dataset == "synthetic_finediving":
-        if not args.annotations or cache_dir is None:
-            raise CommandError("the synthetic_finediving preset needs --annotations (the FineDiving "
-                               "folder: real step timing and scores) and a feature cache folder")
-        return experiment.synthetic_finediving_splits(config, args.annotations, cache_dir)
-    source = args.manifest if config.dataset == "custom" else args.annotations
-    if not source:
-        flag = "--manifest" if config.dataset == "custom" else "--annotations"
-        raise CommandError(f"preset {args.preset!r} needs {flag}")
-    return experiment.load_splits(config, source, args.media_root, check_paths=check_paths)
+    return experiment.run_splits(config, annotations=args.annotations,
+                                 manifest=getattr(args, "manifest", None),
+                                 media_root=args.media_root, features_dir=cache_dir,
+                                 check_paths=check_paths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,7 +178,7 @@ def cmd_extract_features(args) -> int:
 
 def cmd_train(args) -> int:
     from tpt_keras import experiment
-    from tpt_keras.experiment import precision, run_folder, strategies
+    from tpt_keras.runtime import precision, run_folder, strategies
 
     if args.epochs is not None and args.epochs < 1:
         raise CommandError(f"--epochs must be ≥ 1, got {args.epochs}")
@@ -201,7 +190,7 @@ def cmd_train(args) -> int:
         config = config.replace(epochs=args.epochs)
     if args.per_replica_batch:
         # global batch = per-replica batch × replicas; the preset's rates belong to its own
-        # global batch and are rescaled by the square-root rule (tpt_keras.experiment.strategies).
+        # global batch and are rescaled by the square-root rule (tpt_keras.runtime.strategies).
         global_batch = strategies.global_batch_size(args.per_replica_batch, strategy)
         scale = strategies.lr_multiplier(global_batch, reference_batch=config.batch_size)
         config = config.replace(batch_size=global_batch,

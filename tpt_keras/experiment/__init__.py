@@ -3,9 +3,8 @@
 The one room that joins ``data_pipelines`` with the model, and the library behind ``tpt train`` /
 ``tpt evaluate`` / ``tpt extract-features`` (the command line only parses arguments). Callers write
 ``from tpt_keras import experiment`` and ``experiment.train(...)``. Importing it loads no
-TensorFlow: the modules import TensorFlow and Keras inside their functions, except the
-distribution modules (``strategies``, ``distribute``, ``backup``, ``multi_worker``), which are
-not imported here.
+TensorFlow: the modules import TensorFlow and Keras inside their functions. Devices, strategies,
+precision and run folders are the room below, :mod:`tpt_keras.runtime`.
 
 Modules:
 
@@ -15,12 +14,8 @@ Modules:
 * :mod:`~tpt_keras.experiment.evaluation`: loading runs, predictions with the exemplar bank,
   metrics of one or several runs and of several seeds;
 * :mod:`~tpt_keras.experiment.report`: terminal tables of those results;
-* :mod:`~tpt_keras.experiment.run_folder`: the files of a run folder, atomic writes, the lock;
-* :mod:`~tpt_keras.experiment.strategies`, :mod:`~tpt_keras.experiment.distribute`,
-  :mod:`~tpt_keras.experiment.backup`, :mod:`~tpt_keras.experiment.multi_worker`: strategies and
-  the learning-rate rule, one ``fit`` for every strategy, the training backup, the multi-worker loop;
 * :mod:`~tpt_keras.experiment.callbacks`, :mod:`~tpt_keras.experiment.exemplar_bank`,
-  :mod:`~tpt_keras.experiment.precision`, :mod:`~tpt_keras.experiment.score_scale`.
+  :mod:`~tpt_keras.experiment.score_scale`.
 
 A *run folder* holds everything needed to evaluate, export or resume a run::
 
@@ -36,7 +31,7 @@ A *run folder* holds everything needed to evaluate, export or resume a run::
       tensorboard/     TensorBoard logs
       .lock            the OS lock held while a run trains here (holds its process id)
 
-Every file is written atomically (:mod:`tpt_keras.experiment.run_folder`): a kill leaves the old or
+Every file is written atomically (:mod:`tpt_keras.runtime.run_folder`): a kill leaves the old or
 the new version, never half a file. ``config.json`` is written only once training starts.
 
 Two modes: *features* (train decoder and heads on cached I3D clip features, made by
@@ -44,24 +39,24 @@ Two modes: *features* (train decoder and heads on cached I3D clip features, made
 """
 
 from tpt_keras.experiment.data import (
-    BACKBONE_NAME, eval_dataset, extract_features, feature_cache_backbone, load_samples, load_splits,
-    open_feature_cache, pair_dataset, sample_boundaries, save_samples, skip_unreadable,
+    BACKBONE_NAME, default_features_dir, eval_dataset, extract_features, feature_cache_backbone, load_samples, load_splits,
+    open_feature_cache, pair_dataset, run_splits, sample_boundaries, save_samples, skip_unreadable,
     steps_per_epoch, synthetic_finediving_splits, synthetic_splits, training_step_boundaries,
     validation_split)
 from tpt_keras.experiment.evaluation import (
     SEED_FOLDER, Run, evaluate_run, evaluate_seeds, load_run, parsing_report, predict_split,
     run_bank, run_name, seed_run_dirs)
 from tpt_keras.experiment.report import format_parsing, format_results, format_seed_results
-from tpt_keras.experiment.run_folder import RunPaths, best_logged
+from tpt_keras.runtime.run_folder import RunPaths, best_logged
 from tpt_keras.experiment.training import (
     NonFiniteLossError, build_backbone, build_model, model_intervals, train)
 
 __all__ = [
     "BACKBONE_NAME", "NonFiniteLossError", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
-    "build_backbone", "build_model", "eval_dataset", "evaluate_run", "evaluate_seeds",
+    "build_backbone", "build_model", "default_features_dir", "eval_dataset", "evaluate_run", "evaluate_seeds",
     "extract_features", "feature_cache_backbone", "format_parsing", "format_results",
     "format_seed_results", "load_run", "load_samples", "load_splits", "model_intervals",
-    "open_feature_cache", "pair_dataset", "parsing_report", "predict_split", "run_bank", "run_name",
+    "open_feature_cache", "pair_dataset", "parsing_report", "predict_split", "run_bank", "run_splits", "run_name",
     "sample_boundaries", "save_samples", "seed_run_dirs", "skip_unreadable", "steps_per_epoch",
     "synthetic_finediving_splits", "synthetic_splits", "train", "training_step_boundaries",
     "validation_split",

@@ -7,13 +7,14 @@ Everything here is TensorFlow-free at import; the pipelines import it when they 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
 from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.samples import Sample
 from tpt_keras.config import TPTConfig
-from tpt_keras.experiment import run_folder
+from tpt_keras.runtime import run_folder
 
 BACKBONE_NAME = "i3d_kinetics400_mixed5c"
 
@@ -46,6 +47,39 @@ def load_splits(config: TPTConfig, annotations: str, media_root: str | None = No
         return manifest.load(annotations, check_paths=check)
     raise ValueError(f"dataset {config.dataset!r} has no annotation files; for built-in data "
                      "use synthetic_splits().")
+
+
+def default_features_dir(config: TPTConfig, output: str, features_dir: str | None = None) -> str | None:
+    """``features_dir`` if given; for the built-in synthetic data a cache inside the run folder
+    ``output``; else None (the run reads frames)."""
+    if features_dir:
+        return features_dir
+    if config.dataset in ("synthetic", "synthetic_finediving"):
+        return os.path.join(output, "synthetic_features")
+    return None
+
+
+def run_splits(config: TPTConfig, *, annotations: str | None = None, manifest: str | None = None,
+               media_root: str | None = None, features_dir: str | None = None,
+               check_paths: bool = True) -> dict[str, list[Sample]]:
+    """Samples by split for a run of ``config``, from whichever source its dataset reads: the
+    annotation folder, a manifest CSV, or built-in synthetic data written to ``features_dir``.
+
+    Raises ValueError naming the missing argument (as its command-line flag)."""
+    if config.dataset == "synthetic":
+        if features_dir is None:
+            raise ValueError("the synthetic preset needs a feature cache folder (--features)")
+        return synthetic_splits(config, features_dir)
+    if config.dataset == "synthetic_finediving":
+        if not annotations or features_dir is None:
+            raise ValueError("the synthetic_finediving preset needs --annotations (the FineDiving "
+                             "folder: real step timing and scores) and a feature cache folder")
+        return synthetic_finediving_splits(config, annotations, features_dir)
+    source = manifest if config.dataset == "custom" else annotations
+    if not source:
+        flag = "--manifest" if config.dataset == "custom" else "--annotations"
+        raise ValueError(f"the {config.dataset} dataset needs {flag}")
+    return load_splits(config, source, media_root, check_paths=check_paths)
 
 
 def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = 400,

@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from tpt_keras.config import TPTConfig
-from tpt_keras.experiment import run_folder
+from tpt_keras.runtime import run_folder
 from tpt_keras.experiment.data import load_samples, open_feature_cache, sample_boundaries, validation_split
 
 

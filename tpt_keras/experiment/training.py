@@ -15,7 +15,7 @@ import numpy as np
 from data_pipelines import samples as samples_lib
 from data_pipelines.samples import Sample
 from tpt_keras.config import TPTConfig
-from tpt_keras.experiment import run_folder
+from tpt_keras.runtime import run_folder
 from tpt_keras.experiment.data import (eval_dataset, pair_dataset, save_samples, skip_unreadable,
                                        steps_per_epoch, validation_split)
 
@@ -59,7 +59,7 @@ def _config_differences(saved: TPTConfig, config: TPTConfig, ignore=("epochs",))
 def _check_run_folder(paths: run_folder.RunPaths, config: TPTConfig) -> int:
     """The epochs this folder has finished (its backup), after checking that it holds this run.
     Writes nothing."""
-    from tpt_keras.experiment import backup
+    from tpt_keras.runtime import backup
 
     if os.path.exists(paths.config):
         differences = _config_differences(run_folder.load_saved_config(paths.config), config)
@@ -167,7 +167,7 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
             features), up front (:func:`skip_unreadable`); the result's ``"skipped"`` lists them.
         eval_batch_size: test queries per validation batch.
         extra_callbacks: Keras callbacks run after the run's own.
-        strategy: a ``tf.distribute.Strategy`` (:mod:`tpt_keras.experiment.strategies`); None = default.
+        strategy: a ``tf.distribute.Strategy`` (:mod:`tpt_keras.runtime.strategies`); None = default.
 
     Returns:
         ``{"best": {...} or None, "last": {...}, "epochs": n, "skipped": [(key, message)]}``
@@ -175,7 +175,7 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     """
     import tensorflow as tf
 
-    from tpt_keras.experiment import distribute, strategies
+    from tpt_keras.runtime import distribute, strategies
 
     paths = run_folder.RunPaths(run_dir)
     strategy = strategy or tf.distribute.get_strategy()
@@ -273,7 +273,7 @@ def _finished(paths: run_folder.RunPaths, config: TPTConfig, model, done: int, w
     same final state); without a backup it is an error that says what to do."""
     import warnings
 
-    from tpt_keras.experiment import backup
+    from tpt_keras.runtime import backup
 
     legacy = done == 0 and not os.path.isdir(paths.backup)  # folders of older versions
     if done < config.epochs and not (legacy and len(run_folder.read_log(paths.log)) >= config.epochs):

@@ -1,7 +1,7 @@
 """One `fit` for every distribution strategy, and the distributed datasets and predictions.
 
 The strategies themselves, the learning-rate rule and determinism are in
-:mod:`tpt_keras.experiment.strategies`; the backup in :mod:`tpt_keras.experiment.backup`.
+:mod:`tpt_keras.runtime.strategies`; the backup in :mod:`tpt_keras.runtime.backup`.
 
 One training entry point, :func:`fit`:
 
@@ -9,10 +9,10 @@ One training entry point, :func:`fit`:
   ``strategy.distribute_datasets_from_function``.
 * multi-worker: Keras 3 ``model.fit`` does not work under ``MultiWorkerMirroredStrategy``
   (keras-team/keras#20585), so :func:`fit` runs a small loop instead
-  (:class:`tpt_keras.experiment.multi_worker.MultiWorkerLoop`): ``strategy.run(model.train_step)``
+  (:class:`tpt_keras.runtime.multi_worker.MultiWorkerLoop`): ``strategy.run(model.train_step)``
   in a ``tf.function``, logs mean-reduced over replicas, the same Keras callbacks.
 
-Both paths back up with the same :class:`~tpt_keras.experiment.backup.TrainingBackup` callback (``fit(backup_dir=...)``): every
+Both paths back up with the same :class:`~tpt_keras.runtime.backup.TrainingBackup` callback (``fit(backup_dir=...)``): every
 variable of the model (weights, non-trainable state, dropout seed states) and of the optimizer, and
 the number of finished epochs, written atomically at each epoch end; a new ``fit`` on the same
 folder restores it and continues with the next epoch, ending with the weights an uninterrupted run
@@ -47,9 +47,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tpt_keras.experiment import backup
-from tpt_keras.experiment.multi_worker import MultiWorkerLoop
-from tpt_keras.experiment.strategies import is_chief, is_multi_worker, local_input_context, local_replicas
+from tpt_keras.runtime import backup
+from tpt_keras.runtime.multi_worker import MultiWorkerLoop
+from tpt_keras.runtime.strategies import is_chief, is_multi_worker, local_input_context, local_replicas
 
 
 def steps_per_epoch_of(train_ds_fn, strategy: tf.distribute.Strategy) -> int:

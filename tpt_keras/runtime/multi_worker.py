@@ -1,7 +1,7 @@
 """The training loop for ``tf.distribute.MultiWorkerMirroredStrategy``.
 
 Keras 3 ``model.fit`` does not work under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585),
-so :func:`tpt_keras.experiment.distribute.fit` runs :class:`MultiWorkerLoop` there instead: the loop
+so :func:`tpt_keras.runtime.distribute.fit` runs :class:`MultiWorkerLoop` there instead: the loop
 ``model.fit`` would run, written out with public APIs only — ``strategy.run(model.train_step)`` in a
 ``tf.function``, logs mean-reduced over replicas, the same Keras callbacks through
 ``keras.callbacks.CallbackList``. Callbacks that write files run on the chief only.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tpt_keras.experiment import strategies
+from tpt_keras.runtime import strategies
 
 FILE_WRITING_CALLBACKS = (
     keras.callbacks.ModelCheckpoint,

@@ -13,13 +13,13 @@ import os
 import keras
 import numpy as np
 
-from tpt_keras.experiment import run_folder
+from tpt_keras.runtime import run_folder
 
 
 def backup_epoch(backup_dir: str) -> int:
     """The number of finished epochs in ``backup_dir``'s :class:`TrainingBackup` (the epoch a run
     resumes at); 0 without a backup. Use it to start the data pipeline at the right epoch before
-    calling :func:`tpt_keras.experiment.distribute.fit`. A damaged backup raises a ValueError naming the file."""
+    calling :func:`tpt_keras.runtime.distribute.fit`. A damaged backup raises a ValueError naming the file."""
     return TrainingBackup(backup_dir).finished_epochs()
 
 
