@@ -140,14 +140,6 @@ def build_model(strategy, learning_rate=0.1):
 # ------------------------------------------------------------------ the real TPTModel, tiny
 
 
-def tpt_available() -> bool:
-    try:
-        import tpt_keras.models.tpt_model  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def make_tpt_pairs(num_pairs=NUM_PAIRS, seed=SEED, clips=6, features=8):
     """TPTModel's pair batch contract, as numpy arrays."""
     rng = np.random.default_rng(seed)
@@ -347,9 +339,8 @@ def main(argv):
             results["backup_callback_error"] = np.array("")
         except ValueError as error:
             results["backup_callback_error"] = np.array(str(error))
-        if tpt_available():
-            results.update(train_tpt(strategy, "multi"))
-            results.update(train_tpt(strategy, "multi", sgd_without_reg=True))
+        results.update(train_tpt(strategy, "multi"))
+        results.update(train_tpt(strategy, "multi", sgd_without_reg=True))
         # After all collective work, so that the other worker does not wait.
         if strategy.cluster_resolver.task_id == 0:  # the one-device reference, once
             results.update(train(strategies.make_strategy("one-device"), workdir, "one"))

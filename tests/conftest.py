@@ -17,7 +17,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def shared_data() -> pathlib.Path:
     """``../shared/data`` beside the checkout (real MTL-AQA, AQA-7, JIGSAWS files, a diving GIF)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"{SHARED_DATA} not present")
+        pytest.fail(f"{SHARED_DATA} not present: the tests read the real annotation files from "
+                    "../shared/data beside the checkout")
     return SHARED_DATA
 
 

@@ -217,8 +217,6 @@ def test_logical_cpus_cannot_be_resplit_after_start(mirrored):
 
 @pytest.fixture(scope="module")
 def mirrored_tpt(tmp_path_factory):
-    if not worker.tpt_available():
-        pytest.skip("tpt_keras.models.tpt_model not importable yet")
     return _run_worker("mirrored-tpt", tmp_path_factory.mktemp("mirrored_tpt") / "out.npz")
 
 
@@ -395,8 +393,6 @@ def test_multi_worker_checkpoint_backup_and_predictions(multi_worker):
 @pytest.mark.slow
 def test_multi_worker_trains_the_tpt_model_identically_on_both_workers(multi_worker):
     first, second = multi_worker
-    if "multi_tpt_batch_losses" not in first:
-        pytest.skip("tpt_keras.models.tpt_model not importable yet")
     for prefix in ("multi_tpt", "multi_tptsgd"):
         _assert_same_weights(_weights(first, prefix), _weights(second, prefix), atol=0)
         assert np.all(np.isfinite(first[f"{prefix}_batch_losses"]))

@@ -404,7 +404,7 @@ def tf_read_frames(path: tf.Tensor) -> tf.Tensor:
     def _read(path_bytes):
         return read_frames(path_bytes.decode("utf-8"))
 
-    from data_pipelines.tfdata import tf_python
+    from data_pipelines.io import tf_python
 
     frames = tf_python.numpy_function(_read, [path], tf.uint8, name="read_frames")
     frames.set_shape([None, None, None, 3])

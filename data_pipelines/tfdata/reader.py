@@ -40,7 +40,8 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipelines.io import decode
-from data_pipelines.tfdata import pairing, tf_python
+from data_pipelines.io import tf_python
+from data_pipelines.tfdata import pairing
 from data_pipelines.video import video_ops
 from data_pipelines.video import protocol as protocol_lib
 from data_pipelines.io.feature_cache import FeatureCache

@@ -39,7 +39,7 @@ Two modes: *features* (train decoder and heads on cached I3D clip features, made
 """
 
 from tpt_keras.experiment.data import (
-    BACKBONE_NAME, default_features_dir, eval_dataset, extract_features, feature_cache_backbone, load_samples, load_splits,
+    BACKBONE_NAME, build_backbone, default_features_dir, eval_dataset, extract_features, feature_cache_backbone, load_samples, load_splits,
     open_feature_cache, pair_dataset, run_splits, sample_boundaries, save_samples, skip_unreadable,
     steps_per_epoch, synthetic_finediving_splits, synthetic_splits, training_step_boundaries,
     validation_split)
@@ -49,7 +49,7 @@ from tpt_keras.experiment.evaluation import (
 from tpt_keras.experiment.report import format_parsing, format_results, format_seed_results
 from tpt_keras.runtime.run_folder import RunPaths, best_logged
 from tpt_keras.experiment.training import (
-    NonFiniteLossError, build_backbone, build_model, model_intervals, train)
+    NonFiniteLossError, build_model, model_intervals, train)
 
 __all__ = [
     "BACKBONE_NAME", "NonFiniteLossError", "Run", "RunPaths", "SEED_FOLDER", "best_logged",

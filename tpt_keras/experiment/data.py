@@ -49,6 +49,17 @@ def load_splits(config: TPTConfig, annotations: str, media_root: str | None = No
                      "use synthetic_splits().")
 
 
+def build_backbone(config: TPTConfig, weights="kinetics400", inference: bool = False):
+    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2).
+
+    ``inference``: the faster network with the batch norm folded into the convolutions
+    (feature extraction, serving); not trainable the same way, so never for fine-tuning."""
+    from tpt_keras.models.i3d import InceptionI3D
+
+    return InceptionI3D(include_top=False, weights=weights, freeze_bn_statistics=True,
+                        folded_batch_norm=inference, name="backbone")
+
+
 def default_features_dir(config: TPTConfig, output: str, features_dir: str | None = None) -> str | None:
     """``features_dir`` if given; for the built-in synthetic data a cache inside the run folder
     ``output``; else None (the run reads frames)."""
@@ -157,7 +168,6 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     """
     from data_pipelines.io import feature_cache as features
     from data_pipelines.tfdata import reader
-    from tpt_keras.experiment.training import build_backbone
     from tpt_keras.models import i3d
 
     cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,

@@ -16,8 +16,8 @@ from data_pipelines import samples as samples_lib
 from data_pipelines.samples import Sample
 from tpt_keras.config import TPTConfig
 from tpt_keras.runtime import run_folder
-from tpt_keras.experiment.data import (eval_dataset, pair_dataset, save_samples, skip_unreadable,
-                                       steps_per_epoch, validation_split)
+from tpt_keras.experiment.data import (build_backbone, eval_dataset, pair_dataset, save_samples,
+                                       skip_unreadable, steps_per_epoch, validation_split)
 
 
 def model_intervals(config: TPTConfig, train_samples) -> np.ndarray:
@@ -27,17 +27,6 @@ def model_intervals(config: TPTConfig, train_samples) -> np.ndarray:
     targets = np.array([samples_lib.target(s, config.use_difficulty) for s in train_samples])
     return groups.compute_intervals(targets, [s.group for s in train_samples],
                                     num_intervals=config.num_intervals, max_value=config.score_max)
-
-
-def build_backbone(config: TPTConfig, weights="kinetics400", inference: bool = False):
-    """Inception-I3D up to the pooled Mixed_5c feature, BN statistics frozen (SPEC §2).
-
-    ``inference``: the faster network with the batch norm folded into the convolutions
-    (feature extraction, serving); not trainable the same way, so never for fine-tuning."""
-    from tpt_keras.models.i3d import InceptionI3D
-
-    return InceptionI3D(include_top=False, weights=weights, freeze_bn_statistics=True,
-                        folded_batch_norm=inference, name="backbone")
 
 
 def build_model(config: TPTConfig, train_samples, backbone=None, jit_compile=False):
