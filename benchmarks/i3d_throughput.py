@@ -1,17 +1,18 @@
-"""I3D backbone throughput: this code beside the code before, against a measured matmul floor.
+"""I3D backbone throughput: the networks of this code side by side, against a measured matmul
+floor, and beside the authors' PyTorch I3D when its folder is given.
 
     .venv/bin/python benchmarks/i3d_throughput.py            # fwd 4 x 8x224^2, fwd+bwd 2 x 8x64^2
     .venv/bin/python benchmarks/i3d_throughput.py --quick    # fwd 2 x 8x112^2, fwd+bwd 1 x 8x32^2
+    .venv/bin/python benchmarks/i3d_throughput.py --original ../aqa_tpt   # + the authors' PyTorch I3D
     .venv/bin/python benchmarks/i3d_throughput.py --xla-table [--quick]   # XLA off vs on
 
 Default: one table, the sides alternating call by call in one run (each side a persistent child
 process, so that load from other processes hits every side alike; wall and process CPU seconds):
-the forward of the code before (``--before``, a git ref checked out as a ``git worktree`` under the
-temp folder), of this code's training network and of its inference network (batch norm folded,
-:func:`tpt_keras.models.i3d.fold_batch_norm`); forward+backward (fine-tuning) before and now; the ratio,
-the GFLOP/s and the floor / this ratio; then the exemplar bank's head-only evaluation of
-``--eval-videos`` x ``--exemplars`` pairs, and the authors' PyTorch figures as reference constants
-(measured by a reviewer on this host type, not in this run).
+this code's training network, its inference network (batch norm folded,
+:func:`tpt_keras.models.i3d.fold_batch_norm`), each with oneDNN off, and, with ``--original DIR`` (a
+checkout of the authors' code; needs torch), the authors' PyTorch I3D on the same input
+(``benchmarks/original.py``); every ratio is against a side timed in the same run. Then the
+exemplar bank's head-only evaluation of ``--eval-videos`` x ``--exemplars`` pairs.
 
 ``--xla-table``:
 
@@ -40,7 +41,7 @@ import sys
 import time
 
 # The user's oneDNN choice, read before anything here imports tpt_keras (which sets it when
-# unset): the "before" side runs with it as the code before did, the other sides as this code does.
+# unset): the sides run with it, or as the package sets it.
 USER_ONEDNN = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -175,16 +176,12 @@ def _child(args_list):
 
 # ------------------------------------------------------------------ side by side, in one run
 
-# The authors' PyTorch code, measured by a reviewer on this host type (2 vCPUs of an AMD EPYC,
-# AVX2, torch 2.13, 2 threads; medians of 5-6 rounds), NOT in this run: reference constants.
-PYTORCH_FORWARD = "forward, one video (20 clips x 8 x 224^2, batch 20)"
-PYTORCH_REFERENCE = {PYTORCH_FORWARD: 10.44}
 SIDES = {
-    "before": "the code before (a git worktree of --before), unfolded",
     "training": "this code, training network (batch norm unfolded)",
     "inference": "this code, inference network (batch norm folded)",
     "training-eigen": "this code, training network, oneDNN off",
     "inference-eigen": "this code, inference network, oneDNN off",
+    "original": "the authors' PyTorch I3D",
 }
 
 
@@ -193,12 +190,7 @@ def serve(variant: str, pass_: str, batch: int, frames: int, size: int) -> int:
 
     Its first line is ``ready <oneDNN on?>``. The package is imported before TensorFlow, as a
     user's script does, so that each side runs with the oneDNN setting its own code makes."""
-    import importlib
-
-    try:
-        i3d = importlib.import_module("tpt_keras.models.i3d")
-    except ImportError:  # the code before the package layout had a flat tpt_keras/i3d.py
-        i3d = importlib.import_module("tpt_keras.i3d")
+    from tpt_keras.models import i3d
     import numpy as np
     import tensorflow as tf
 
@@ -248,38 +240,39 @@ def _start(repo: str, variant: str, pass_: str, batch: int, frames: int, size: i
     return child
 
 
-def _before_repo(ref: str) -> str:
-    """A git worktree of ``ref`` (kept under the temp folder and reused)."""
-    import tempfile
-
-    path = os.path.join(tempfile.gettempdir(), f"tpt_i3d_before_{ref.replace('/', '_')}")
-    if not os.path.isdir(path):
-        subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", path, ref], check=True,
-                       capture_output=True)
-    # Same benchmark script on both sides; only the model code differs.
-    return path
-
-
-def side_by_side(pass_: str, sides, batch: int, frames: int, size: int, rounds: int, before: str):
+def side_by_side(pass_: str, sides, batch: int, frames: int, size: int, rounds: int,
+                 original_dir: str | None = None):
     """Median (wall, CPU) seconds per call of each side, alternating calls between sides."""
     import numpy as np
 
-    repos = {name: (_before_repo(before) if name == "before" else REPO) for name in sides}
+    import original
+
     children = {}
     try:
         for name in sides:  # one at a time: tracing does not overlap a timed call
-            children[name] = _start(repos[name], "training" if name == "before" else name,
-                                    pass_, batch, frames, size)
+            if name == "original":
+                children[name] = original.start(
+                    original_dir, "i3d-forward" if pass_ == "forward" else "i3d-backward",
+                    batch=batch, frames=frames, size=size)
+                children[name].onednn = "-"
+            else:
+                children[name] = _start(REPO, name, pass_, batch, frames, size)
         times = {name: [] for name in sides}
         for _ in range(rounds):
             for name, child in children.items():
+                if name == "original":
+                    times[name].append(child.time())
+                    continue
                 child.stdin.write("go\n")
                 child.stdin.flush()
                 times[name].append(json.loads(child.stdout.readline()))
     finally:
-        for child in children.values():
-            child.stdin.close()
-            child.wait()
+        for name, child in children.items():
+            if name == "original":
+                child.close()
+            else:
+                child.stdin.close()
+                child.wait()
     return {name: (float(np.median([w for w, _ in values])), float(np.median([c for _, c in values])),
                    children[name].onednn) for name, values in times.items()}
 
@@ -324,8 +317,7 @@ def main_side_by_side(args) -> int:
     size = args.size or (112 if args.quick else 224)
     batch = args.batch or (2 if args.quick else 4)
     rounds = args.rounds or (2 if args.quick else 3)
-    # The code before spends minutes per forward+backward call in TensorFlow's MaxPool3D gradient:
-    # that pass runs smaller clips so that the whole benchmark stays within minutes.
+    # Forward+backward runs smaller clips so that the whole benchmark stays within minutes.
     backward = (args.backward_size or (32 if args.quick else 64), args.backward_batch or (1 if args.quick else 2))
     print(host_line())
     rates = measure_floor(3)
@@ -335,35 +327,26 @@ def main_side_by_side(args) -> int:
           f"fwd: {batch} clips of {args.frames}x{size}^2 per call, fwd+bwd: {backward[1]} clips of "
           f"{args.frames}x{backward[0]}^2; 27.8 GFLOP per 8x224^2 clip forward")
     print()
-    print("| pass | network | oneDNN | s / call (wall) | CPU s / call | vs before (wall) "
-          "| vs before (CPU) | GFLOP/s (wall) | floor / this |")
+    reference = "original" if args.original else "training"
+    print(f"| pass | network | oneDNN | s / call (wall) | CPU s / call | {reference} / this (wall) "
+          f"| {reference} / this (CPU) | GFLOP/s (wall) | floor / this |")
     print("|---|---|---|---|---|---|---|---|---|")
-    forward = {}
     for pass_ in args.passes:
-        sides = (["before", "training", "inference", "inference-eigen"] if pass_ == "forward"
-                 else ["before", "training", "training-eigen"])
+        sides = (["training", "inference", "inference-eigen"] if pass_ == "forward"
+                 else ["training", "training-eigen"]) + (["original"] if args.original else [])
         pass_size, pass_batch = (size, batch) if pass_ == "forward" else backward
-        result = side_by_side(pass_, sides, pass_batch, args.frames, pass_size, rounds, args.before)
+        result = side_by_side(pass_, sides, pass_batch, args.frames, pass_size, rounds,
+                              args.original)
         flops = (27.8 * (pass_size / 224) ** 2 * args.frames / 8 * pass_batch
                  * (1 if pass_ == "forward" else 3))  # conv GFLOP (see conv_flops)
         for name in sides:
             wall, cpu, onednn = result[name]
             print(f"| {'fwd' if pass_ == 'forward' else 'fwd+bwd'} | {SIDES[name]} | {onednn} | {wall:.2f} | "
-                  f"{cpu:.2f} | {result['before'][0] / wall:.2f}x | {result['before'][1] / cpu:.2f}x "
+                  f"{cpu:.2f} | {result[reference][0] / wall:.2f}x | {result[reference][1] / cpu:.2f}x "
                   f"| {flops / wall:.0f} | {floor / (flops / wall):.2f} |", flush=True)
-        if pass_ == "forward" and pass_size == 224 and args.frames == 8:
-            forward = {name: result[name][0] * 20 / pass_batch for name in sides}
     seconds = head_only_evaluation(args.eval_videos, args.exemplars, rounds)
     print(f"\nexemplar bank, head-only evaluation of {args.eval_videos} test videos x "
           f"{args.exemplars} exemplars (cached features): {seconds:.2f} s")
-    print("\nreference, the authors' PyTorch code, measured by a reviewer on this host type "
-          "(AMD EPYC AVX2, 2 threads), not in this run:")
-    for what, value in PYTORCH_REFERENCE.items():
-        print(f"  {what}: {value:.2f} s")
-    if forward:
-        print("the same, this run (20 x the per-clip time of the fwd rows), and PyTorch / this:")
-        for name, seconds in forward.items():
-            print(f"  {SIDES[name]}: {seconds:.2f} s, {PYTORCH_REFERENCE[PYTORCH_FORWARD] / seconds:.2f}x")
     print("load average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 
@@ -380,9 +363,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the rows to this file (--xla-table)")
     parser.add_argument("--xla-table", action="store_true",
                         help="the XLA off/on table of this code instead of the side-by-side one")
-    parser.add_argument("--before", default="cebf443",
-                        help="git ref of the code to compare with (default: the I3D before the "
-                             "pooling, first-conv and folded-BN changes)")
+    parser.add_argument("--original", metavar="DIR",
+                        help="side by side: also time the authors' PyTorch I3D, from a checkout "
+                             "of their code (needs torch)")
     parser.add_argument("--batch", type=int, help="side by side, forward: clips per call (4; 2 with --quick)")
     parser.add_argument("--backward-size", type=int, help="side by side, fwd+bwd: frame size (64; 32 with --quick)")
     parser.add_argument("--backward-batch", type=int, help="side by side, fwd+bwd: clips per call (2; 1 with --quick)")

@@ -18,6 +18,7 @@ process CPU time, so that a wait shows apart from work).
 Usage:
     python benchmarks/train_step.py                # prints a markdown table with the device name
     python benchmarks/train_step.py --fit --steps 50 --rounds 5   # fit vs the step alone
+    python benchmarks/train_step.py --fit --original ../aqa_tpt     # + the authors' PyTorch step
     python benchmarks/train_step.py --paths features --steps 20
     python benchmarks/train_step.py --all --timeout 120
 """
@@ -109,14 +110,14 @@ def child(path, policy, jit, batch, clips, size, steps, max_seconds):
 
 
 def _autotuned(reader):
-    """The pipeline as it was before: tf.data's autotuner on (its model thread makes deleting an
+    """The pipeline with tf.data's defaults: the autotuner on (its model thread makes deleting an
     iterator wait for its next wake-up, up to a minute), AUTOTUNE parallelism and prefetch."""
     import contextlib
     from unittest import mock
 
     import tensorflow as tf
 
-    readers_options = reader._options  # the original, before the patch below replaces it
+    readers_options = reader._options  # the readers' own, before the patch below replaces it
 
     def options():  # the readers' own options, with the autotuner back on
         options = readers_options()
@@ -130,14 +131,11 @@ def _autotuned(reader):
     return stack
 
 
-# The authors' PyTorch TPT head on cached features, measured by a reviewer (steps, pairs, clips,
-# seconds): a reference constant, not measured here.
-PYTORCH_STEPS = (50, 24, 20, 14.19)
-
-
-def fit_vs_step(steps, rounds, batch, clips):
+def fit_vs_step(steps, rounds, batch, clips, original_dir=None):
     """``model.fit`` on the feature pipeline against the compiled train function on the same
-    batches, alternating in one process; prints a table of medians (wall and process CPU time)."""
+    batches, alternating in one process; prints a table of medians (wall and process CPU time).
+    With ``original_dir`` (a checkout of the authors' code) the authors' PyTorch train step on
+    the same sizes alternates with them, in its own process (``benchmarks/original.py``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import contextlib
     import tempfile
@@ -185,17 +183,31 @@ def fit_vs_step(steps, rounds, batch, clips):
         "compiled train function alone (same batches, in memory)": step_alone,
         "model.fit, feature pipeline (autotuner off)": fit(),
         "model.fit + non-finite-loss callback (as tpt train)": fit([training._stop_on_non_finite_loss()]),
-        "model.fit, autotuned pipeline (before)": fit(autotuned=True),
+        "model.fit, autotuned pipeline (tf.data's default)": fit(autotuned=True),
     }
+    pytorch = None
+    if original_dir:
+        import original
+
+        pytorch = original.start(original_dir, "head-step", batch=batch, clips=clips,
+                                 d_model=config.hidden_dim, parts=config.num_queries)
+        sides[f"the authors' PyTorch train step ({pytorch.description})"] = pytorch
     for side in sides.values():  # warm-up: tracing, pipeline start
-        side()
+        if side is not pytorch:
+            side()
     teardown.clear()
     times = {name: [] for name in sides}
     for _ in range(rounds):
         for name, side in sides.items():
+            if side is pytorch:  # timed in its own process, one call per step
+                calls = [pytorch.time() for _ in range(steps)]
+                times[name].append((sum(w for w, _ in calls), sum(c for _, c in calls)))
+                continue
             wall, cpu = time.perf_counter(), time.process_time()
             side()
             times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    if pytorch is not None:
+        pytorch.close()
     print(host_line())
     print(f"# {steps} train steps of {batch} pairs ({clips} clips x {config.feature_dim} features, "
           f"K {config.num_queries}, d {config.hidden_dim}), medians of {rounds} alternating rounds")
@@ -212,12 +224,11 @@ def fit_vs_step(steps, rounds, batch, clips):
         wait = f"{np.median(waits):.2f} ({max(waits):.2f})" if waits else "-"
         print(f"| {name} | {wall:.2f} | {wall / reference[0]:.2f} | {cpu:.2f} | "
               f"{cpu / reference[1]:.2f} | {wait} |", flush=True)
-    if (steps, batch, clips) == PYTORCH_STEPS[:3]:
-        print(f"\nreference, the authors' PyTorch code: {steps} train steps of {batch} pairs "
-              f"{PYTORCH_STEPS[3]:.2f} s (measured by a reviewer on an AMD EPYC AVX2 host, 2 "
-              "threads, not in this run); PyTorch / this: " + ", ".join(
-                  f"{name.split(' (')[0]} {PYTORCH_STEPS[3] / np.median([w for w, _ in times[name]]):.2f}x"
-                  for name in list(times)[:2]))
+    if pytorch is not None:
+        reference = np.median([w for w, _ in times[list(times)[-1]]])
+        print("\nPyTorch / this (wall, same run): " + ", ".join(
+            f"{name.split(' (')[0]} {reference / np.median([w for w, _ in times[name]]):.2f}x"
+            for name in list(times)[:3]))
     print("\nload average after: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     return 0
 
@@ -269,11 +280,14 @@ def main(argv=None):
     parser.add_argument("--fit", action="store_true",
                         help="model.fit vs the compiled train function (features path)")
     parser.add_argument("--rounds", type=int, default=5, help="--fit: alternating rounds")
+    parser.add_argument("--original", metavar="DIR",
+                        help="--fit: also time the authors' PyTorch train step, from a checkout "
+                             "of their code (needs torch); without it no PyTorch ratio is printed")
     parser.add_argument("--child", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.fit:
-        return fit_vs_step(args.steps, args.rounds, args.batch, args.clips)
+        return fit_vs_step(args.steps, args.rounds, args.batch, args.clips, args.original)
 
     if args.child:
         path, policy, jit, batch, clips, size, steps, max_seconds = args.child

@@ -39,7 +39,7 @@ def test_fit_benchmark_table():
         "compiled train function alone (same batches, in memory)",
         "model.fit, feature pipeline (autotuner off)",
         "model.fit + non-finite-loss callback (as tpt train)",
-        "model.fit, autotuned pipeline (before)"]
+        "model.fit, autotuned pipeline (tf.data's default)"]
     reference = float(rows[0]["wall s"])
     for row in rows:  # the printed ratio lies within what the printed (rounded to 0.01) seconds allow
         wall, ratio = float(row["wall s"]), float(row["wall / step alone"])
