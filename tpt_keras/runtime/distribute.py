@@ -118,7 +118,6 @@ def predict_all(model: keras.Model, dataset_fn, strategy: tf.distribute.Strategy
     return tf.nest.map_structure(lambda *xs: np.concatenate([x.numpy() for x in xs]), *outputs)
 
 
-# Over 60 lines only by its docstring (the contract of every argument); the body is ~30 lines.
 def fit(
     model: keras.Model,
     train_ds_fn,
