@@ -115,3 +115,9 @@ def load(annotation_dir: str, frames_root: str | None, action_class: str = "divi
                                   group=name, split=split))
         result[split] = samples
     return result
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, request.media_root, action_class=request.action_class,
+                check_paths=request.check_paths)

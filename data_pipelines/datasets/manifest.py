@@ -127,3 +127,8 @@ def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
         raise AnnotationError(f"{csv_path}: no samples")
     _check_splits(csv_path, result)
     return result
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, check_paths=request.check_paths)
