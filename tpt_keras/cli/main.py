@@ -203,6 +203,9 @@ def cmd_train(args) -> int:
                                 learning_rate=config.learning_rate * scale,
                                 head_learning_rate=config.head_learning_rate * scale)
     features = _features_dir(config, args)
+    config, notice = experiment.config_for_features(config, features)  # precomputed features
+    if notice:
+        print(notice)
     if config.backbone == "none" and not features:
         raise CommandError("this configuration has no backbone: pass --features CACHE "
                            "(made by `tpt extract-features`)")

@@ -170,6 +170,45 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     return cache, report
 
 
+FEATURE_SOURCES = ("i3d", "synthetic", "precomputed")
+
+
+def features_source(cache_dir: str | None) -> str | None:
+    """Where the features of the cache ``cache_dir`` come from: ``"i3d"`` (extracted by
+    :func:`extract_features`: the video protocol is recorded), ``"synthetic"`` (built-in data) or
+    ``"precomputed"`` (written elsewhere with :class:`FeatureCache`, no video protocol recorded:
+    a model trained on them has no frame backbone); None without a cache."""
+    if not cache_dir:
+        return None
+    metadata = FeatureCache(cache_dir).metadata
+    if "protocol" in metadata:
+        return "i3d"
+    if metadata.get("backbone") in datasets.names("synthetic"):
+        return "synthetic"
+    return "precomputed"
+
+
+def config_for_features(config: TPTConfig, features_dir: str | None) -> tuple[TPTConfig, str | None]:
+    """``config`` for training on the feature cache ``features_dir``, and a one-line notice when
+    it changed. Precomputed features (:func:`features_source`) under a config with the I3D
+    backbone imply a run without a frame backbone: ``backbone="none"``, and the feature size and
+    clip count come from the cache (a user's 2048-d or 768-d features work as they are). Any
+    other cache leaves the config as it is (I3D features are checked against its protocol)."""
+    if (not features_dir or config.backbone == "none"
+            or datasets.get(config.dataset).source == "synthetic"
+            or features_source(features_dir) != "precomputed"):
+        return config, None
+    cache = FeatureCache(features_dir)
+    changes = {"backbone": "none", "feature_dim": cache.feature_dim}
+    if cache.num_clips != config.num_clips:
+        changes["protocol.num_clips"] = cache.num_clips
+    made_by = cache.metadata.get("backbone")
+    notice = (f"{features_dir}: precomputed features ({cache.num_clips} clips × {cache.feature_dim}"
+              f"{f', made by {made_by}' if made_by else ''}; no video protocol recorded): the model "
+              "trains on them with no frame backbone (backbone=none), so it scores features, not videos")
+    return config.replace(**changes), notice
+
+
 def feature_cache_backbone(cache_dir: str) -> str | None:
     """The backbone name recorded in a feature cache's metadata."""
     return FeatureCache(cache_dir).metadata.get("backbone")
