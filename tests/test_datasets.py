@@ -227,7 +227,8 @@ def test_manifest_relative_paths_and_defaults(tmp_path):
                       "\n"
                       f"{tmp_path / 'clips' / 'b.mp4'},64,,,test,\n"
                       "frames/a,60,,,test,a2\n"
-                      "clips/b.mp4,70,,,val,\n")
+                      "clips/b.mp4,70,,,val,\n"
+                      "frames/a,71,,,val,a3\n")
     splits = manifest.load(csv_path)
     a, b = splits["train"][0], splits["test"][0]
     assert a == Sample(key="frames/a", path=str(tmp_path / "frames" / "a"), score=78.5, difficulty=3.2,

@@ -141,7 +141,7 @@ def test_extract_features_command_reports_bad_videos_and_resumes(tmp_path, capsy
     from data_pipelines.io.feature_cache import FeatureCache
 
     manifest = synthetic_videos.write_synthetic_video_dataset(
-        str(tmp_path / "videos"), num_train=2, num_test=1, size=32, seed=5, progress=False)
+        str(tmp_path / "videos"), num_train=2, num_test=2, size=32, seed=5, progress=False)
     (tmp_path / "videos" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     with open(manifest, "a") as handle:
         handle.write("broken.mp4,50.0,train\n")
@@ -155,9 +155,9 @@ def test_extract_features_command_reports_bad_videos_and_resumes(tmp_path, capsy
     out = capsys.readouterr().out
     assert "1 skipped" in out and "broken.mp4" in out
     features = FeatureCache(cache, feature_dim=None, num_clips=None)
-    assert len(features.keys()) == 3 and features.read(features.keys()[0]).shape == (20, 1024)
+    assert len(features.keys()) == 4 and features.read(features.keys()[0]).shape == (20, 1024)
     assert cli.main(argv + ["--skip-bad"]) == 0  # resumes: nothing left to extract
-    assert "0 videos extracted, 3 already cached" in capsys.readouterr().out
+    assert "0 videos extracted, 4 already cached" in capsys.readouterr().out
 
 
 @pytest.mark.slow

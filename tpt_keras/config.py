@@ -38,10 +38,9 @@ import dataclasses
 import difflib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "custom", "synthetic",
-            "synthetic_finediving")
 ATTENTION_SCALES = ("d", "sqrt_d")
 SELF_ATTENTION_MODES = ("first_layer_after_ffn", "every_layer", "none")
 PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
@@ -49,10 +48,12 @@ RELATIVE_FUSIONS = ("part_wise", "pooled")
 OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
 INITIALIZATIONS = ("torch", "keras")  # see tpt_keras.layers.initializers
 
-from data_pipelines.datasets import AQA7_CLASSES  # noqa: E402 (a plain constant, no adapter)
+from data_pipelines import datasets as dataset_registry  # noqa: E402 (the registry: no adapter, no TensorFlow)
 from data_pipelines.video.protocol import FIELDS as PROTOCOL_FIELDS, PROTOCOLS, VideoProtocol  # noqa: E402
 
-JIGSAWS_TASKS = ("suturing", "needle_passing", "knot_tying")
+# The registered dataset names (a live, read-only view of data_pipelines.datasets.REGISTRY: a
+# dataset added with data_pipelines.datasets.register is a valid ``TPTConfig.dataset`` at once).
+DATASETS = dataset_registry.REGISTRY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,22 +61,24 @@ class TPTConfig:
     """All settings of one experiment. Frozen: derive variants with :meth:`replace`.
 
     Data protocol:
-        dataset: one of ``DATASETS``.
+        dataset: a registered dataset (``DATASETS``, :mod:`data_pipelines.datasets.registry`).
         use_difficulty: MTL-AQA "with DD": regress final_score / difficulty, compare only with
             exemplars of the same difficulty, multiply the prediction by the query's difficulty.
         score_max: right edge of the last positive score interval (the largest possible
             |relative score|): 30 for MTL-AQA with DD (three judges x 10), 100 for AQA-7 and
             MTL-AQA without DD, 24 for JIGSAWS (GRS sum 6..30, so |delta| <= 24).
-        action_class: AQA-7 class (one of ``AQA7_CLASSES``) or JIGSAWS task; None if
-            not applicable.
-        fold: JIGSAWS cross-validation fold (0..3).
+        action_class: the dataset's class or task (AQA-7 class, JIGSAWS task: one of its
+            registered ``classes``); None: its default class, or not applicable.
+        fold: cross-validation fold (JIGSAWS: 0..3; checked against the dataset's ``num_folds``).
         protocol: the :class:`data_pipelines.video.protocol.VideoProtocol`: temporal sampling, window
             starts, clip layout (``num_clips`` x ``clip_len``, ``clip_stride``), resize, crop,
             flip, normalisation. ``num_clips``, ``clip_len``, ``crop_size`` and
             ``frames_per_video`` are read-only shortcuts to it.
 
     Model:
-        feature_dim: clip feature size from the backbone (1024 for I3D Mixed_5c).
+        feature_dim: clip feature size from the backbone. The default, 1024, is the I3D Mixed_5c
+            size (``tpt_keras.models.i3d.FEATURE_DIM``, its owner; the config may not import
+            the model); precomputed features bring their own size.
         num_queries: K, the number of temporal parts (learnable queries).
         num_layers, hidden_dim, ffn_dim, dropout, num_heads: decoder sizes; num_heads is for
             the self-attention over parts (the cross attention is single-head).
@@ -164,8 +167,11 @@ class TPTConfig:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self):
+        if not isinstance(self.dataset, str) or self.dataset not in DATASETS:
+            raise ValueError(f"TPTConfig.dataset must be one of {tuple(DATASETS)}; "
+                             f"received {self.dataset!r}.")
+        dataset = DATASETS[self.dataset]
         choices = {
-            "dataset": DATASETS,
             "attention_scale": ATTENTION_SCALES,
             "self_attention": SELF_ATTENTION_MODES,
             "part_encoder": PART_ENCODERS,
@@ -224,16 +230,9 @@ class TPTConfig:
                 self.num_queries > self.num_clips):
             raise ValueError(f"TPTConfig.num_queries ({self.num_queries!r}) must not exceed "
                              f"num_clips ({self.num_clips!r}).")
-        if self.dataset == "aqa7" and self.action_class is not None and (
-                self.action_class not in AQA7_CLASSES):
-            raise ValueError(f"TPTConfig.action_class must be one of {AQA7_CLASSES} "
-                             f"for AQA-7; received {self.action_class!r}.")
-        if self.dataset == "jigsaws":
-            if self.action_class is not None and self.action_class not in JIGSAWS_TASKS:
-                raise ValueError(f"TPTConfig.action_class must be one of {JIGSAWS_TASKS} for "
-                                 f"JIGSAWS; received {self.action_class!r}.")
-            if self.fold > 3:
-                raise ValueError(f"TPTConfig.fold must be 0..3 for JIGSAWS; received {self.fold!r}.")
+        if dataset.classes:
+            dataset.check_class(self.action_class)
+        dataset.check_fold(self.fold)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -310,8 +309,17 @@ class TPTConfig:
     def load(cls, path: str | os.PathLike) -> "TPTConfig":
         """Read a config written by :meth:`save`. Unknown keys raise ValueError naming the file."""
         path = os.fspath(path)
-        with open(path, encoding="utf-8") as handle:
-            values = json.load(handle)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not a valid preset JSON file ({error.msg}, line {error.lineno} "
+                             f"column {error.colno}); fix the file, or pass a preset name instead "
+                             f"({', '.join(PRESETS)})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a preset JSON file (not UTF-8 text); pass a config JSON "
+                             f"saved by TPTConfig.save or `tpt tune`, or a preset name "
+                             f"({', '.join(PRESETS)})") from None
         try:
             return cls.from_dict(values)
         except ValueError as error:
@@ -334,7 +342,7 @@ def _check_keys(values: dict[str, Any]) -> None:
 # Presets. The faithful MTL-AQA "with DD" setting comes first; every preset is complete and
 # names its video protocol explicitly (data_pipelines.video.protocol.PROTOCOLS, where every protocol
 # field is written out; docs/pipelines.md has the table).
-PRESETS: dict[str, TPTConfig] = {
+_BUILT_IN_PRESETS: dict[str, TPTConfig] = {
     # The authors' code and published setting (Tables 1, 4, 5): quirks on (swapped resize,
     # test exemplars from frame 3).
     "mtl_aqa_dd": TPTConfig(protocol=PROTOCOLS["mtl_aqa"]),
@@ -380,6 +388,34 @@ PRESETS: dict[str, TPTConfig] = {
                                       protocol=PROTOCOLS["finediving"], initialization="keras",
                                       adam_epsilon=1e-7),
 }
+
+
+class _Presets(Mapping):
+    """The presets by name (a read-only mapping): the built-in ones above, then those that
+    registered datasets define in their ``preset_settings`` (each made on lookup from its base
+    preset, ``"custom"`` unless the settings name a ``"base"``, with the dataset's name and
+    protocol)."""
+
+    def __getitem__(self, name: str) -> TPTConfig:
+        if name in _BUILT_IN_PRESETS:
+            return _BUILT_IN_PRESETS[name]
+        owner = dataset_registry.preset_owner(name)
+        if owner is None:
+            raise KeyError(name)
+        settings = dict(owner.preset_settings[name])
+        base = self[settings.pop("base", "custom")]
+        return base.replace(dataset=owner.name, protocol=PROTOCOLS[owner.protocol]).replace(**settings)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from _BUILT_IN_PRESETS
+        for dataset in dataset_registry.REGISTRY.values():
+            yield from (name for name in dataset.preset_settings if name not in _BUILT_IN_PRESETS)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+PRESETS: Mapping[str, TPTConfig] = _Presets()
 
 
 def get_preset(name: str, **overrides) -> TPTConfig:

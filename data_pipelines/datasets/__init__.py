@@ -1,4 +1,6 @@
-"""Dataset adapters: annotation files → ``{"train": [Sample, ...], "test": [...]}``.
+"""Dataset adapters: annotation files → ``{"train": [Sample, ...], "test": [...]}``, and the
+dataset registry (:mod:`.registry`: one :class:`Dataset` record per dataset; :func:`register` adds
+one).
 
 Adapters: :mod:`.mtl_aqa`, :mod:`.aqa7`, :mod:`.jigsaws`, :mod:`.finediving`, :mod:`.manifest` (a user's CSV). Each
 ``load`` checks that every sample's frame folder or video exists (``check_paths=True``), and takes
@@ -16,9 +18,12 @@ from __future__ import annotations
 
 import os
 
-# AQA-7's action classes, in the annotation files' order (class id 1..6). A plain constant here so
-# that code which only validates a class name (the config) need not import the adapter.
-AQA7_CLASSES = ("diving", "gym_vault", "ski_big_air", "snowboard_big_air", "sync_diving_3m", "sync_diving_10m")
+# The registry is plain Python (no adapter is imported), so the config can use it cheaply.
+from data_pipelines.datasets.registry import (  # noqa: F401 (the package's public names)
+    AQA7_CLASSES, JIGSAWS_TASKS, REGISTRY, Dataset, LoadRequest, get, names, preset_owner, register,
+    unregister)
+
+ADAPTERS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "manifest")
 
 
 class AnnotationError(ValueError):
@@ -44,14 +49,13 @@ def check_media(path: str, annotation_file: str, row: str) -> None:
 
 
 def load(name: str, *args, **kwargs):
-    """``load("mtl_aqa" | "aqa7" | "jigsaws" | "finediving" | "manifest", ...)`` → that adapter's ``load``."""
-    from data_pipelines.datasets import aqa7, finediving, jigsaws, manifest, mtl_aqa  # noqa: PLC0415 (keeps imports light)
+    """``load("mtl_aqa" | "aqa7" | "jigsaws" | "finediving" | "manifest", ...)`` → that adapter's
+    ``load`` (the adapter module, imported on first use)."""
+    import importlib
 
-    adapters = {"mtl_aqa": mtl_aqa.load, "aqa7": aqa7.load, "jigsaws": jigsaws.load,
-                "finediving": finediving.load, "manifest": manifest.load}
-    if name not in adapters:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(adapters)}")
-    return adapters[name](*args, **kwargs)
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(ADAPTERS)}")
+    return importlib.import_module(f"{__name__}.{name}").load(*args, **kwargs)
 
 
 def split_pairs(path: str, what: str, parse) -> list[tuple]:

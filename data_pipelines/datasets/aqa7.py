@@ -91,6 +91,10 @@ def load(annotation_dir: str, frames_root: str | None, action_class: str = "divi
     for split, file_name in SPLIT_FILES.items():
         path = os.path.join(annotation_dir, file_name)
         matrix = read_list(path)
+        if len(matrix) == 0:
+            raise AnnotationError(f"{path}: the list has no rows (an empty {matrix.shape} matrix); "
+                                  "expected one [class, index, score×100] row per video: replace it "
+                                  "with the consolidated list of the AQA-7 release")
         samples, seen = [], set()
         for row_number, (class_id, index, score) in enumerate(matrix, start=1):
             row = f"row {row_number} {[float(v) for v in (class_id, index, score)]}"
@@ -113,5 +117,16 @@ def load(annotation_dir: str, frames_root: str | None, action_class: str = "divi
                 check_media(media, path, row)
             samples.append(Sample(key=key, path=media, score=normalise_score(score / 100.0, name),
                                   group=name, split=split))
+        if not samples:
+            ids = ", ".join(f"{CLASSES.index(name) + 1} ({name})" for name in wanted)
+            raise AnnotationError(f"{path}: no row of class {ids}; every {split} video of the "
+                                  "class is missing from the list: choose another --class or "
+                                  "replace the file with the AQA-7 release's list")
         result[split] = samples
     return result
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, request.media_root, action_class=request.action_class,
+                check_paths=request.check_paths)

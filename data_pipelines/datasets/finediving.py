@@ -111,3 +111,8 @@ def step_names(annotation_dir: str, annotation_file: str = ANNOTATION_FILE) -> d
         for label, name in (record.get("sub-action_types") or {}).items():
             names[int(label)] = str(name)
     return dict(sorted(names.items()))
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, request.media_root, check_paths=request.check_paths)

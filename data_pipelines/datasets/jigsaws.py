@@ -112,3 +112,9 @@ def load(annotation_dir: str, videos_root: str | None, task: str = "suturing", f
     if len(set(keys)) != len(keys):
         raise AnnotationError(f"{split_path}, task {task}: a trial appears in more than one fold")
     return result
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, request.media_root, task=request.action_class, fold=request.fold,
+                check_paths=request.check_paths)

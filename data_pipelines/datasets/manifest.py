@@ -21,7 +21,8 @@ key            no        unique sample id (default: ``path`` as written in the C
 Blank lines are skipped. Any other column, a missing required value, a non-numeric, non-finite
 or absurd score or difficulty (magnitude above ``MAX_ABS_VALUE``), bytes that are not UTF-8, a
 duplicate key, or (with ``check_paths``) a path that does not exist raises an error naming the CSV
-and its line number. A manifest without ``train`` rows is refused as a whole.
+and its line number. A manifest without ``train`` rows is refused as a whole, and so is one whose
+``val`` or ``test`` split has a single row (Spearman's ρ needs two videos).
 """
 
 from __future__ import annotations
@@ -65,10 +66,18 @@ def _read_text(csv_path: str) -> str:
                               "save the manifest as UTF-8") from None
 
 
-def _check_splits(csv_path: str, result: dict) -> None:
+def _check_splits(csv_path: str, result: dict, lines: dict) -> None:
+    """A training split, and ``val`` / ``test`` splits of 0 or ≥ 2 rows (they select and report a
+    model by Spearman's ρ, undefined for one video). ``lines``: the CSV line of each sample key."""
     if not result["train"]:
         found = ", ".join(f"{len(v)} {k!r}" for k, v in result.items() if v)
         raise AnnotationError(f"{csv_path}: the manifest has no training rows (split 'train'); found {found}")
+    for split in ("val", "test"):
+        if len(result.get(split, ())) != 1:
+            continue
+        raise AnnotationError(f"{csv_path}, line {lines[result[split][0].key]}: the only {split!r} row; "
+                              "Spearman's ρ needs at least 2 videos to validate and evaluate: mark at "
+                              f"least one more row {split!r}")
 
 
 def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
@@ -125,5 +134,10 @@ def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
             result.setdefault(split, []).append(sample)
     if not seen:
         raise AnnotationError(f"{csv_path}: no samples")
-    _check_splits(csv_path, result)
+    _check_splits(csv_path, result, seen)
     return result
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, check_paths=request.check_paths)

@@ -98,3 +98,9 @@ def load(annotation_dir: str, frames_root: str | None, use_difficulty: bool = Tr
             ))
         result[split] = samples
     return result
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
+    return load(request.path, request.media_root, use_difficulty=request.use_difficulty,
+                check_paths=request.check_paths)

@@ -9,9 +9,10 @@ It also refuses allocations sized by a number in the file rather than by the byt
 holds (a 36-byte pickle ``bytearray(3000000000)`` would otherwise take 3 GB):
 
 * ``bytes``/``bytearray`` called with an integer (``bytearray(n)``: n zero bytes) are refused;
-* a numpy array reconstructed with a shape (``_reconstruct``) or rebuilt from its state
-  (``ndarray.__setstate__``) must not be larger than the file itself, and an array's state must
-  carry exactly as much data as its shape says (numpy does not check this for object arrays).
+* a numpy array made with a shape — reconstructed (``_reconstruct``), rebuilt from its state
+  (``ndarray.__setstate__``) or constructed directly (``numpy.ndarray(shape, dtype)`` by REDUCE,
+  NEWOBJ, NEWOBJ_EX, OBJ or INST) — must not be larger than the file itself, and an array's state
+  must carry exactly as much data as its shape says (numpy does not check this for object arrays).
 
 So the memory a load takes is bounded by a small multiple of the file's size.
 """
@@ -121,6 +122,46 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the Python implementation: its
             return reconstruct(subtype, shape, dtype_code)
 
         return build
+
+    def _check_ndarray_call(self, args, kwargs=None) -> None:
+        """``numpy.ndarray(shape, dtype=float, ...)`` called from the file: its size (shape ×
+        itemsize) must fit in the file, checked before numpy allocates it."""
+        bound = dict(zip(("shape", "dtype"), args))
+        bound.update(kwargs or {})
+        if "shape" not in bound:
+            return  # numpy refuses the call itself, allocating nothing
+        try:
+            dtype = np.dtype(bound.get("dtype", float))
+        except Exception:  # noqa: BLE001 (any unusable dtype)
+            raise UnsafePickleError(f"{self._source}: invalid numpy array dtype {bound['dtype']!r}") from None
+        size = _shape_size(bound["shape"], self._source)
+        if size * max(dtype.itemsize, 1) > self._limit:
+            self._refuse_size(f"a numpy array of shape {bound['shape']} and dtype {dtype}",
+                              size * max(dtype.itemsize, 1))
+
+    def load_reduce(self):
+        if self.stack[-2] is np.ndarray:
+            self._check_ndarray_call(self.stack[-1])
+        super().load_reduce()
+
+    def load_newobj(self):
+        if self.stack[-2] is np.ndarray:
+            self._check_ndarray_call(self.stack[-1])
+        super().load_newobj()
+
+    def load_newobj_ex(self):
+        if self.stack[-3] is np.ndarray:
+            self._check_ndarray_call(self.stack[-2], self.stack[-1])
+        super().load_newobj_ex()
+
+    def _instantiate(self, klass, args):  # OBJ and INST
+        if klass is np.ndarray:
+            self._check_ndarray_call(args)
+        super()._instantiate(klass, args)
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
 
     def load_build(self):
         state, inst = self.stack[-1], self.stack[-2]

@@ -37,8 +37,12 @@ import numpy as np
 
 from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.samples import Sample
+from data_pipelines.video.protocol import NUM_CLIPS
 
 QUALITY_DIRECTIONS = ("alternating", "shared", "independent")
+# The built-in dataset (``synthetic``): videos of NUM_PHASES phases, its train and test sizes.
+NUM_PHASES = 5
+NUM_TRAIN, NUM_TEST = 400, 150
 
 
 def _orthonormal_directions(feature_dim: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,8 +75,8 @@ def random_phase_bounds(num_videos: int, num_clips: int, num_phases: int, min_ph
     return bounds
 
 
-def make_synthetic_features(num_videos: int, num_clips: int = 20, feature_dim: int = 1024,
-                            num_phases: int = 5, seed: int = 0, *, world_seed: int = 1234,
+def make_synthetic_features(num_videos: int, num_clips: int = NUM_CLIPS, *, feature_dim: int,
+                            num_phases: int = NUM_PHASES, seed: int = 0, world_seed: int = 1234,
                             min_phase_len: int = 2, signature_scale: float = 2.0,
                             quality_scale: float = 1.0, noise_scale: float = 0.25,
                             quality_direction: str = "alternating", phase_weights=None,
@@ -142,7 +146,7 @@ def make_synthetic_features(num_videos: int, num_clips: int = 20, feature_dim: i
 
 
 def write_synthetic_cache(cache_dir: str, num_train: int, num_test: int, *, feature_dim: int,
-                          num_clips: int = 20, num_phases: int = 5, seed: int = 0,
+                          num_clips: int = NUM_CLIPS, num_phases: int = NUM_PHASES, seed: int = 0,
                           score_max: float = 30.0, use_difficulty: bool = True
                           ) -> dict[str, list[Sample]]:
     """Write a synthetic train set (``seed``) and test set (``seed + 1``) of one world into a
@@ -172,3 +176,12 @@ def write_synthetic_cache(cache_dir: str, num_train: int, num_test: int, *, feat
                                 split=split))
         splits[split] = items
     return splits
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """The ``synthetic`` dataset for a :class:`data_pipelines.datasets.LoadRequest`: the built-in
+    train and test sets written to ``request.cache_dir`` with the request's feature size, clip
+    count, score range and difficulty grouping."""
+    return write_synthetic_cache(request.cache_dir, NUM_TRAIN, NUM_TEST,
+                                 feature_dim=request.feature_dim, num_clips=request.protocol.num_clips,
+                                 score_max=request.score_max, use_difficulty=request.use_difficulty)

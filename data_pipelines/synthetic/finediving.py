@@ -30,10 +30,12 @@ from __future__ import annotations
 import numpy as np
 
 from data_pipelines.video import steps as steps_lib
+from data_pipelines.video.protocol import CLIP_LEN, CLIP_STRIDE, NUM_CLIPS
 from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.samples import Sample
 
 NUM_STEP_LABELS = 43  # FineDiving step labels are 1..42; row 0 is unused
+NUM_TRAIN, NUM_TEST = 400, 150  # dives of the built-in dataset (``synthetic_finediving``)
 
 
 def select_dives(splits: dict[str, list[Sample]], num_train: int | None, num_test: int | None
@@ -57,8 +59,8 @@ def world_directions(feature_dim: int, world_seed: int = 1234) -> tuple[np.ndarr
     return directions.T[:NUM_STEP_LABELS], directions.T[NUM_STEP_LABELS]
 
 
-def make_step_features(dives: list[Sample], feature_dim: int = 64, num_clips: int = 20,
-                       clip_len: int = 8, clip_stride: int = 5, seed: int = 0, *,
+def make_step_features(dives: list[Sample], feature_dim: int = 64, num_clips: int = NUM_CLIPS,
+                       clip_len: int = CLIP_LEN, clip_stride: int = CLIP_STRIDE, seed: int = 0, *,
                        world_seed: int = 1234, signature_scale: float = 2.0,
                        quality_scale: float = 1.0, quality_spread: float = 0.5,
                        noise_scale: float = 0.25, completeness_stats: tuple[float, float] | None = None
@@ -110,9 +112,10 @@ def make_step_features(dives: list[Sample], feature_dim: int = 64, num_clips: in
 
 
 def write_synthetic_finediving_cache(cache_dir: str, splits: dict[str, list[Sample]], *,
-                                     feature_dim: int = 64, num_clips: int = 20, clip_len: int = 8,
-                                     clip_stride: int = 5, num_train: int | None = 400,
-                                     num_test: int | None = 150, seed: int = 0
+                                     feature_dim: int = 64, num_clips: int = NUM_CLIPS,
+                                     clip_len: int = CLIP_LEN, clip_stride: int = CLIP_STRIDE,
+                                     num_train: int | None = NUM_TRAIN, num_test: int | None = NUM_TEST,
+                                     seed: int = 0
                                      ) -> dict[str, list[Sample]]:
     """Write synthetic features for real FineDiving dives into a feature cache.
 
@@ -145,3 +148,28 @@ def write_synthetic_finediving_cache(cache_dir: str, splits: dict[str, list[Samp
         result[split] = [Sample(key=s.key, path="", score=s.score, difficulty=s.difficulty,
                                 group=s.group, split=split, steps=s.steps) for s in dives]
     return result
+
+
+
+def write_from_annotations(cache_dir: str, annotation_dir: str, protocol, feature_dim: int, *,
+                           num_train: int | None = NUM_TRAIN, num_test: int | None = NUM_TEST,
+                           seed: int = 0) -> dict[str, list[Sample]]:
+    """:func:`write_synthetic_finediving_cache` for the dives of the FineDiving annotation folder
+    ``annotation_dir`` (annotations only), on the clip grid of ``protocol`` (a
+    ``VideoProtocol`` sampling by linspace, as the features follow the whole dive)."""
+    from data_pipelines.datasets import finediving
+
+    if protocol.sampling != "linspace":
+        raise ValueError("synthetic FineDiving features follow linspace sampling over the whole "
+                         f"dive; this config's protocol samples by {protocol.sampling!r}")
+    return write_synthetic_finediving_cache(
+        cache_dir, finediving.load(annotation_dir, None), feature_dim=feature_dim,
+        num_clips=protocol.num_clips, clip_len=protocol.clip_len, clip_stride=protocol.clip_stride,
+        num_train=num_train, num_test=num_test, seed=seed)
+
+
+def from_request(request) -> dict[str, list[Sample]]:
+    """The ``synthetic_finediving`` dataset for a :class:`data_pipelines.datasets.LoadRequest`:
+    the dives of the FineDiving folder ``request.path``, their features in ``request.cache_dir``."""
+    return write_from_annotations(request.cache_dir, request.path, request.protocol,
+                                  request.feature_dim)

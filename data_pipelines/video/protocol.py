@@ -152,31 +152,38 @@ def check_fields(values) -> None:
         raise ValueError(f"Unknown protocol field(s): {', '.join(hints)}; known: {', '.join(FIELDS)}.")
 
 
+# The clip grid of every named protocol but JIGSAWS' (stride 8): 20 clips of 8 frames, a clip
+# every 5 frames, so a video gives 103 frames. The one place these numbers are written.
+NUM_CLIPS = 20
+CLIP_LEN = 8
+CLIP_STRIDE = 5
+NUM_FRAMES = (NUM_CLIPS - 1) * CLIP_STRIDE + CLIP_LEN  # 103
+
 # The named protocols of the dataset families (every field written out; see the module table).
 PROTOCOLS: dict[str, VideoProtocol] = {
     "mtl_aqa": VideoProtocol(
         sampling="window", train_start=3, train_jitter=3, test_query_start=0, test_exemplar_start=3,
-        num_clips=20, clip_len=8, clip_stride=5, resize_height=256, resize_width=455,
+        num_clips=NUM_CLIPS, clip_len=CLIP_LEN, clip_stride=CLIP_STRIDE, resize_height=256, resize_width=455,
         swap_resize=True, crop_size=224, random_crop=True, flip=True, normalization="imagenet"),
     "aqa7": VideoProtocol(
         sampling="window", train_start=0, train_jitter=0, test_query_start=0, test_exemplar_start=0,
-        num_clips=20, clip_len=8, clip_stride=5, resize_height=256, resize_width=455,
+        num_clips=NUM_CLIPS, clip_len=CLIP_LEN, clip_stride=CLIP_STRIDE, resize_height=256, resize_width=455,
         swap_resize=True, crop_size=224, random_crop=True, flip=True, normalization="imagenet"),
     # JIGSAWS videos are 640×480: 256×341 keeps 4:3 (MUSDL's protocol; no public TPT code).
     "jigsaws": VideoProtocol(
         sampling="linspace", train_start=0, train_jitter=0, test_query_start=0, test_exemplar_start=0,
-        num_clips=20, clip_len=8, clip_stride=8, resize_height=256, resize_width=341,
+        num_clips=NUM_CLIPS, clip_len=CLIP_LEN, clip_stride=CLIP_LEN, resize_height=256, resize_width=341,
         swap_resize=False, crop_size=224, random_crop=False, flip=False, normalization="imagenet"),
     "custom": VideoProtocol(
         sampling="linspace", train_start=0, train_jitter=0, test_query_start=0, test_exemplar_start=0,
-        num_clips=20, clip_len=8, clip_stride=5, resize_height=256, resize_width=455,
+        num_clips=NUM_CLIPS, clip_len=CLIP_LEN, clip_stride=CLIP_STRIDE, resize_height=256, resize_width=455,
         swap_resize=False, crop_size=224, random_crop=True, flip=True, normalization="imagenet"),
     # FineDiving frame folders are already trimmed to the dive: 103 frames spread over the whole
     # dive (the FineDiving reference samples 96, which does not cut into 20 overlapping clips of 8),
     # the MTL-AQA spatial protocol without its quirks.
     "finediving": VideoProtocol(
         sampling="linspace", train_start=0, train_jitter=0, test_query_start=0, test_exemplar_start=0,
-        num_clips=20, clip_len=8, clip_stride=5, resize_height=256, resize_width=455,
+        num_clips=NUM_CLIPS, clip_len=CLIP_LEN, clip_stride=CLIP_STRIDE, resize_height=256, resize_width=455,
         swap_resize=False, crop_size=224, random_crop=True, flip=True, normalization="imagenet"),
 }
 
@@ -193,7 +200,8 @@ def get_protocol(protocol: str | VideoProtocol) -> VideoProtocol:
 # ---------------------------------------------------------------------------------------------
 # Temporal rule (numpy)
 # ---------------------------------------------------------------------------------------------
-def clip_starts(num_frames: int = 103, num_clips: int = 20, clip_len: int = 8, stride: int = 5) -> np.ndarray:
+def clip_starts(num_frames: int = NUM_FRAMES, num_clips: int = NUM_CLIPS, clip_len: int = CLIP_LEN,
+                stride: int = CLIP_STRIDE) -> np.ndarray:
     """First frame of each clip: int32 (num_clips,) ``0, stride, …``; defaults give 0, 5, …, 95.
 
     Raises:
@@ -207,7 +215,8 @@ def clip_starts(num_frames: int = 103, num_clips: int = 20, clip_len: int = 8, s
     return starts
 
 
-def clip_indices(num_frames: int = 103, num_clips: int = 20, clip_len: int = 8, stride: int = 5) -> np.ndarray:
+def clip_indices(num_frames: int = NUM_FRAMES, num_clips: int = NUM_CLIPS, clip_len: int = CLIP_LEN,
+                 stride: int = CLIP_STRIDE) -> np.ndarray:
     """Frame index of every clip position: int32 (num_clips, clip_len)."""
     starts = clip_starts(num_frames, num_clips, clip_len, stride)
     return starts[:, None] + np.arange(clip_len, dtype=np.int32)[None, :]

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from data_pipelines.video.protocol import CLIP_LEN, CLIP_STRIDE, NUM_CLIPS
+
 
 def label_runs(labels) -> tuple[tuple[int, int], ...]:
     """Run-length encoding of per-frame labels (the :class:`Sample` ``steps`` field).
@@ -54,7 +56,8 @@ def frame_step_index(steps: Sequence[tuple[int, int]]) -> np.ndarray:
     return np.repeat(np.arange(len(steps)), [int(n) for _, n in steps])
 
 
-def clip_frame_indices(num_frames: int, num_clips: int = 20, clip_len: int = 8, clip_stride: int = 5,
+def clip_frame_indices(num_frames: int, num_clips: int = NUM_CLIPS, clip_len: int = CLIP_LEN,
+                       clip_stride: int = CLIP_STRIDE,
                        sampling: str = "linspace", start: int = 0) -> np.ndarray:
     """The frame index of every clip position under a protocol's temporal sampling.
 
@@ -110,8 +113,9 @@ def step_boundaries(steps: Sequence[tuple[int, int]], frame_indices) -> np.ndarr
 
 
 
-def protocol_boundaries(steps: Sequence[tuple[int, int]], num_clips: int = 20, clip_len: int = 8,
-                        clip_stride: int = 5, sampling: str = "linspace", start: int = 0) -> np.ndarray:
+def protocol_boundaries(steps: Sequence[tuple[int, int]], num_clips: int = NUM_CLIPS,
+                        clip_len: int = CLIP_LEN, clip_stride: int = CLIP_STRIDE,
+                        sampling: str = "linspace", start: int = 0) -> np.ndarray:
     """(J - 1,) step boundaries in clip units of a video whose frames are exactly its labelled
     frames (a FineDiving frame folder), under a protocol's sampling (:func:`clip_frame_indices`).
 

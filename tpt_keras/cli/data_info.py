@@ -10,25 +10,33 @@ import collections
 
 import numpy as np
 
-from data_pipelines import samples as samples_lib
+from data_pipelines import datasets, samples as samples_lib
 from tpt_keras import experiment
 from tpt_keras.config import TPTConfig, get_preset
 
 
 def dataset_config(dataset: str, *, use_difficulty: bool = True, action_class: str | None = None,
                    task: str | None = None, fold: int | None = None) -> TPTConfig:
-    """The preset ``tpt train`` would use for ``dataset`` (with the class / task / fold)."""
-    if dataset == "mtl_aqa":
-        return get_preset("mtl_aqa_dd" if use_difficulty else "mtl_aqa_nodd")
-    if dataset == "aqa7":
-        return get_preset("aqa7", action_class=action_class or "diving")
-    if dataset == "jigsaws":
-        return get_preset("jigsaws", action_class=task or "suturing", fold=fold or 0)
-    if dataset == "finediving":
-        return get_preset("finediving")
-    if dataset == "custom":
-        return get_preset("custom")
-    raise ValueError(f"unknown dataset {dataset!r}; choose mtl_aqa, aqa7, jigsaws, finediving or custom")
+    """The preset ``tpt train`` would use for ``dataset`` (with the class / task / fold): of the
+    dataset's registered presets, the first whose ``use_difficulty`` matches, else its first."""
+    record = datasets.get(dataset)
+    if record.source == "synthetic":
+        raise ValueError(f"{dataset} is built-in data with no annotation files to summarise; "
+                         f"choose one of {', '.join(info_datasets())}")
+    presets = [get_preset(name) for name in record.presets]
+    config = next((c for c in presets if c.use_difficulty == use_difficulty), presets[0])
+    overrides = {}
+    if record.classes:
+        overrides["action_class"] = action_class or task or config.action_class or record.default_class
+    if fold is not None:
+        overrides["fold"] = fold
+    return config.replace(**overrides) if overrides else config
+
+
+def info_datasets() -> tuple[str, ...]:
+    """The registered datasets ``tpt data-info`` can read: those with annotation files or a
+    manifest (built-in synthetic data has none)."""
+    return datasets.names("annotations", "manifest")
 
 
 def dataset_info(config: TPTConfig, splits: dict, num_exemplars: int = 10) -> dict:
@@ -54,9 +62,12 @@ def dataset_info(config: TPTConfig, splits: dict, num_exemplars: int = 10) -> di
         "test_with_fewer_than_10_exemplars": sum(
             1 for s in splits.get("test", []) if group_sizes.get(s.group, 0) < num_exemplars),
     }
-    if config.dataset == "finediving":  # the contrastive groups are the action types
-        info["action_types"] = {name: len({s.group for s in items}) for name, items in splits.items()}
-        info["action_types"]["all"] = len({s.group for items in splits.values() for s in items})
+    counted = datasets.get(config.dataset).info_groups  # e.g. FineDiving's action types
+    if counted:
+        key = counted[0]
+        info[key] = {name: len({s.group for s in items}) for name, items in splits.items()}
+        info[key]["all"] = len({s.group for items in splits.values() for s in items})
+        info["counted_groups"] = list(counted)  # [key, title] for format_info
     labelled = [s for items in splits.values() for s in items if s.steps]
     if labelled:
         info["steps"] = step_statistics(labelled)
@@ -103,9 +114,10 @@ def format_info(info: dict) -> str:
     lines.append("")
     lines.append("test samples with fewer than 10 same-group training exemplars: "
                  f"{info['test_with_fewer_than_10_exemplars']}")
-    if "action_types" in info:
-        shown = ", ".join(f"{name} {count}" for name, count in info["action_types"].items())
-        lines.append(f"action types (dive numbers, the groups): {shown}")
+    if "counted_groups" in info:
+        key, title = info["counted_groups"]
+        shown = ", ".join(f"{name} {count}" for name, count in info[key].items())
+        lines.append(f"{title}: {shown}")
     if "steps" in info:
         steps = info["steps"]
         per_dive = ", ".join(f"{count} steps: {dives}" for count, dives in steps["steps_per_dive"].items())

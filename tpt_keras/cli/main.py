@@ -70,9 +70,15 @@ class CommandError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Shared argument groups
 # ---------------------------------------------------------------------------------------------
-PRESET_HELP = ("mtl_aqa_dd, mtl_aqa_nodd, aqa7, jigsaws, finediving, custom, synthetic, "
-               "synthetic_finediving (needs --annotations of FineDiving), or a preset JSON file "
-               "(written by `tpt tune` or saved beside a trained model)")
+def _preset_help() -> str:
+    from data_pipelines import datasets  # the registry: plain Python, no adapter
+
+    names = [name for record in datasets.REGISTRY.values() for name in record.presets]
+    return (f"a preset of a registered dataset ({', '.join(names)}), or a preset JSON file "
+            "(written by `tpt tune` or saved beside a trained model)")
+
+
+PRESET_HELP = _preset_help()
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +203,9 @@ def cmd_train(args) -> int:
                                 learning_rate=config.learning_rate * scale,
                                 head_learning_rate=config.head_learning_rate * scale)
     features = _features_dir(config, args)
+    config, notice = experiment.config_for_features(config, features)  # precomputed features
+    if notice:
+        print(notice)
     if config.backbone == "none" and not features:
         raise CommandError("this configuration has no backbone: pass --features CACHE "
                            "(made by `tpt extract-features`)")
@@ -290,8 +299,10 @@ def cmd_tune(args) -> int:
 def _add_data_info_command(commands) -> None:
     """The ``tpt data-info`` subcommand."""
     info = commands.add_parser("data-info", help="summarise a dataset's annotation files")
-    info.add_argument("--dataset", required=True, choices=["mtl_aqa", "aqa7", "jigsaws", "finediving", "custom"],
-                      help="which adapter reads --annotations")
+    from data_pipelines import datasets  # the registry: plain Python, no adapter
+
+    info.add_argument("--dataset", required=True, choices=datasets.names("annotations", "manifest"),
+                      help="which registered dataset reads --annotations")
     info.add_argument("--annotations", required=True, help="annotation folder or manifest CSV")
     info.add_argument("--no-dd", action="store_true", help="MTL-AQA without difficulty degree")
     info.add_argument("--class", dest="action_class", help="AQA-7 class (default diving)")

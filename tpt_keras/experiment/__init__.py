@@ -39,8 +39,10 @@ Two modes: *features* (train decoder and heads on cached I3D clip features, made
 """
 
 from tpt_keras.experiment.data import (
-    BACKBONE_NAME, build_backbone, default_features_dir, eval_dataset, extract_features, feature_cache_backbone, load_samples, load_splits,
-    open_feature_cache, pair_dataset, run_splits, sample_boundaries, save_samples, skip_unreadable,
+    BACKBONE_NAME, FEATURE_SOURCES, build_backbone, config_for_features, default_features_dir,
+    eval_dataset, extract_features, feature_cache_backbone, features_source, load_samples,
+    load_splits, open_feature_cache, pair_dataset, run_splits, sample_boundaries, save_samples,
+    skip_unreadable,
     steps_per_epoch, synthetic_finediving_splits, synthetic_splits, training_step_boundaries,
     validation_split)
 from tpt_keras.experiment.evaluation import (
@@ -52,9 +54,9 @@ from tpt_keras.experiment.training import (
     NonFiniteLossError, build_model, model_intervals, train)
 
 __all__ = [
-    "BACKBONE_NAME", "NonFiniteLossError", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
-    "build_backbone", "build_model", "default_features_dir", "eval_dataset", "evaluate_run", "evaluate_seeds",
-    "extract_features", "feature_cache_backbone", "format_parsing", "format_results",
+    "BACKBONE_NAME", "FEATURE_SOURCES", "NonFiniteLossError", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
+    "build_backbone", "build_model", "config_for_features", "default_features_dir", "eval_dataset", "evaluate_run", "evaluate_seeds",
+    "extract_features", "feature_cache_backbone", "features_source", "format_parsing", "format_results",
     "format_seed_results", "load_run", "load_samples", "load_splits", "model_intervals",
     "open_feature_cache", "pair_dataset", "parsing_report", "predict_split", "run_bank", "run_splits", "run_name",
     "sample_boundaries", "save_samples", "seed_run_dirs", "skip_unreadable", "steps_per_epoch",

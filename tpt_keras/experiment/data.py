@@ -11,17 +11,34 @@ import os
 
 import numpy as np
 
+from data_pipelines import datasets
 from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.samples import Sample
+from data_pipelines.synthetic import features as synthetic_features, finediving as synthetic_finediving
 from tpt_keras.config import TPTConfig
 from tpt_keras.runtime import run_folder
 
 BACKBONE_NAME = "i3d_kinetics400_mixed5c"
 
 
+def _request(config: TPTConfig, path: str | None, media_root: str | None, check_paths: bool,
+             cache_dir: str | None = None) -> datasets.LoadRequest:
+    """The :class:`data_pipelines.datasets.LoadRequest` of ``config`` (its class defaulted by the
+    registry). Paths are checked only where they are known: with a media root, or a manifest's
+    own paths."""
+    dataset = datasets.get(config.dataset)
+    return datasets.LoadRequest(
+        path=path, media_root=media_root,
+        check_paths=check_paths and (media_root is not None or dataset.source == "manifest"),
+        action_class=config.action_class or dataset.default_class, fold=config.fold,
+        use_difficulty=config.use_difficulty, cache_dir=cache_dir, protocol=config.protocol,
+        feature_dim=config.feature_dim, score_max=config.score_max)
+
+
 def load_splits(config: TPTConfig, annotations: str, media_root: str | None = None,
                 check_paths: bool = True) -> dict[str, list[Sample]]:
-    """Samples by split for the config's dataset.
+    """Samples by split for the config's dataset, read by its registered loader
+    (:mod:`data_pipelines.datasets.registry`).
 
     Args:
         config: dataset, use_difficulty, action_class (AQA-7 class / JIGSAWS task), fold.
@@ -29,24 +46,11 @@ def load_splits(config: TPTConfig, annotations: str, media_root: str | None = No
         media_root: frame folders / videos (not used by a manifest, whose paths are its own).
         check_paths: fail early, naming the row, when a sample's frames are missing.
     """
-    from data_pipelines.datasets import aqa7, finediving, jigsaws, manifest, mtl_aqa
-
-    check = check_paths and (media_root is not None or config.dataset == "custom")
-    if config.dataset == "mtl_aqa":
-        return mtl_aqa.load(annotations, media_root, use_difficulty=config.use_difficulty,
-                            check_paths=check)
-    if config.dataset == "aqa7":
-        return aqa7.load(annotations, media_root, action_class=config.action_class or "diving",
-                         check_paths=check)
-    if config.dataset == "jigsaws":
-        return jigsaws.load(annotations, media_root, task=config.action_class or "suturing",
-                            fold=config.fold, check_paths=check)
-    if config.dataset == "finediving":
-        return finediving.load(annotations, media_root, check_paths=check)
-    if config.dataset == "custom":
-        return manifest.load(annotations, check_paths=check)
-    raise ValueError(f"dataset {config.dataset!r} has no annotation files; for built-in data "
-                     "use synthetic_splits().")
+    dataset = datasets.get(config.dataset)
+    if dataset.source == "synthetic":
+        raise ValueError(f"dataset {config.dataset!r} has no annotation files; for built-in data "
+                         "use run_splits() with a feature cache folder.")
+    return dataset.load_splits(_request(config, annotations, media_root, check_paths))
 
 
 def build_backbone(config: TPTConfig, weights="kinetics400", inference: bool = False):
@@ -61,11 +65,11 @@ def build_backbone(config: TPTConfig, weights="kinetics400", inference: bool = F
 
 
 def default_features_dir(config: TPTConfig, output: str, features_dir: str | None = None) -> str | None:
-    """``features_dir`` if given; for the built-in synthetic data a cache inside the run folder
+    """``features_dir`` if given; for built-in synthetic data a cache inside the run folder
     ``output``; else None (the run reads frames)."""
     if features_dir:
         return features_dir
-    if config.dataset in ("synthetic", "synthetic_finediving"):
+    if datasets.get(config.dataset).source == "synthetic":
         return os.path.join(output, "synthetic_features")
     return None
 
@@ -77,31 +81,30 @@ def run_splits(config: TPTConfig, *, annotations: str | None = None, manifest: s
     annotation folder, a manifest CSV, or built-in synthetic data written to ``features_dir``.
 
     Raises ValueError naming the missing argument (as its command-line flag)."""
-    if config.dataset == "synthetic":
-        if features_dir is None:
-            raise ValueError("the synthetic preset needs a feature cache folder (--features)")
-        return synthetic_splits(config, features_dir)
-    if config.dataset == "synthetic_finediving":
-        if not annotations or features_dir is None:
-            raise ValueError("the synthetic_finediving preset needs --annotations (the FineDiving "
-                             "folder: real step timing and scores) and a feature cache folder")
-        return synthetic_finediving_splits(config, annotations, features_dir)
-    source = manifest if config.dataset == "custom" else annotations
-    if not source:
-        flag = "--manifest" if config.dataset == "custom" else "--annotations"
-        raise ValueError(f"the {config.dataset} dataset needs {flag}")
-    return load_splits(config, source, media_root, check_paths=check_paths)
+    dataset = datasets.get(config.dataset)
+    given = {"--annotations": annotations, "--manifest": manifest}
+    needed = [dataset.flag] if dataset.flag else []
+    if dataset.needs_annotations:
+        needed.append("--annotations")
+    missing = [flag for flag in needed if not given[flag]]
+    if dataset.source == "synthetic" and features_dir is None:
+        missing.append("a feature cache folder (--features)")
+    if missing:
+        raise ValueError(f"the {config.dataset} dataset needs {' and '.join(missing)}")
+    path = manifest if dataset.source == "manifest" else annotations
+    if dataset.source != "synthetic":
+        return load_splits(config, path, media_root, check_paths=check_paths)
+    return dataset.load_splits(_request(config, path, None, False, cache_dir=features_dir))
 
 
-def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = 400,
-                     num_test: int = 150, seed: int = 0, num_phases: int = 5) -> dict[str, list[Sample]]:
+def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = synthetic_features.NUM_TRAIN,
+                     num_test: int = synthetic_features.NUM_TEST, seed: int = 0,
+                     num_phases: int = synthetic_features.NUM_PHASES) -> dict[str, list[Sample]]:
     """Built-in synthetic clip features (``data_pipelines.synthetic.features``) written to a
     feature cache, returned as samples — so synthetic runs use the same path as real ones.
 
     The data (``num_phases`` phases, ``seed``) does not depend on the model's settings, so a
     tuned K trains on the same videos; a cache made with other data settings is refused."""
-    from data_pipelines.synthetic import features as synthetic_features
-
     return synthetic_features.write_synthetic_cache(
         cache_dir, num_train, num_test, feature_dim=config.feature_dim,
         num_clips=config.num_clips, num_phases=num_phases, seed=seed,
@@ -109,23 +112,16 @@ def synthetic_splits(config: TPTConfig, cache_dir: str, num_train: int = 400,
 
 
 def synthetic_finediving_splits(config: TPTConfig, annotations: str, cache_dir: str,
-                                num_train: int | None = 400, num_test: int | None = 150,
+                                num_train: int | None = synthetic_finediving.NUM_TRAIN,
+                                num_test: int | None = synthetic_finediving.NUM_TEST,
                                 seed: int = 0) -> dict[str, list[Sample]]:
     """Synthetic clip features with the step timing, scores, difficulties and action types of
     real FineDiving dives (:mod:`data_pipelines.synthetic.finediving`; ``annotations`` the
     FineDiving folder), written to a feature cache and returned as samples with their steps: the
     first ``num_train`` training dives, the first ``num_test`` test dives of their action types."""
-    from data_pipelines.synthetic import finediving as synthetic_finediving
-    from data_pipelines.datasets import finediving
-
-    spec = config.protocol
-    if spec.sampling != "linspace":
-        raise ValueError("synthetic FineDiving features follow linspace sampling over the whole "
-                         f"dive; this config's protocol samples by {spec.sampling!r}")
-    return synthetic_finediving.write_synthetic_finediving_cache(
-        cache_dir, finediving.load(annotations, None), feature_dim=config.feature_dim,
-        num_clips=spec.num_clips, clip_len=spec.clip_len, clip_stride=spec.clip_stride,
-        num_train=num_train, num_test=num_test, seed=seed)
+    return synthetic_finediving.write_from_annotations(
+        cache_dir, annotations, config.protocol, config.feature_dim, num_train=num_train,
+        num_test=num_test, seed=seed)
 
 
 def save_samples(splits: dict[str, list[Sample]], path: str) -> None:
@@ -170,7 +166,7 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
     from data_pipelines.tfdata import reader
     from tpt_keras.models import i3d
 
-    cache = FeatureCache(cache_dir, feature_dim=1024, num_clips=config.num_clips,
+    cache = FeatureCache(cache_dir, feature_dim=i3d.FEATURE_DIM, num_clips=config.num_clips,
                          backbone=BACKBONE_NAME, extra={"protocol": config.protocol.to_dict()},
                          create=True)
     backbone = build_backbone(config, weights, inference=True)
@@ -182,6 +178,45 @@ def extract_features(config: TPTConfig, samples, cache_dir: str, weights="kineti
                                        reader.make_clips_fn(config.protocol, role="query"),
                                        skip_bad=skip_bad, progress=progress, batch_size=batch_size)
     return cache, report
+
+
+FEATURE_SOURCES = ("i3d", "synthetic", "precomputed")
+
+
+def features_source(cache_dir: str | None) -> str | None:
+    """Where the features of the cache ``cache_dir`` come from: ``"i3d"`` (extracted by
+    :func:`extract_features`: the video protocol is recorded), ``"synthetic"`` (built-in data) or
+    ``"precomputed"`` (written elsewhere with :class:`FeatureCache`, no video protocol recorded:
+    a model trained on them has no frame backbone); None without a cache."""
+    if not cache_dir:
+        return None
+    metadata = FeatureCache(cache_dir).metadata
+    if "protocol" in metadata:
+        return "i3d"
+    if metadata.get("backbone") in datasets.names("synthetic"):
+        return "synthetic"
+    return "precomputed"
+
+
+def config_for_features(config: TPTConfig, features_dir: str | None) -> tuple[TPTConfig, str | None]:
+    """``config`` for training on the feature cache ``features_dir``, and a one-line notice when
+    it changed. Precomputed features (:func:`features_source`) under a config with the I3D
+    backbone imply a run without a frame backbone: ``backbone="none"``, and the feature size and
+    clip count come from the cache (a user's 2048-d or 768-d features work as they are). Any
+    other cache leaves the config as it is (I3D features are checked against its protocol)."""
+    if (not features_dir or config.backbone == "none"
+            or datasets.get(config.dataset).source == "synthetic"
+            or features_source(features_dir) != "precomputed"):
+        return config, None
+    cache = FeatureCache(features_dir)
+    changes = {"backbone": "none", "feature_dim": cache.feature_dim}
+    if cache.num_clips != config.num_clips:
+        changes["protocol.num_clips"] = cache.num_clips
+    made_by = cache.metadata.get("backbone")
+    notice = (f"{features_dir}: precomputed features ({cache.num_clips} clips × {cache.feature_dim}"
+              f"{f', made by {made_by}' if made_by else ''}; no video protocol recorded): the model "
+              "trains on them with no frame backbone (backbone=none), so it scores features, not videos")
+    return config.replace(**changes), notice
 
 
 def feature_cache_backbone(cache_dir: str) -> str | None:

@@ -134,23 +134,19 @@ def predict_split(run: Run, split: str = "test", batch_size: int = 8, progress: 
             "skipped": list(skip_log.items) if skip_log is not None else []}
 
 
-MULTI_RUN_DATASETS = ("aqa7", "jigsaws")
-
-
 def run_name(config: TPTConfig) -> str:
-    """A row name that tells runs apart: ``aqa7 diving``, ``jigsaws suturing fold 2``,
-    ``mtl_aqa (DD)``."""
-    if config.dataset == "jigsaws":
-        return f"jigsaws {config.action_class} fold {config.fold}"
-    if config.dataset == "aqa7":
-        return f"aqa7 {config.action_class}"
-    if config.dataset == "mtl_aqa":
-        return f"mtl_aqa ({'DD' if config.use_difficulty else 'no DD'})"
-    return config.dataset
+    """A row name that tells runs apart (the dataset's registered ``row_name``): ``aqa7 diving``,
+    ``jigsaws suturing fold 2``, ``mtl_aqa (DD)``."""
+    from data_pipelines import datasets
+
+    return datasets.get(config.dataset).run_name(config.action_class, config.fold,
+                                                 config.use_difficulty)
 
 
 def _check_runs(run_dirs, configs) -> None:
     """Several runs are averaged only when they are the classes / folds of one dataset."""
+    from data_pipelines import datasets as dataset_registry
+
     real = [os.path.realpath(path) for path in run_dirs]
     for index, path in enumerate(real):
         if path in real[:index]:
@@ -162,7 +158,7 @@ def _check_runs(run_dirs, configs) -> None:
         raise ValueError("cannot average runs of different datasets ("
                          + ", ".join(f"{d}: {p}" for d, p in zip([c.dataset for c in configs], run_dirs))
                          + "): evaluate them separately")
-    if datasets[0] not in MULTI_RUN_DATASETS:
+    if not dataset_registry.get(datasets[0]).averages_runs:
         raise ValueError(f"several {datasets[0]} runs: only AQA-7 classes or JIGSAWS folds are "
                          "averaged; evaluate the runs one at a time")
     names = [run_name(config) for config in configs]

@@ -134,7 +134,7 @@ def equal_parts_attention(batch: int, num_layers: int, num_clips: int, num_parts
     return attention
 
 
-def uniform_baseline(boundaries: Sequence, num_clips: int = 20, num_parts: int = 5,
+def uniform_baseline(boundaries: Sequence, num_clips: int, num_parts: int,
                      thresholds: Sequence[float] = THRESHOLDS) -> dict:
     """:func:`parsing_metrics` of uniform (untrained) attention: every part centre and every
     part boundary sits at the middle of the video, ``(T - 1) / 2``."""
@@ -142,7 +142,7 @@ def uniform_baseline(boundaries: Sequence, num_clips: int = 20, num_parts: int =
                            thresholds=thresholds)
 
 
-def equal_parts_baseline(boundaries: Sequence, num_clips: int = 20, num_parts: int = 5,
+def equal_parts_baseline(boundaries: Sequence, num_clips: int, num_parts: int,
                          thresholds: Sequence[float] = THRESHOLDS) -> dict:
     """:func:`parsing_metrics` of :func:`equal_parts_attention`: fixed, content-blind parts
     (boundaries at 3.5, 7.5, 11.5, 15.5 for T = 20, K = 5), the bar a learned parse must clear."""
