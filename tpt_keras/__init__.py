@@ -7,7 +7,9 @@ TensorFlow):
 * ``tpt_keras.InceptionI3D`` — the I3D backbone (:mod:`tpt_keras.models.i3d`);
 * ``tpt_keras.get_preset`` — a preset :class:`TPTConfig` (:mod:`tpt_keras.config`);
 * ``tpt_keras.load_model(path)`` — load a ``best.keras`` / ``last.keras`` of a run
-  (:mod:`tpt_keras.models.loading`): it registers the package's classes with Keras first.
+  (:mod:`tpt_keras.models.loading`): it registers the package's classes with Keras first;
+* ``tpt_keras.load_preset(path)`` — a model from a preset directory in the keras-hub layout
+  (``config.json``, ``model.weights.h5``, ``metadata.json``; :mod:`tpt_keras.models.presets`).
 
 ``keras.saving.load_model`` works too once the classes are registered: ``import tpt_keras``
 registers them when Keras is already imported, and ``tpt_keras.load_model`` or any use of the
@@ -27,8 +29,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 __version__ = "0.1.0"
 
 _LAZY = {"TPTModel": "tpt_keras.models.tpt_model", "InceptionI3D": "tpt_keras.models.i3d",
-         "get_preset": "tpt_keras.config", "load_model": "tpt_keras.models.loading"}
-__all__ = ["TPTModel", "InceptionI3D", "get_preset", "load_model", "__version__"]
+         "get_preset": "tpt_keras.config", "load_model": "tpt_keras.models.loading",
+         "load_preset": "tpt_keras.models.presets"}
+__all__ = ["TPTModel", "InceptionI3D", "get_preset", "load_model", "load_preset", "__version__"]
 
 
 def __getattr__(name):  # PEP 562: import the module of a public name on first access

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 
+from tpt_keras.cli import reproduce as reproduce_cli
 from tpt_keras.tools.arguments import positive_int
 
 # Before TensorFlow is imported anywhere: C++ log level (the cuInit error on a machine without a
@@ -448,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_command(commands)
     _add_score_command(commands)
     _add_tune_command(commands)
+    reproduce_cli.add_prepare_command(commands)
+    reproduce_cli.add_reproduce_command(commands)
+    reproduce_cli.add_export_preset_command(commands)
     return parser
 
 
