@@ -9,7 +9,7 @@ rank  room                                        holds
 1     ``tpt_keras.config``                        settings and presets
 2     ``tpt_keras.runtime``                       devices, strategies, precision, run folders
 3     ``tpt_keras.ops``                           pure maths: losses, intervals, metrics
-4     ``tpt_keras.visualize``                     pictures (matplotlib)
+4     ``tpt_keras.visualize``, ``tpt_keras.report``  pictures (matplotlib); HTML report pages
 5     ``tpt_keras.layers``                        Keras layers of the method
 6     ``tpt_keras.models``                        I3D, TPTModel, optimizer, loader
 7     ``tpt_keras.experiment``                    training, bank, evaluation
@@ -47,6 +47,7 @@ RANKS = {
     "tpt_keras.runtime": 2,
     "tpt_keras.ops": 3,
     "tpt_keras.visualize": 4,
+    "tpt_keras.report": 4,
     "tpt_keras.layers": 5,
     "tpt_keras.models": 6,
     "tpt_keras.experiment": 7,

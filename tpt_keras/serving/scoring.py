@@ -180,7 +180,8 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
         step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
     result["steps"] = steps[0].tolist() if steps else None
     result["picture"] = picture
-    result.update(video_timeline(video, frames, outputs, steps), model=model_card(model_path))
+    result.update(video_timeline(video, frames, outputs, steps, frame_rate(video)),
+                  model=model_card(model_path))
     return result
 
 
@@ -242,14 +243,14 @@ def frame_rate(video: str) -> float | None:
         return None
 
 
-def video_timeline(video: str, frames, outputs: dict, steps=None, fps: float | None = None) -> dict:
+def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) -> dict:
     """Where each part looks in ``video``'s own time (:mod:`tpt_keras.report.timeline`).
 
     Args:
         frames: the decoded (N, H, W, 3) frames (their count is the video's length).
         outputs: numpy outputs of the serving function (``attention`` (T, K), ``clip_frames`` (T,)).
         steps: :func:`known_steps` or None.
-        fps: frames per second (default :func:`frame_rate`).
+        fps: frames per second (:func:`frame_rate`) or None when unknown.
 
     Returns:
         dict: ``name``, ``num_frames``, ``fps``, ``clip_frames`` (T,), ``parts`` (per part: centre
@@ -258,7 +259,6 @@ def video_timeline(video: str, frames, outputs: dict, steps=None, fps: float | N
     """
     from tpt_keras.report import timeline
 
-    fps = frame_rate(video) if fps is None else fps
     num_frames = int(len(frames))
     clip_frames = np.asarray(outputs["clip_frames"]).astype(int)
     spans = labels = None
@@ -298,12 +298,13 @@ def _run_facts(run_dir: str, which: str) -> tuple[str, list]:
     return experiment.run_name(config), facts
 
 
-def model_card(model_path: str) -> dict:
-    """``{"title", "facts": [[label, text], …]}``: what the model is, from the run folder or from
-    an export's ``tpt_export.json`` (and the run it names, when that folder is still there)."""
+def model_card(model_path: str, which: str = "best") -> dict:
+    """``{"title", "facts": [[label, text], …]}``: what the model is, from the run folder (its
+    ``which`` checkpoint) or from an export's ``tpt_export.json`` (and the run it names, when
+    that folder is still there)."""
     try:
         if not is_saved_model(model_path):
-            title, facts = _run_facts(model_path, "best")
+            title, facts = _run_facts(model_path, which)
             return {"title": title, "facts": [list(f) for f in facts]}
         info_path = os.path.join(model_path, "tpt_export.json")
         info = {}
@@ -440,7 +441,7 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     result, outputs = score_result(item.path, outputs, scorer, item.group, scale)
     steps = known_steps(item.path, model_path)
     result["steps"] = steps[0].tolist() if steps else None
-    result.update(video_timeline(item.path, frames, outputs, steps))
+    result.update(video_timeline(item.path, frames, outputs, steps, frame_rate(item.path)))
     result.update(true_score=item.true_score, difficulty=item.difficulty, group=item.group)
     if thumbnails:
         result["thumbnails"] = [images.data_uri(frames[part["thumbnail_frame"]])
