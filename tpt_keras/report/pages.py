@@ -24,7 +24,7 @@ section.video{border-top:2px solid #ddd;padding:18px 0 10px;margin-top:14px}
 .score{font-size:44px;font-weight:700;line-height:1}.score .unit{font-size:14px;font-weight:400;color:#666;margin-left:6px}
 .spread{font-size:14px;color:#444}
 .thumbs{display:flex;margin-top:2px}
-.thumbs figure{margin:0;border-top:5px solid;padding-top:4px;flex:none}
+.thumbs figure{margin:0;flex:none}.thumbs .stripe{height:5px;margin-bottom:4px}
 .thumbs img{width:100%;height:auto;display:block;image-rendering:pixelated;background:#eee}
 .thumbs figcaption{font-size:12px;color:#333;margin-top:3px}
 table{border-collapse:collapse;font-size:14px;margin:6px 0 12px}
@@ -100,27 +100,36 @@ def thumbnail_layout(centres, width: float, low: float = 0.0, high: float = 1.0,
 
 
 def _thumbnail_row(video: dict) -> str:
-    """Each part's most attended frame, under its moment on the timeline (same horizontal
-    scale as :func:`tpt_keras.report.svg.timeline`), with its part's colour and time."""
+    """The frames the parts look at most, each under its moment on the timeline (the horizontal
+    scale of :func:`tpt_keras.report.svg.timeline`): one picture per distinct frame, striped in
+    the colours of the parts that look at it, with their names and the time."""
     parts = video["parts"]
+    by_frame: dict[int, list[int]] = {}
+    for k, part in enumerate(parts):
+        by_frame.setdefault(int(part["thumbnail_frame"]), []).append(k)
     low = svg.TIMELINE_LEFT / svg.TIMELINE_WIDTH
     high = 1 - svg.TIMELINE_RIGHT / svg.TIMELINE_WIDTH
     last = max(int(video["num_frames"]) - 1, 1)
-    centres = [low + (high - low) * p["thumbnail_frame"] / last for p in parts]
-    width = min(200 / svg.TIMELINE_WIDTH, (high - low - 0.01 * (len(parts) - 1)) / max(len(parts), 1))
+    frames = sorted(by_frame)
+    centres = [low + (high - low) * frame / last for frame in frames]
+    width = min(200 / svg.TIMELINE_WIDTH, (high - low - 0.01 * (len(frames) - 1)) / len(frames))
     lefts = thumbnail_layout(centres, width, low, high)
     figures, edge = [], 0.0
-    for k in sorted(range(len(parts)), key=lambda k: lefts[k]):
-        part, colour = parts[k], svg.part_colour(k)
+    for frame, left in zip(frames, lefts):
+        members = by_frame[frame]
+        first = parts[members[0]]
+        stops = ", ".join(f"{svg.part_colour(k)} {100 * i / len(members):.0f}% "
+                          f"{100 * (i + 1) / len(members):.0f}%" for i, k in enumerate(members))
+        names = ", ".join(f'<b style="color:{svg.part_colour(k)}">part {k + 1}</b>' for k in members)
         image = ""
         if video.get("thumbnails"):
-            image = (f'<img src="{video["thumbnails"][k]}" alt="part {k + 1}: frame '
-                     f'{part["thumbnail_frame"]}">')
-        figures.append(f'<figure class="part" data-part="{k + 1}" style="border-color:{colour};'
-                       f'width:{100 * width:.2f}%;margin-left:{100 * (lefts[k] - edge):.2f}%">'
-                       f'{image}<figcaption><b style="color:{colour}">part {k + 1}</b> looks most at '
-                       f'{_when(part["thumbnail_frame"], part["thumbnail_seconds"])}</figcaption></figure>')
-        edge = lefts[k] + width
+            image = f'<img src="{video["thumbnails"][members[0]]}" alt="frame {frame}">'
+        figures.append(f'<figure class="part" data-parts="{" ".join(str(k + 1) for k in members)}" '
+                       f'style="width:{100 * width:.2f}%;margin-left:{100 * (left - edge):.2f}%">'
+                       f'<div class="stripe" style="background:linear-gradient(to right, {stops})"></div>'
+                       f'{image}<figcaption>{names} {"looks" if len(members) == 1 else "look"} most at '
+                       f'{_when(frame, first["thumbnail_seconds"])}</figcaption></figure>')
+        edge = left + width
     return f'<div class="thumbs">{"".join(figures)}</div>'
 
 
@@ -138,8 +147,8 @@ def video_section(video: dict, anchor: str, number: int | None = None) -> str:
     if video.get("true_score") is not None:
         facts.append(("true score", _fmt(video["true_score"])))
         facts.append(("error", f"{video['score'] - video['true_score']:+.2f}"))
-    for key in ("difficulty", "group"):
-        if video.get(key) not in (None, ""):
+    for key in ("run", "difficulty", "group"):
+        if video.get(key) not in (None, "", "all"):
             facts.append((key, str(video[key])))
     duration = (f", {(video['num_frames'] - 1) / video['fps']:.1f} s at {video['fps']:g} fps"
                 if video.get("fps") else ", frame rate unknown")
@@ -176,7 +185,7 @@ def video_section(video: dict, anchor: str, number: int | None = None) -> str:
         f'triangle the moment it looks at most.</p>'
         f'{svg.timeline(video)}'
         f'{_thumbnail_row(video)}'
-        f'<table class="parts"><thead><tr><th>part</th><th>centre</th><th>band</th>'
+        f'<table class="parts"><thead><tr><th>part</th><th>weighted centre</th><th>band</th>'
         f'<th>peak attention</th><th>thumbnail</th></tr></thead><tbody>{rows}</tbody></table>'
         f'{step_text}</section>')
 
@@ -267,12 +276,7 @@ def evaluation_page(evaluation: dict) -> str:
                 f'{escape(runs[0]["scale_description"])}; R-ℓ2 × 100</p>'
                 f'<table class="results"><thead><tr><th class="text">run</th><th class="text">checkpoint</th>'
                 f'<th>videos</th><th>Spearman ρ</th><th>R-ℓ2</th></tr></thead><tbody>{rows}</tbody></table>')
-    for r in runs:
-        log = r.get("training_log")
-        if log and log.get("best"):
-            body.append(f'<p class="small">{escape(r["name"])}: validation ρ during training, best '
-                        f'{log["best"]["spearman"]:.4f} (epoch {log["best"]["epoch"]}), last '
-                        f'{log["last"]["spearman"]:.4f} (epoch {log["last"]["epoch"]})</p>')
+    for r in runs:  # the training figures are on the model cards
         for skipped in r.get("skipped") or []:
             body.append(f'<p class="note">{escape(r["name"])}: skipped unreadable '
                         f'{escape(skipped["path"])}: {escape(skipped["error"])}</p>')

@@ -119,6 +119,7 @@ def timeline(video: dict, width: int = TIMELINE_WIDTH) -> str:
             shapes.append(_text(tx, axis_y + 14, f"{tick:g}", 11, "middle"))
         height = axis_y + 20
     return (f'<svg class="timeline" data-parts="{num_parts}" viewBox="0 0 {width} {height}" '
+            f'shape-rendering="crispEdges" '
             f'width="100%" role="img" aria-label="timeline of the parts">' + "".join(shapes) + "</svg>")
 
 

@@ -35,7 +35,6 @@ def worst_video(sample, attention, boundaries, pred: float, true: float, per_exe
                 scale_description: str, spec, run_name: str) -> dict:
     """The page's dict of one test video (:func:`tpt_keras.report.pages.video_section`): its
     timeline from the video's frames when it can be read, else on the clip axis."""
-    from tpt_keras.report import images
     from tpt_keras.serving import scoring
 
     attention = np.asarray(attention, np.float64)  # (T, K)
@@ -52,9 +51,9 @@ def worst_video(sample, attention, boundaries, pred: float, true: float, per_exe
     video.update(name=sample.key, video=sample.path, score=float(pred), true_score=float(true),
                  exemplar_scores=[float(v) for v in per_exemplar], spread=float(np.std(per_exemplar)),
                  scale_description=scale_description, attention=attention.tolist(),
-                 group=sample.group, note=f"{run_name}" + (f" — {note}" if note else ""))
+                 group=sample.group, run=run_name, note=note)
     if not note:
-        video["thumbnails"] = [images.data_uri(frames[p["thumbnail_frame"]]) for p in video["parts"]]
+        video["thumbnails"] = scoring.part_thumbnails(frames, video["parts"])
     return video
 
 

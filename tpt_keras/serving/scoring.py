@@ -292,7 +292,7 @@ def _run_facts(run_dir: str, which: str) -> tuple[str, list]:
         if validation and os.path.isfile(paths.log):
             log = run_folder.finished_results(paths)
             if log["best"]:
-                facts.append((f"{validation} figures", f"Spearman ρ {log['best']['spearman']:.4f}, "
+                facts.append((f"{validation} split in training", f"Spearman ρ {log['best']['spearman']:.4f}, "
                               f"R-ℓ2 {log['best']['r_l2']:.4f} (best epoch {log['best']['epoch']} of "
                               f"{log['epochs']}); last epoch ρ {log['last']['spearman']:.4f}"))
     return experiment.run_name(config), facts
@@ -434,7 +434,6 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     ``data:`` URI (``thumbnails``; the only field the JSON leaves out). The decoded frames are
     dropped before it returns: a session holds one video at a time."""
     from data_pipelines.io import decode
-    from tpt_keras.report import images
 
     frames = decode.read_frames(item.path)
     outputs = scorer(frames, item.difficulty, item.group)
@@ -444,9 +443,21 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     result.update(video_timeline(item.path, frames, outputs, steps, frame_rate(item.path)))
     result.update(true_score=item.true_score, difficulty=item.difficulty, group=item.group)
     if thumbnails:
-        result["thumbnails"] = [images.data_uri(frames[part["thumbnail_frame"]])
-                                for part in result["parts"]]
+        result["thumbnails"] = part_thumbnails(frames, result["parts"])
     return result
+
+
+def part_thumbnails(frames, parts) -> list[str]:
+    """Per part, its most attended frame as a JPEG ``data:`` URI (each distinct frame encoded
+    once)."""
+    from tpt_keras.report import images
+
+    encoded: dict[int, str] = {}
+    for part in parts:
+        frame = int(part["thumbnail_frame"])
+        if frame not in encoded:
+            encoded[frame] = images.data_uri(frames[frame])
+    return [encoded[int(part["thumbnail_frame"])] for part in parts]
 
 
 def score_session(inputs, model_path: str, report: str | None = None,
