@@ -46,6 +46,7 @@ RANKS = {
     "tpt_keras.runtime": 8,
     "tpt_keras.ops": 9,
     "tpt_keras.visualize": 10,
+    "tpt_keras.report": 10,
     "tpt_keras.layers": 11,
     "tpt_keras.models": 12,
     # experiment, the join, module by module
@@ -53,15 +54,17 @@ RANKS = {
     "tpt_keras.experiment.report": 13,
     "tpt_keras.experiment.exemplar_bank": 13,
     "tpt_keras.experiment.callbacks": 13,
+    "tpt_keras.experiment.prepare": 13,
     "tpt_keras.experiment.data": 14,
     "tpt_keras.experiment.training": 15,
     "tpt_keras.experiment.evaluation": 16,
-    "tpt_keras.experiment": 17,
-    "tpt_keras.serving": 18,
-    "tpt_keras.tuning": 18,
-    "tpt_keras.tools": 19,
-    "tpt_keras.cli": 20,
-    "tpt_keras": 21,
+    "tpt_keras.experiment.reproduce": 17,
+    "tpt_keras.experiment": 18,
+    "tpt_keras.serving": 19,
+    "tpt_keras.tuning": 19,
+    "tpt_keras.tools": 20,
+    "tpt_keras.cli": 21,
+    "tpt_keras": 22,
 }
 # Packages whose every member (module or subpackage) must be a room of its own in RANKS: only the
 # package's own __init__ belongs to the package's room.

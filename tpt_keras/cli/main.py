@@ -248,6 +248,8 @@ def cmd_evaluate(args) -> int:
     if len(args.runs) == 1 and experiment.seed_run_dirs(args.runs[0]):
         if args.plot:
             raise CommandError("--plot draws one run: pass one of the seed_<n> folders")
+        if args.report:
+            raise CommandError("--report shows one run: pass one of the seed_<n> folders")
         results = experiment.evaluate_seeds(args.runs[0], split=args.split, scale=args.scale,
                                             progress=not args.json, skip_bad=args.skip_bad)
         print(json.dumps(results, indent=2) if args.json else experiment.format_seed_results(results))
@@ -256,6 +258,12 @@ def cmd_evaluate(args) -> int:
                                       plot=args.plot, progress=not args.json, scale=args.scale,
                                       skip_bad=args.skip_bad)
     print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
+    if args.report:
+        from tpt_keras.serving import run_report
+
+        page = run_report.write_evaluation_report(args.runs, args.report, results, which=args.checkpoint,
+                                                  split=args.split, scale=args.scale, skip_bad=args.skip_bad)
+        print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -271,11 +279,17 @@ def cmd_export(args) -> int:
 def cmd_score(args) -> int:
     from tpt_keras.serving import scoring
 
+    if args.report or scoring.is_session(args.video):
+        session = scoring.score_session(args.video, args.model, report=args.report, difficulty=args.difficulty,
+                                        group=args.group, scale=args.scale, progress=not args.json)
+        print(json.dumps(scoring.session_json(session), indent=2) if args.json else scoring.format_session(session))
+        return 0
+
     def show(result):  # the score first: drawing the picture can still fail
         if not args.json:
             print(scoring.format_score(result), flush=True)
 
-    result = scoring.score_video(args.video, args.model, difficulty=args.difficulty,
+    result = scoring.score_video(args.video[0], args.model, difficulty=args.difficulty,
                                  picture=args.picture, group=args.group, scale=args.scale,
                                  on_score=show)
     print(json.dumps(result, indent=2) if args.json else f"picture: {result['picture']}")
@@ -387,6 +401,9 @@ def _add_evaluate_command(commands) -> None:
                                "judges'; default judges); other datasets have one scale")
     evaluate.add_argument("--skip-bad", action="store_true",
                           help="skip unreadable test videos (reported) instead of stopping")
+    evaluate.add_argument("--report", metavar="PAGE.html",
+                          help="write one self-contained HTML page: the test table, predicted against "
+                               "true, the parsing metric, the 10 largest errors with their timelines")
     evaluate.add_argument("--json", action="store_true", help="emit JSON")
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -408,7 +425,9 @@ def _add_export_command(commands) -> None:
 def _add_score_command(commands) -> None:
     """The ``tpt score`` subcommand."""
     score = commands.add_parser("score", help="score one video or frame folder")
-    score.add_argument("video", help="video file, GIF or frame folder")
+    score.add_argument("video", nargs="+",
+                       help="video file, GIF or frame folder; several, a folder of videos, a glob or a "
+                            "CSV (path[,difficulty,group,score]) score a session with one loaded model")
     score.add_argument("--model", required=True, help="run folder or exported SavedModel folder")
     score.add_argument("--difficulty", type=float,
                        help="degree of difficulty (required by models trained with it, refused otherwise)")
@@ -420,6 +439,9 @@ def _add_score_command(commands) -> None:
                        help="score scale for AQA-7 (default the judges'); other datasets have one")
     score.add_argument("--picture", help="attention picture PNG (default "
                                          "./<video name>_attention.png; folders are created)")
+    score.add_argument("--report", metavar="PAGE.html",
+                       help="write one self-contained HTML page: per video the score and its spread, "
+                            "a timeline of where each part looks, their frames; a table for several")
     score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
     score.set_defaults(handler=cmd_score)
 

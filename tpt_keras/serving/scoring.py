@@ -168,6 +168,41 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     check_arguments(scorer.inputs, scorer.groups, difficulty, group, scorer.difficulty_range)
     frames = decode.read_frames(video)
     outputs = scorer(frames, difficulty, group)
+    result, outputs = score_result(video, outputs, scorer, group, scale)
+    if on_score is not None:
+        on_score(result)
+    from tpt_keras import visualize
+
+    steps = known_steps(video, model_path)
+    picture = visualize.plot_attention(
+        outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
+        title=f"{os.path.basename(os.path.normpath(video))}: score {result['score']:.2f}",
+        step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
+    result["steps"] = steps[0].tolist() if steps else None
+    result["picture"] = picture
+    result.update(video_timeline(video, frames, outputs, steps, frame_rate(video)),
+                  model=model_card(model_path))
+    return result
+
+
+def format_score(result: dict) -> str:
+    """The score line (``result`` without a picture is printed before the picture exists)."""
+    scores = result["exemplar_scores"]
+    return (f"{result['video']}: score {result['score']:.3f} on the {result['scale_description']} "
+            f"(± {result['spread']:.3f} over {len(scores)} exemplars, range "
+            f"{min(scores):.2f} – {max(scores):.2f})\n"
+            f"parts attend most to clips {result['top_clips']}"
+            + (f"; picture: {result['picture']}" if result.get("picture") else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Several videos with one loaded model, and what a report page shows of each.
+# ---------------------------------------------------------------------------------------------
+def score_result(video: str, outputs: dict, scorer: Scorer, group: str | None, scale: str):
+    """The serving function's ``outputs`` → (the result dict of :func:`score_video` without
+    picture, steps and timeline; the outputs as numpy arrays)."""
+    from tpt_keras.experiment import score_scale
+
     outputs = {name: np.asarray(value) for name, value in outputs.items()}
     score = float(outputs["score"])
     if not np.isfinite(score):
@@ -183,25 +218,327 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
               "exemplar_scores": shown[1:].tolist(), "spread": float(shown[1:].std()),
               "attention": outputs["attention"].tolist(),
               "top_clips": outputs["top_clips"].tolist()}
-    if on_score is not None:
-        on_score(result)
-    from tpt_keras import visualize
+    return result, outputs
 
-    steps = known_steps(video, model_path)
-    picture = visualize.plot_attention(
-        outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
-        title=f"{os.path.basename(os.path.normpath(video))}: score {shown[0]:.2f}",
-        step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
+
+def frame_rate(video: str) -> float | None:
+    """Frames per second of a container video (its stream's average rate) or a GIF (from its
+    first frame's duration); None for a frame folder or when the file does not say."""
+    if os.path.isdir(video):
+        return None
+    extension = os.path.splitext(video)[1].lower()
+    try:
+        if extension == ".gif":
+            from PIL import Image
+
+            with Image.open(video) as image:
+                duration = image.info.get("duration")
+            return 1000.0 / float(duration) if duration else None
+        import av
+
+        with av.open(video) as container:
+            rate = container.streams.video[0].average_rate if container.streams.video else None
+        return float(rate) if rate else None
+    except Exception:  # noqa: BLE001  (no frame rate is no reason to refuse a video that decodes)
+        return None
+
+
+def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) -> dict:
+    """Where each part looks in ``video``'s own time (:mod:`tpt_keras.report.timeline`).
+
+    Args:
+        frames: the decoded (N, H, W, 3) frames (their count is the video's length).
+        outputs: numpy outputs of the serving function (``attention`` (T, K), ``clip_frames`` (T,)).
+        steps: :func:`known_steps` or None.
+        fps: frames per second (:func:`frame_rate`) or None when unknown.
+
+    Returns:
+        dict: ``name``, ``num_frames``, ``fps``, ``clip_frames`` (T,), ``parts`` (per part: centre
+        in clips / frames / seconds, peak attention, the thumbnail's frame, the band),
+        ``step_labels`` and ``step_spans`` (None without annotated steps).
+    """
+    from tpt_keras.report import timeline
+
+    num_frames = int(len(frames))
+    clip_frames = np.asarray(outputs["clip_frames"]).astype(int)
+    spans = labels = None
+    if steps:
+        labels = [str(label) for label in steps[1]]
+        spans = timeline.step_spans(steps[0], labels, clip_frames, num_frames, fps)
+    return {"name": os.path.basename(os.path.normpath(video)), "num_frames": num_frames, "fps": fps,
+            "clip_frames": clip_frames.tolist(),
+            "parts": timeline.part_summary(outputs["attention"], clip_frames, num_frames, fps),
+            "step_labels": labels, "step_spans": spans}
+
+
+def _run_facts(run_dir: str, which: str) -> tuple[str, list]:
+    """The title and facts of a run folder: its name, data, size and training figures."""
+    from tpt_keras import experiment
+    from tpt_keras.config import TPTConfig
+    from tpt_keras.runtime import run_folder
+
+    paths = experiment.RunPaths(run_dir)
+    config = TPTConfig.load(paths.config)
+    facts = [("run", os.path.abspath(run_dir)), ("checkpoint", which),
+             ("dataset", config.dataset + (" with difficulty degrees" if config.use_difficulty else "")),
+             ("parts (queries)", str(config.num_queries)), ("exemplars", str(config.num_exemplars))]
+    if os.path.isfile(paths.samples):
+        splits = experiment.load_samples(paths.samples)
+        facts.append(("videos", ", ".join(f"{len(items)} {name}" for name, items in splits.items())))
+        try:
+            validation = experiment.validation_split(splits)
+        except ValueError:
+            validation = None
+        if validation and os.path.isfile(paths.log):
+            log = run_folder.finished_results(paths)
+            if log["best"]:
+                facts.append((f"{validation} split in training", f"Spearman ρ {log['best']['spearman']:.4f}, "
+                              f"R-ℓ2 {log['best']['r_l2']:.4f} (best epoch {log['best']['epoch']} of "
+                              f"{log['epochs']}); last epoch ρ {log['last']['spearman']:.4f}"))
+    return experiment.run_name(config), facts
+
+
+def model_card(model_path: str, which: str = "best") -> dict:
+    """``{"title", "facts": [[label, text], …]}``: what the model is, from the run folder (its
+    ``which`` checkpoint) or from an export's ``tpt_export.json`` (and the run it names, when
+    that folder is still there)."""
+    try:
+        if not is_saved_model(model_path):
+            title, facts = _run_facts(model_path, which)
+            return {"title": title, "facts": [list(f) for f in facts]}
+        info_path = os.path.join(model_path, "tpt_export.json")
+        info = {}
+        if os.path.isfile(info_path):
+            with open(info_path, encoding="utf-8") as handle:
+                info = json.load(handle)
+        facts = [("exported model", os.path.abspath(model_path))]
+        title = info.get("dataset") or "exported model"
+        run_dir = info.get("run") or ""
+        if os.path.isfile(os.path.join(run_dir, "config.json")):
+            title, more = _run_facts(run_dir, info.get("checkpoint", "best"))
+            facts += more
+        else:
+            facts += [("dataset", str(info.get("dataset"))), ("groups", ", ".join(info.get("groups") or []))]
+        return {"title": title, "facts": [list(f) for f in facts]}
+    except (OSError, ValueError, KeyError) as error:  # a card is no reason to refuse to score
+        return {"title": os.path.basename(os.path.normpath(model_path)),
+                "facts": [["model", os.path.abspath(model_path)], ["details", f"unreadable: {error}"]]}
+
+
+@dataclasses.dataclass
+class VideoItem:
+    """One video of a session: its path and what the model needs or the page shows of it."""
+
+    path: str
+    difficulty: float | None = None
+    group: str | None = None
+    true_score: float | None = None
+
+
+def _is_frame_folder(path: str) -> bool:
+    from data_pipelines.io import decode
+
+    return any(name.lower().endswith(decode.FRAME_EXTENSIONS) for name in os.listdir(path))
+
+
+def _is_video_file(name: str) -> bool:
+    from data_pipelines.io import decode
+
+    return name.lower().endswith(decode.VIDEO_EXTENSIONS + decode.GIF_EXTENSIONS)
+
+
+def read_session_manifest(path: str) -> list[VideoItem]:
+    """A CSV of videos to score: header ``path`` and, optional, ``difficulty``, ``group``,
+    ``score`` (the judges' score, shown beside the prediction) — a training manifest works as is
+    (other columns are ignored). Relative paths are resolved against the CSV's folder."""
+    import csv
+
+    items = []
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"{path}: a session manifest needs a 'path' column (header: "
+                             f"{', '.join(reader.fieldnames or [])})")
+        for line, row in enumerate(reader, start=2):
+            if not (row.get("path") or "").strip():
+                continue
+
+            def number(column):
+                text = (row.get(column) or "").strip()
+                if not text:
+                    return None
+                try:
+                    return float(text)
+                except ValueError:
+                    raise ValueError(f"{path}:{line}: column '{column}' is not a number: {text!r}") from None
+
+            video = os.path.join(os.path.dirname(os.path.abspath(path)), row["path"].strip())
+            items.append(VideoItem(video, number("difficulty"), (row.get("group") or "").strip() or None,
+                                   number("score")))
+    if not items:
+        raise ValueError(f"{path}: no videos listed")
+    return items
+
+
+def session_items(inputs, difficulty: float | None = None, group: str | None = None) -> list[VideoItem]:
+    """The videos of ``tpt score``'s arguments, in order: each argument is a video file, a GIF
+    or a frame folder (one video); a folder of videos (files, GIFs, frame folders inside, by
+    name); a glob pattern; or a ``.csv`` session manifest (:func:`read_session_manifest`).
+    ``difficulty`` and ``group`` apply to every video whose manifest row does not set them."""
+    import glob
+
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    items = []
+    for entry in inputs:
+        if entry.lower().endswith(".csv") and os.path.isfile(entry):
+            items += read_session_manifest(entry)
+        elif os.path.isdir(entry) and not _is_frame_folder(entry):
+            inside = sorted(os.path.join(entry, name) for name in os.listdir(entry)
+                            if _is_video_file(name) or (os.path.isdir(os.path.join(entry, name))
+                                                        and _is_frame_folder(os.path.join(entry, name))))
+            if not inside:
+                raise ValueError(f"{entry}: no videos, GIFs or frame folders inside")
+            items += [VideoItem(path) for path in inside]
+        elif os.path.exists(entry):
+            items.append(VideoItem(entry))
+        elif glob.has_magic(entry):
+            matches = sorted(glob.glob(entry))
+            if not matches:
+                raise ValueError(f"{entry}: the pattern matches no file")
+            items += [VideoItem(path) for path in matches]
+        else:
+            raise FileNotFoundError(f"{entry}: no such video, frame folder, folder or manifest")
+    for item in items:
+        item.difficulty = difficulty if item.difficulty is None else item.difficulty
+        item.group = group if item.group is None else item.group
+    return items
+
+
+def is_session(inputs) -> bool:
+    """True when ``tpt score``'s arguments name more than one video (or a folder, glob or
+    manifest of them)."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    return len(inputs) > 1 or any(
+        (entry.lower().endswith(".csv") and os.path.isfile(entry))
+        or (os.path.isdir(entry) and not _is_frame_folder(entry))
+        or (not os.path.exists(entry) and any(c in entry for c in "*?[")) for entry in inputs)
+
+
+def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = "judges",
+                 thumbnails: bool = True) -> dict:
+    """Score one video with an already loaded :class:`Scorer`: the result of :func:`score_video`
+    (without its picture) plus the timeline (:func:`video_timeline`), the true score, difficulty
+    and group when known, and, with ``thumbnails``, each part's most attended frame as a JPEG
+    ``data:`` URI (``thumbnails``; the only field the JSON leaves out). The decoded frames are
+    dropped before it returns: a session holds one video at a time."""
+    from data_pipelines.io import decode
+
+    frames = decode.read_frames(item.path)
+    outputs = scorer(frames, item.difficulty, item.group)
+    result, outputs = score_result(item.path, outputs, scorer, item.group, scale)
+    steps = known_steps(item.path, model_path)
     result["steps"] = steps[0].tolist() if steps else None
-    result["picture"] = picture
+    result.update(video_timeline(item.path, frames, outputs, steps, frame_rate(item.path)))
+    result.update(true_score=item.true_score, difficulty=item.difficulty, group=item.group)
+    if thumbnails:
+        result["thumbnails"] = part_thumbnails(frames, result["parts"])
     return result
 
 
-def format_score(result: dict) -> str:
-    """The score line (``result`` without a picture is printed before the picture exists)."""
-    scores = result["exemplar_scores"]
-    return (f"{result['video']}: score {result['score']:.3f} on the {result['scale_description']} "
-            f"(± {result['spread']:.3f} over {len(scores)} exemplars, range "
-            f"{min(scores):.2f} – {max(scores):.2f})\n"
-            f"parts attend most to clips {result['top_clips']}"
-            + (f"; picture: {result['picture']}" if result.get("picture") else ""))
+def part_thumbnails(frames, parts) -> list[str]:
+    """Per part, its most attended frame as a JPEG ``data:`` URI (each distinct frame encoded
+    once)."""
+    from tpt_keras.report import images
+
+    encoded: dict[int, str] = {}
+    for part in parts:
+        frame = int(part["thumbnail_frame"])
+        if frame not in encoded:
+            encoded[frame] = images.data_uri(frames[frame])
+    return [encoded[int(part["thumbnail_frame"])] for part in parts]
+
+
+def score_session(inputs, model_path: str, report: str | None = None,
+                  difficulty: float | None = None, group: str | None = None,
+                  scale: str = "judges", progress: bool = True) -> dict:
+    """Score every video of ``inputs`` (:func:`session_items`) with one loaded model, one video
+    in memory at a time, and write the report page when ``report`` is given.
+
+    Unreadable videos are skipped and listed (the page names them); wrong ``--difficulty`` /
+    ``--group`` for the model is refused before any video is read.
+
+    Returns:
+        ``{"model": card, "videos": [result, …], "skipped": [{"video", "error"}], "report": path
+        or None, "seconds": wall time}``; each result as :func:`score_loaded` (with its
+        thumbnails; :func:`session_json` drops them).
+    """
+    import sys
+    import time
+
+    from data_pipelines.io import decode
+    from tpt_keras.experiment import score_scale
+
+    if scale not in score_scale.SCALES:
+        raise ValueError(f"--scale must be one of {', '.join(score_scale.SCALES)}, got {scale!r}")
+    items = session_items(inputs, difficulty, group)
+    if report:
+        folder = os.path.dirname(os.path.abspath(report))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(f"--report {report}: {folder} is a file, not a folder")
+    start = time.perf_counter()
+    scorer = load_scorer(model_path)
+    for item in items:
+        try:
+            check_arguments(scorer.inputs, scorer.groups, item.difficulty, item.group,
+                            scorer.difficulty_range)
+        except ValueError as error:
+            raise ValueError(f"{item.path}: {error}") from None
+    card = model_card(model_path)
+    videos, skipped = [], []
+    for index, item in enumerate(items, start=1):
+        began = time.perf_counter()
+        try:
+            result = score_loaded(scorer, item, model_path, scale, thumbnails=bool(report))
+        except (decode.VideoDecodeError, FileNotFoundError) as error:
+            skipped.append({"video": item.path, "error": str(error)})
+            if progress:
+                print(f"[{index}/{len(items)}] skipped {item.path}: {error}", file=sys.stderr, flush=True)
+            continue
+        videos.append(result)
+        if progress:
+            print(f"[{index}/{len(items)}] {result['name']}: score {result['score']:.2f} "
+                  f"± {result['spread']:.2f} ({time.perf_counter() - began:.1f} s)",
+                  file=sys.stderr, flush=True)
+    if not videos:
+        raise ValueError("no video could be scored: " + "; ".join(
+            f"{s['video']}: {s['error']}" for s in skipped))
+    session = {"model": card, "videos": videos, "skipped": skipped, "report": None}
+    if report:
+        from tpt_keras import report as pages
+
+        session["report"] = pages.write_score_report(session, report)
+    session["seconds"] = time.perf_counter() - start
+    return session
+
+
+def session_json(session: dict) -> dict:
+    """``session`` without the thumbnails' image data (their frame numbers stay, per part)."""
+    return {**session, "videos": [{k: v for k, v in video.items() if k != "thumbnails"}
+                                  for video in session["videos"]]}
+
+
+def format_session(session: dict) -> str:
+    """Terminal lines of a session: one per video, the skipped ones, and where the page is."""
+    lines = []
+    for video in session["videos"]:
+        truth = (f" (true {video['true_score']:.2f})" if video.get("true_score") is not None else "")
+        lines.append(f"{video['video']}: {video['score']:.3f} ± {video['spread']:.3f}{truth}")
+    if session["videos"]:
+        lines.append(f"{len(session['videos'])} videos, scores on the "
+                     f"{session['videos'][0]['scale_description']}")
+    lines += [f"skipped {s['video']}: {s['error']}" for s in session["skipped"]]
+    if session.get("report"):
+        lines.append(f"report: {session['report']}")
+    return "\n".join(lines)

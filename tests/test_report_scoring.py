@@ -1,0 +1,113 @@
+"""`tpt score --report` and `tpt evaluate --report` on a real tiny run: one loaded model for a
+session of videos, the JSON twin of the page, and the pages opened in headless Chromium."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from tpt_keras import experiment
+from tpt_keras.cli import main as cli
+from tpt_keras.serving import export, scoring
+
+import browser
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_video_run, tmp_path_factory):
+    return export.export_run(tiny_video_run["run"], base_dir=str(tmp_path_factory.mktemp("saved")))
+
+
+def _touch(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    open(path, "wb").close()
+
+
+def test_what_counts_as_a_session(tmp_path):
+    frames = tmp_path / "dive_frames"
+    _touch(str(frames / "img_00001.jpg"))
+    videos = tmp_path / "videos"
+    for name in ("b.mp4", "a.gif", "notes.txt"):
+        _touch(str(videos / name))
+    _touch(str(videos / "c" / "img_00001.jpg"))  # a frame folder inside the folder
+    (tmp_path / "list.csv").write_text("path,score,difficulty\nvideos/a.gif,7.5,\ndive_frames,,2.0\n")
+    assert not scoring.is_session([str(frames)]) and not scoring.is_session([str(videos / "a.gif")])
+    assert scoring.is_session([str(videos)]) and scoring.is_session([str(tmp_path / "list.csv")])
+    assert scoring.is_session([str(videos / "*.mp4")]) and scoring.is_session(["x.mp4", "y.mp4"])
+    names = [os.path.relpath(i.path, tmp_path) for i in scoring.session_items([str(videos)])]
+    assert names == ["videos/a.gif", "videos/b.mp4", "videos/c"]  # by name; notes.txt left out
+    items = scoring.session_items([str(tmp_path / "list.csv")], difficulty=3.0, group="g")
+    assert [(i.true_score, i.difficulty, i.group) for i in items] == [(7.5, 3.0, "g"), (None, 2.0, "g")]
+    assert [os.path.basename(i.path) for i in scoring.session_items([str(videos / "*.gif")])] == ["a.gif"]
+    with pytest.raises(FileNotFoundError, match="no such video"):
+        scoring.session_items([str(tmp_path / "missing.mp4")])
+    with pytest.raises(ValueError, match="matches no file"):
+        scoring.session_items([str(tmp_path / "*.webm")])
+    (tmp_path / "bad.csv").write_text("video,score\nx,1\n")
+    with pytest.raises(ValueError, match="needs a 'path' column"):
+        scoring.session_items([str(tmp_path / "bad.csv")])
+
+
+@pytest.mark.slow
+def test_score_report_of_a_session_and_its_json_twin(exported, tiny_video_run, tmp_path, capsys):
+    test = tiny_video_run["splits"]["test"]
+    manifest = tmp_path / "session.csv"
+    manifest.write_text("path,score\n" + "".join(f"{s.path},{s.score}\n" for s in test))
+    page = tmp_path / "out" / "session.html"
+    assert cli.main(["score", str(manifest), "--model", exported, "--report", str(page), "--json"]) == 0
+    session = json.loads(capsys.readouterr().out)
+    assert session["report"] == str(page) and len(session["videos"]) == len(test)
+    for sample, video in zip(test, session["videos"]):
+        alone = scoring.score_video(sample.path, exported, picture=str(tmp_path / "a.png"))
+        assert video["score"] == pytest.approx(alone["score"], abs=1e-4)  # one model, same score
+        assert video["true_score"] == pytest.approx(sample.score)
+        assert "thumbnails" not in video and video["fps"] is None  # frame folders: no frame rate
+        attention, middles = np.array(video["attention"]), np.array(video["clip_frames"])
+        assert video["num_frames"] == len(os.listdir(sample.path))
+        for k, part in enumerate(video["parts"]):
+            assert part["thumbnail_frame"] == middles[video["top_clips"][k]]
+            centre = (np.arange(len(middles)) * attention[:, k]).sum() / attention[:, k].sum()
+            assert part["centre_clip"] == pytest.approx(centre)
+            assert part["centre_frame"] == pytest.approx(np.interp(centre, np.arange(len(middles)), middles))
+    assert session["model"]["title"] == "custom"
+    assert ["dataset", "custom"] in session["model"]["facts"]
+    dom, shot = browser.render(page, tmp_path)
+    html = browser.check_page(dom)
+    assert len(html.all("img")) == sum(len({p["thumbnail_frame"] for p in v["parts"]})
+                                       for v in session["videos"])  # one per distinct frame
+    assert len(html.all("svg", **{"class": "timeline"})) == len(test)
+    assert [a["href"] for a in html.all("a")] == [f"#video-{i + 1}" for i in range(len(test))]
+    text = " ".join(html.text)
+    assert all(f"{v['score']:.2f}" in text for v in session["videos"])
+
+
+@pytest.mark.slow
+def test_single_video_json_carries_the_timeline(exported, tiny_video_run, tmp_path, capsys):
+    sample = tiny_video_run["splits"]["test"][0]
+    assert cli.main(["score", sample.path, "--model", exported, "--json",
+                     "--picture", str(tmp_path / "p.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["parts"]) == len(result["top_clips"]) and result["picture"] == str(tmp_path / "p.png")
+    assert {"centre_frame", "centre_seconds", "peak", "thumbnail_frame"} <= set(result["parts"][0])
+    assert result["model"]["title"] == "custom"
+
+
+@pytest.mark.slow
+def test_evaluate_report_shows_the_largest_errors(tiny_video_run, tmp_path, capsys):
+    page = tmp_path / "evaluation.html"
+    assert cli.main(["evaluate", tiny_video_run["run"], "--report", str(page)]) == 0
+    assert f"report: {page}" in capsys.readouterr().out
+    dom, shot = browser.render(page, tmp_path)
+    html = browser.check_page(dom)
+    test = tiny_video_run["splits"]["test"]  # 6 videos: all of them are among the 10 largest
+    assert len(html.all("section", **{"class": "video"})) == len(test)
+    assert len(html.all("svg", **{"class": "scatter"})) == 1
+    assert len(html.all("img")) >= len(test)  # at least one most-attended frame per video
+    table = dom[dom.index('class="sortable worst"'):]
+    table = table[:table.index("</table>")]
+    shown = [float(v) for v in re.findall(r'<td data-value="([0-9.e-]+)">[+-]', table)]
+    outputs = experiment.predict_split(experiment.load_run(tiny_video_run["run"]))
+    expected = sorted(np.abs(outputs["pred"] - outputs["true"]), reverse=True)
+    np.testing.assert_allclose(shown, expected, atol=1e-4)
