@@ -13,6 +13,7 @@ from data_pipelines import datasets
 from data_pipelines.io.feature_cache import FeatureCache
 from data_pipelines.samples import Sample
 from tpt_keras.cli import main as cli
+from data_pipelines.video.protocol import PROTOCOLS
 from tpt_keras.config import PRESETS, TPTConfig, get_preset
 
 # The toy dataset: a CSV of its own format ("name,quality,side,split"), one class per side, and
@@ -154,7 +155,7 @@ def test_built_in_records():
                 record.num_folds, record.has_steps) == (source, presets, default, classes, folds, steps), name
         for preset in presets:
             assert PRESETS[preset].dataset == name
-            assert PRESETS[preset].protocol.to_dict() == get_preset(presets[0]).protocol.to_dict()
+            assert PRESETS[preset].protocol == PROTOCOLS[record.protocol]
     run = {"mtl_aqa": "mtl_aqa (DD)", "aqa7": "aqa7 gym_vault", "jigsaws": "jigsaws knot_tying fold 2",
            "custom": "custom"}
     assert datasets.get("mtl_aqa").run_name(None, 0, True) == run["mtl_aqa"]
