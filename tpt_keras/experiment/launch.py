@@ -268,7 +268,7 @@ def train_run(config: TPTConfig, output: str, *, annotations: str | None = None,
     if per_replica_batch is None:  # else the batch depends on the replicas: after TensorFlow
         config = fitted_batch_size(config, len(splits["train"]))
         _check_run_folders(config, output, seeds)
-    with _interrupts_as_keyboard_interrupt(), _interrupted_message() as where:
+    with _interrupted_message() as where:
         config, strategy_ = _start_tensorflow(config, strategy, logical_cpus, per_replica_batch,
                                               mixed_precision, jit_compile, len(splits["train"]))
         if per_replica_batch is not None:
@@ -330,6 +330,9 @@ def _extract(config: TPTConfig, splits, cache: str, skip_bad: bool) -> None:
     from tpt_keras.experiment import data
 
     unique = list({s.key: s for items in splits.values() for s in items}.values())
+    if os.path.isdir(cache) and not data.open_feature_cache(config, cache).missing(
+            [s.key for s in unique]):
+        return  # every video's features are in the cache already
     print(f"clip features of {len(unique)} videos → {cache} (once; an interrupted extraction "
           "resumes)", flush=True)
     _, report = data.extract_features(config, unique, cache, skip_bad=skip_bad)
@@ -359,21 +362,53 @@ def _train_one(config: TPTConfig, splits, run_dir: str, features, where: dict, *
 
 
 def _epoch_tracker(where: dict):
+    """A Keras callback that records the epoch in progress (1-based) for the interruption
+    message, and stops a run whose interruption was deferred (:func:`_interrupts`) at the next
+    safe point: after a step, or once an epoch's files and backup are written."""
     import keras
 
     class EpochTracker(keras.callbacks.Callback):
-        """Records the epoch in progress (1-based) for the interruption message."""
+        def on_train_begin(self, logs=None):
+            where["defer"] = True
+
+        def on_train_end(self, logs=None):
+            where["defer"] = False
 
         def on_epoch_begin(self, epoch, logs=None):
             where["epoch"] = epoch + 1
+            self._stop_if_asked()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._stop_if_asked()
+
+        def _stop_if_asked(self):
+            if where.get("requested"):
+                where["defer"] = False
+                raise KeyboardInterrupt
 
     return EpochTracker()
 
 
 @contextlib.contextmanager
 def _interrupted_message():
-    """Turn a KeyboardInterrupt into :class:`TrainingInterrupted` saying where it happened."""
-    where = {"step": "start-up", "epoch": None}
+    """Turn a KeyboardInterrupt into :class:`TrainingInterrupted` saying where it happened.
+
+    Ctrl-C and SIGTERM raise KeyboardInterrupt at once, except while a run trains: then the
+    first one is deferred to the end of the step (a run folder file being written is finished
+    first; :func:`_epoch_tracker`), and a second one stops at once."""
+    import threading
+
+    where = {"step": "start-up", "epoch": None, "defer": False, "requested": False}
+
+    def handler(signum, frame):
+        if where["defer"] and not where["requested"]:
+            where["requested"] = True
+            return
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {name: signal.signal(name, handler) for name in (signal.SIGINT, signal.SIGTERM)} \
+        if main else {}
     try:
         yield where
     except TrainingInterrupted:
@@ -384,23 +419,7 @@ def _interrupted_message():
         else:
             text = f"interrupted during {where['step']}"
         raise TrainingInterrupted(f"{text}; run the same command to resume") from None
-
-
-@contextlib.contextmanager
-def _interrupts_as_keyboard_interrupt():
-    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while the block runs (main thread)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for name, old in previous.items():
+            signal.signal(name, old)
         sys.stdout.flush()
