@@ -1,6 +1,7 @@
 """`tpt` hygiene: help lines, start-up without TensorFlow, no CUDA/absl noise, one-line errors."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -74,11 +75,81 @@ def test_non_positive_numbers_are_refused_in_one_line(argv, message, capsys):
 
 @pytest.mark.slow
 def test_a_tensorflow_command_prints_its_error_without_cuda_noise(tmp_path):
-    result = _run("evaluate", str(tmp_path / "nowhere"))
-    assert _heavy(result)["status"] == 2
+    result = _run("evaluate", str(tmp_path))  # a folder, but no run in it: found after TensorFlow
+    assert _heavy(result)["status"] == 2 and "tensorflow" in _heavy(result)["heavy"]
     lines = result.stderr.strip().splitlines()
-    assert lines[0].startswith("tpt evaluate: error: ") and "nowhere" in lines[0], result.stderr
+    assert lines[0].startswith("tpt evaluate: error: ") and str(tmp_path) in lines[0], result.stderr
     assert not any(word in result.stderr for word in NOISE), result.stderr
+
+
+_TINY = ["--set", "feature_dim=16", "--set", "hidden_dim=16"]
+
+
+def _refusals(tmp):
+    """(argv, the message) of every refusal that needs no tensor; files made in ``tmp``."""
+    garbage = tmp / "garbage.json"
+    garbage.write_text("{dataset: synthetic")
+    finished = tmp / "finished"
+    finished.mkdir()
+    from tpt_keras.config import get_preset
+
+    (finished / "config.json").write_text(
+        json.dumps(get_preset("synthetic", seed=5).to_dict()))
+    out = str(tmp / "run")
+    train = ["train", "synthetic", "--output", out]
+    return [
+        (train + ["--manifest", "x.csv"], "--manifest does not apply to the synthetic dataset"),
+        (train + ["--annotations", str(tmp)], "--annotations does not apply to the synthetic"),
+        (train + ["--class", "diving"], "--class does not apply to the synthetic dataset"),
+        (train + ["--set", "hiden_dim=3"], "did you mean 'hidden_dim'"),
+        (train + ["--set", "dropout=2"], "--set: TPTConfig.dropout must be in [0, 1)"),
+        (train + ["--set", "epochs"], "--set expects KEY=VALUE, got 'epochs'"),
+        (train + ["--epochs", "0"], "--epochs must be ≥ 1, got 0"),
+        (train + ["--per-replica-batch", "0"], "--per-replica-batch: must be at least 1, got 0"),
+        (train + ["--end-to-end"], "--end-to-end fine-tunes I3D on videos; the synthetic preset"),
+        (["train", "nonsense", "--output", out], "unknown preset 'nonsense'"),
+        (["train", str(garbage), "--output", out], f"{garbage}: not a preset JSON file"),
+        (["train", "custom", "--manifest", str(tmp / "no.csv"), "--output", out],
+         f"--manifest {tmp / 'no.csv'}: no such file"),
+        (["train", "custom", "--manifest", str(garbage), "--media-root", str(tmp), "--output", out],
+         "--media-root does not apply to the custom dataset, which reads --manifest"),
+        (["train", "mtl_aqa_dd", "--output", out], "the mtl_aqa dataset needs --annotations"),
+        (["train", "mtl_aqa_dd", "--annotations", str(tmp / "none"), "--output", out],
+         f"--annotations {tmp / 'none'}: no such file"),
+        (["train", "synthetic", "--output", str(finished)] + _TINY,
+         "holds a different configuration (feature_dim: 64 → 16; hidden_dim: 64 → 16; seed: 5 → 0)"),
+        (["evaluate", str(tmp / "nowhere")], f"{tmp / 'nowhere'}: no such folder"),
+        (["export", str(tmp / "nowhere")], f"{tmp / 'nowhere'}: no such folder"),
+        (["score", str(tmp / "no.mp4"), "--model", str(tmp)], f"{tmp / 'no.mp4'}: no such file"),
+        (["extract-features", "synthetic", "--manifest", "x.csv", "--cache", str(tmp)],
+         "--manifest does not apply to the synthetic dataset"),
+    ]
+
+
+def test_every_refusal_that_needs_no_tensor_comes_before_tensorflow(tmp_path):
+    """Each refusal exits 2 with its message, and TensorFlow was never imported (one fresh
+    process per refusal, as a user runs them)."""
+    import json as json_
+
+    for argv, message in _refusals(tmp_path):
+        result = _run(*argv)
+        report = _heavy(result)
+        assert report["status"] == 2, (argv, result.stderr)
+        assert message in result.stderr, (argv, result.stderr)
+        assert "tensorflow" not in report["heavy"], (argv, json_.dumps(report))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_locked_run_folder_is_refused_before_tensorflow(tmp_path):
+    from tpt_keras.runtime import run_folder
+
+    run = tmp_path / "run"
+    with run_folder.RunLock(str(run)):  # this process holds it; the command runs in another
+        result = _run("train", "synthetic", "--output", str(run))
+    report = _heavy(result)
+    assert report["status"] == 2 and "tensorflow" not in report["heavy"], result.stderr
+    assert f"{run} is in use by process {os.getpid()}" in result.stderr
+    assert sorted(os.listdir(run)) == [".lock"]
 
 
 def test_export_base_dir_that_is_a_file_or_read_only(tmp_path):

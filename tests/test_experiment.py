@@ -261,3 +261,56 @@ def test_one_validation_video_is_refused_before_training():
         experiment.validation_split(one)
     two = {**one, "test": one["test"] + [Sample(key="r", path="", score=2.0)]}
     assert experiment.validation_split(two) == "test"
+
+
+@pytest.mark.slow
+def test_train_on_own_videos_extracts_features_once_into_the_run_folder(tmp_path, capsys):
+    """`tpt train custom --manifest …` without --features: the clip features are extracted into
+    RUN/features (the cache `tpt extract-features` makes), the head trains on them, a batch
+    larger than the training set is lowered with a notice; the same command again extracts
+    nothing and trains nothing."""
+    from data_pipelines.io.feature_cache import FeatureCache
+    from data_pipelines.synthetic import videos as synthetic_videos
+
+    manifest = synthetic_videos.write_synthetic_video_dataset(
+        str(tmp_path / "videos"), num_train=6, num_test=3, size=32, seed=2, progress=False)
+    run = str(tmp_path / "run")
+    argv = ["train", "custom", "--manifest", manifest, "--output", run, "--epochs", "1",
+            "--verbose", "0", "--set", "protocol.resize_height=32",
+            "--set", "protocol.resize_width=32", "--set", "protocol.crop_size=32",
+            "--set", "hidden_dim=16", "--set", "ffn_dim=16", "--set", "head_hidden_dim=16",
+            "--set", "num_exemplars=2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert ("batch_size 24 → 6: the training set has 6 videos, fewer than one batch of 24 pairs "
+            "(--set batch_size=N to choose)") in out
+    assert "features: 9 extracted, 0 cached, 0 unreadable" in out
+    cache = os.path.join(run, "features")
+    features = FeatureCache(cache)
+    assert len(features.keys()) == 9 and features.read(features.keys()[0]).shape == (20, 1024)
+    assert features.metadata["backbone"] == experiment.BACKBONE_NAME
+    saved = TPTConfig.load(os.path.join(run, "config.json"))
+    assert saved.batch_size == 6 and saved.backbone == "i3d"
+    assert experiment.open_feature_cache(saved, cache).shape == (20, 1024)  # the same protocol
+    with open(os.path.join(run, "data.json")) as handle:
+        assert json.load(handle)["features"] == os.path.abspath(cache)
+    model = experiment.load_run(run, "last").model
+    assert model.backbone is None and int(model.optimizer.iterations) == 1
+    assert cli.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "extracted" not in again and f"{run} has finished its 1 epochs: nothing to train" in again
+
+
+def test_step_progress_prints_one_line_per_step():
+    import io
+
+    from tpt_keras.experiment import training
+
+    model = keras.Sequential([keras.layers.Dense(1)])
+    model.compile(loss="mse")
+    stream = io.StringIO()
+    model.fit(np.zeros((6, 2)), np.zeros((6, 1)), batch_size=2, epochs=1, verbose=0,
+              callbacks=[training.step_progress(stream)])
+    lines = stream.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"epoch 1 step {i}/3" for i in (1, 2, 3)]
+    assert lines[-1].endswith("0.0 min left in the epoch")

@@ -248,20 +248,28 @@ def test_a_full_disk_during_the_backup_stops_cleanly_and_resumes(tmp_path, monke
     assert int(model.optimizer.iterations) == 2 * 3
 
 
-# ------------------------------------------------------------------ SIGKILL at named moments
+# ------------------------------------------------------------------ kills, Ctrl-C, Python = CLI
+# Fresh processes, each as a user runs them: TensorFlow starts in each, as in `tpt train`.
 
-_CLI = ["train", "synthetic", "--epochs", "2", "--verbose", "0", "--set", "batch_size=8",
-        "--set", "dropout=0.1"]
+_CLI = ["synthetic", "--epochs", "3", "--verbose", "0", "--set", "batch_size=8",
+        "--set", "dropout=0.1", "--set", "feature_dim=16", "--set", "hidden_dim=16",
+        "--set", "ffn_dim=16", "--set", "head_hidden_dim=16"]  # 50 steps per epoch, dropout on
 
 
-def _train_process(run, cache, **fault):
+def _env():
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("TPT_FAULT", None)
-    env.update(fault)
-    return subprocess.run([sys.executable, "-m", "tpt_keras.cli.main", *_CLI, "--output", str(run),
-                           "--features", str(cache)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    return env
+
+
+def _train_command(run, cache, *prefix):
+    return [sys.executable, *prefix, "train", *_CLI, "--output", str(run), "--features", str(cache)]
+
+
+def _train_process(run, cache, *prefix):
+    prefix = prefix or ("-m", "tpt_keras.cli.main")
+    return subprocess.run(_train_command(run, cache, *prefix), env=_env(), capture_output=True,
+                          text=True, timeout=900)
 
 
 def _all_weights(run):
@@ -276,6 +284,13 @@ def _all_weights(run):
     return arrays
 
 
+def _assert_same_weights(run, expected, name):
+    actual = _all_weights(str(run))
+    assert sorted(actual) == sorted(expected), name
+    for key, value in expected.items():
+        np.testing.assert_array_equal(actual[key], value, err_msg=f"{name}: {key}")
+
+
 def _best_saves(log_csv):
     """Epochs (0-based) at which best.keras was written: each new maximum of val_spearman."""
     saves, best = [], -np.inf
@@ -287,37 +302,112 @@ def _best_saves(log_csv):
     return saves
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted `tpt train` of _CLI in its own process: the weights every other run
+    must end with."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    cache, run = root / "cache", root / "whole"
+    done = _train_process(run, cache)
+    assert done.returncode == 0, done.stderr[-3000:]
+    weights = _all_weights(str(run))
+    assert len(weights) > 50
+    return {"cache": cache, "run": run, "weights": weights}
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path):
-    """The synthetic preset (width 64) at batch 8, with dropout, 2 epochs of 50 steps: two
-    uninterrupted runs in two processes, a run killed while best.keras is written (the last time
-    the uninterrupted run wrote it) and one killed while the backup is written (epoch 2), each
-    rerun with the same command, end with the same bits in every weight."""
-    cache = tmp_path / "cache"
-    runs = {name: tmp_path / name for name in ("whole", "again", "kill_best", "kill_backup")}
-    for name in ("whole", "again"):
-        done = _train_process(runs[name], cache)
-        assert done.returncode == 0, done.stderr[-3000:]
-    saves = _best_saves(runs["whole"] / "log.csv")
-    for name, moment, occurrence, killed_in in (
-            ("kill_best", "best_before_replace", len(saves), saves[-1]),
-            ("kill_backup", "backup_before_replace", 2, 1)):
-        killed = _train_process(runs[name], cache, TPT_FAULT=moment, TPT_FAULT_AT=str(occurrence))
-        assert killed.returncode == -9, killed.stderr[-3000:]
-        assert not os.path.exists(runs[name] / "last.keras")
-        if name == "kill_best" and len(saves) > 1:  # the earlier best survived the kill, whole
-            experiment.load_run(str(runs[name]), "best")
-        assert backup.backup_epoch(str(runs[name] / "backup")) == killed_in
-        resumed = _train_process(runs[name], cache)
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected = _all_weights(str(runs["whole"]))
-    assert len(expected) > 50
-    for name in ("again", "kill_best", "kill_backup"):
-        actual = _all_weights(str(runs[name]))
-        assert sorted(actual) == sorted(expected)
-        for key, value in expected.items():
-            np.testing.assert_array_equal(actual[key], value, err_msg=f"{name}: {key}")
-        with open(runs[name] / "log.csv") as handle:
-            assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1]
-        assert not [f for f in os.listdir(runs[name]) if ".tmp-" in f]
+def test_python_and_the_command_line_train_the_same_weights(tmp_path, uninterrupted):
+    """`tpt train` in process, experiment.train_run and experiment.train, in another process
+    than the uninterrupted run: every weight equal, bit for bit."""
+    script = os.path.join(REPO, "tests", "_cli_and_python.py")
+    done = subprocess.run([sys.executable, script, str(tmp_path), str(uninterrupted["cache"]),
+                           *_CLI], env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("cli", "train_run", "train"):
+        _assert_same_weights(tmp_path / name, uninterrupted["weights"], name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", ["best.keras", "state.npz"])
+def test_killed_runs_resume_to_the_bits_of_an_uninterrupted_run(tmp_path, uninterrupted, suffix):
+    """Killed with SIGKILL while best.keras is written (the last time the uninterrupted run wrote
+    it; an earlier best.keras survives whole) or while the backup of epoch 2 is written; the
+    same command again ends with the uninterrupted run's bits in every weight."""
+    cache, run = uninterrupted["cache"], tmp_path / "run"
+    saves = _best_saves(uninterrupted["run"] / "log.csv")
+    occurrence, killed_in = (len(saves), saves[-1]) if suffix == "best.keras" else (2, 1)
+    killer = os.path.join(REPO, "tests", "_kill_at.py")
+    killed = _train_process(run, cache, killer, suffix, str(occurrence))
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not os.path.exists(run / "last.keras")
+    if suffix == "best.keras" and len(saves) > 1:
+        experiment.load_run(str(run), "best")
+    assert backup.backup_epoch(str(run / "backup")) == killed_in
+    resumed = _train_process(run, cache)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    if killed_in:
+        assert resumed.stdout.splitlines()[0] == (
+            f"resuming {run} after epoch {killed_in} of 3 (same weights as an uninterrupted run)")
+    _assert_same_weights(run, uninterrupted["weights"], suffix)
+    with open(run / "log.csv") as handle:
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1, 2]
+    assert not [f for f in os.listdir(run) if ".tmp-" in f]
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_where_and_the_same_command_resumes(tmp_path, uninterrupted):
+    """SIGINT once the first epoch is logged: one line, exit 130, no traceback; the rerun says
+    that it resumes, from where, and ends with the uninterrupted run's weights."""
+    import re
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(_train_command(run, uninterrupted["cache"], "-m", "tpt_keras.cli"),
+                               env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while len(run_folder.read_log(str(run / "log.csv"))) < 1 and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    match = re.fullmatch(r"interrupted in epoch (\d+); run the same command to resume",
+                         err.strip().splitlines()[-1])
+    assert match, err[-3000:]
+    finished = backup.backup_epoch(str(run / "backup"))
+    assert finished == int(match.group(1)) - 1 >= 1
+    resumed = _train_process(run, uninterrupted["cache"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.splitlines()[0] == (
+        f"resuming {run} after epoch {finished} of 3 (same weights as an uninterrupted run)")
+    _assert_same_weights(run, uninterrupted["weights"], "ctrl-c")
+
+
+def test_sigterm_in_a_run_is_a_keyboard_interrupt_that_names_the_epoch():
+    """SIGTERM outside training stops at once; while training, the first signal waits for the
+    next safe point (the epoch tracker raises there), and a second one stops at once."""
+    import signal
+
+    from tpt_keras.experiment import launch
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(launch.TrainingInterrupted,
+                       match=r"^interrupted during start-up; run the same command to resume$"):
+        with launch._interrupted_message():
+            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(launch.TrainingInterrupted,
+                       match=r"^interrupted in epoch 5; run the same command to resume$"):
+        with launch._interrupted_message() as where:
+            where.update(step="epoch", epoch=4, defer=True)
+            os.kill(os.getpid(), signal.SIGTERM)  # deferred: only noted
+            assert where["requested"]
+            tracker = launch._epoch_tracker(where)
+            tracker.on_epoch_begin(4)  # the next safe point: epoch 5 begins (4 are backed up)
+    with pytest.raises(launch.TrainingInterrupted, match="interrupted in epoch 2"):
+        with launch._interrupted_message() as where:
+            where.update(step="epoch", epoch=2, defer=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the second one at once
+    assert signal.getsignal(signal.SIGTERM) == before

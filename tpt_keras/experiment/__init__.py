@@ -11,6 +11,9 @@ Modules:
 * :mod:`~tpt_keras.experiment.data`: samples by split, synthetic data, feature caches, the
   tf.data pipelines of a run;
 * :mod:`~tpt_keras.experiment.training`: the model of a run and :func:`train`;
+* :mod:`~tpt_keras.experiment.launch`: :func:`train_run`, a run exactly as ``tpt train`` makes
+  it (checks before TensorFlow, strategy, precision, learning-rate rule, feature extraction,
+  seeds), and :func:`resolve_config`;
 * :mod:`~tpt_keras.experiment.evaluation`: loading runs, predictions with the exemplar bank,
   metrics of one or several runs and of several seeds;
 * :mod:`~tpt_keras.experiment.report`: terminal tables of those results;
@@ -48,15 +51,19 @@ from tpt_keras.experiment.data import (
 from tpt_keras.experiment.evaluation import (
     SEED_FOLDER, Run, evaluate_run, evaluate_seeds, load_run, parsing_report, predict_split,
     run_bank, run_name, seed_run_dirs)
+from tpt_keras.experiment.launch import (
+    TrainingInterrupted, check_inputs, resolve_config, train_run)
 from tpt_keras.experiment.report import format_parsing, format_results, format_seed_results
 from tpt_keras.runtime.run_folder import RunPaths, best_logged
 from tpt_keras.experiment.training import (
     NonFiniteLossError, build_model, model_intervals, train)
 
 __all__ = [
-    "BACKBONE_NAME", "FEATURE_SOURCES", "NonFiniteLossError", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
-    "build_backbone", "build_model", "config_for_features", "default_features_dir", "eval_dataset", "evaluate_run", "evaluate_seeds",
-    "extract_features", "feature_cache_backbone", "features_source", "format_parsing", "format_results",
+    "BACKBONE_NAME", "FEATURE_SOURCES", "NonFiniteLossError", "TrainingInterrupted",
+    "check_inputs", "resolve_config", "train_run", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
+    "build_backbone", "build_model", "config_for_features", "default_features_dir", "eval_dataset",
+    "evaluate_run", "evaluate_seeds", "extract_features", "feature_cache_backbone",
+    "features_source", "format_parsing", "format_results",
     "format_seed_results", "load_run", "load_samples", "load_splits", "model_intervals",
     "open_feature_cache", "pair_dataset", "parsing_report", "predict_split", "run_bank", "run_splits", "run_name",
     "sample_boundaries", "save_samples", "seed_run_dirs", "skip_unreadable", "steps_per_epoch",

@@ -45,7 +45,7 @@ def _config_differences(saved: TPTConfig, config: TPTConfig, ignore=("epochs",))
             if field.name not in ignore and getattr(saved, field.name) != getattr(config, field.name)]
 
 
-def _check_run_folder(paths: run_folder.RunPaths, config: TPTConfig) -> int:
+def check_run_folder(paths: run_folder.RunPaths, config: TPTConfig) -> int:
     """The epochs this folder has finished (its backup), after checking that it holds this run.
     Writes nothing."""
     from tpt_keras.runtime import backup
@@ -97,7 +97,6 @@ def _best_checkpoint(path: str, best: float | None, monitor: str = "val_spearman
                 return
             with run_folder.atomic_path(path) as temporary:
                 self.model.save(temporary)
-                run_folder.fault_point("best_before_replace")
             self.best = value
 
     return BestCheckpoint()
@@ -167,13 +166,15 @@ def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
     from tpt_keras.runtime import distribute, strategies
 
     paths = run_folder.RunPaths(run_dir)
+    if strategy is None:
+        strategies.make_deterministic()  # bit-identical runs when TensorFlow has not started yet
     strategy = strategy or tf.distribute.get_strategy()
     chief = strategies.is_chief(strategy)  # under multi-worker only the chief writes files
     splits, skipped = skip_unreadable(splits, config, features_dir) if skip_bad else (splits, [])
     train_samples = splits["train"]
     val_name = validation_split(splits)
     steps = _checked_steps_per_epoch(config, len(train_samples))
-    done = _check_run_folder(paths, config)
+    done = check_run_folder(paths, config)
     model = _build_run_model(config, train_samples, strategy, features_dir, backbone_weights,
                              jit_compile)
     with run_folder.RunLock(run_dir) if chief else contextlib.nullcontext():
@@ -205,8 +206,31 @@ def _checked_steps_per_epoch(config: TPTConfig, num_train: int) -> int:
     steps = steps_per_epoch(config, num_train)
     if steps < 1:
         raise ValueError(f"{num_train} training samples make no batch of "
-                         f"{config.batch_size}: lower batch_size.")
+                         f"{config.batch_size}: lower batch_size (--set batch_size={num_train}).")
     return steps
+
+
+def step_progress(stream=None):
+    """A callback printing one line per training step (step, seconds per step, time left in the
+    epoch): progress for slow steps, such as fine-tuning I3D on a CPU, where a progress bar
+    would sit still for minutes (and says nothing where the output is not a terminal)."""
+    import sys
+    import time
+
+    import keras
+
+    class StepProgress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch, self.start = epoch + 1, time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            steps = self.params.get("steps") or 0
+            per_step = (time.perf_counter() - self.start) / (batch + 1)
+            left = per_step * max(steps - batch - 1, 0)
+            print(f"epoch {self.epoch} step {batch + 1}/{steps}: {per_step:.1f} s/step, "
+                  f"{left / 60:.1f} min left in the epoch", file=stream or sys.stderr, flush=True)
+
+    return StepProgress()
 
 
 def _build_run_model(config: TPTConfig, train_samples, strategy, features_dir: str | None,

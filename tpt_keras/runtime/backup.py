@@ -3,14 +3,14 @@ epochs, in one file replaced atomically after each epoch; a new ``fit`` on the s
 it and continues with the next epoch, ending with the weights an uninterrupted run ends with.
 
 It reads and writes ``model.variables`` and ``model.optimizer.variables`` in their (stable) order,
-never Keras' own checkpoint format or ``BackupAndRestore``'s metadata files.
+never Keras' own checkpoint format or ``BackupAndRestore``'s metadata files. Reading how far a
+run got (:func:`backup_epoch`) needs numpy only: importing this module loads no TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
 
-import keras
 import numpy as np
 
 from tpt_keras.runtime import run_folder
@@ -23,7 +23,7 @@ def backup_epoch(backup_dir: str) -> int:
     return TrainingBackup(backup_dir).finished_epochs()
 
 
-class TrainingBackup(keras.callbacks.Callback):
+class TrainingBackup:
     """The state a run needs to continue exactly: every variable of the model (``model.variables``:
     weights, non-trainable state such as BN statistics, and the dropout layers' seed states) and of
     the optimizer (step count, moments), and the number of finished epochs.
@@ -31,6 +31,8 @@ class TrainingBackup(keras.callbacks.Callback):
     One file, ``DIRECTORY/state.npz``, replaced atomically at the end of every epoch (temporary
     file, fsync, rename: a kill leaves the previous epoch's backup). The data pipelines' order is a
     function of (seed, epoch), so the epoch is the whole data position.
+
+    :meth:`callback` is the Keras callback that writes it after each epoch.
 
     Args:
         directory: the backup folder.
@@ -40,7 +42,6 @@ class TrainingBackup(keras.callbacks.Callback):
     FILE = "state.npz"
 
     def __init__(self, directory: str, write: bool = True):
-        super().__init__()
         self.directory = directory
         self.path = os.path.join(directory, self.FILE)
         self.write = write
@@ -93,6 +94,8 @@ class TrainingBackup(keras.callbacks.Callback):
         return int(state["finished_epochs"])
 
     def save(self, model, finished_epochs: int) -> None:
+        import keras
+
         arrays = {f"{owner}_{i:04d}": np.asarray(keras.ops.convert_to_numpy(v))
                   for i, (owner, v) in enumerate(self._variables(model))}
         arrays["finished_epochs"] = np.asarray(finished_epochs, np.int64)
@@ -100,8 +103,16 @@ class TrainingBackup(keras.callbacks.Callback):
         with run_folder.atomic_path(self.path) as temporary:
             with open(temporary, "wb") as handle:
                 np.savez(handle, **arrays)
-            run_folder.fault_point("backup_before_replace")
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.write:
-            self.save(self.model, epoch + 1)
+    def callback(self):
+        """A Keras callback that saves this backup at the end of every epoch (when ``write``)."""
+        import keras
+
+        backup = self
+
+        class SaveBackup(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if backup.write:
+                    backup.save(self.model, epoch + 1)
+
+        return SaveBackup()

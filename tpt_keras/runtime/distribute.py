@@ -170,7 +170,7 @@ def fit(
         restored = saver.restore(model)
         if restored is not None:
             initial_epoch = restored
-        callbacks.append(saver)  # last: the backup commits an epoch once everything else ran
+        callbacks.append(saver.callback())  # last: the backup commits an epoch once everything else ran
     train_ds = distribute_dataset(strategy, train_ds_fn, repeat=True)
     val_ds = None
     if validation_ds_fn is not None:

@@ -123,6 +123,11 @@ def read_json(path: str):
                          "run folder to start over") from None
 
 
+def _in_use(folder: str, owner: str) -> RunInUseError:
+    return RunInUseError(f"{folder} is in use by process {owner} (another `tpt train` is running "
+                         "in it); wait for it or use another --output")
+
+
 class RunLock:
     """An exclusive OS lock on ``folder/.lock`` (the file holds the owner's process id).
 
@@ -145,8 +150,7 @@ class RunLock:
             handle.seek(0)
             owner = handle.read().strip() or "?"
             handle.close()
-            raise RunInUseError(f"{self.folder} is in use by process {owner} (another `tpt train` "
-                                "is running in it); wait for it or use another --output") from None
+            raise _in_use(self.folder, owner) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -164,20 +168,20 @@ class RunLock:
         return False
 
 
-_FAULT_COUNTS: dict[str, int] = {}
+def check_unlocked(folder: str) -> None:
+    """Raise :class:`RunInUseError` when another process holds ``folder``'s lock; creates and
+    changes nothing (a quick check before a run starts; :class:`RunLock` takes the lock)."""
+    import fcntl
 
-
-def fault_point(moment: str) -> None:
-    """Fault-injection hook for the crash tests: with ``TPT_FAULT=moment`` (and optionally
-    ``TPT_FAULT_AT=n``, the n-th time this moment comes, default 1) the process kills itself with
-    SIGKILL here, as ``kill -9`` would. A no-op otherwise."""
-    if os.environ.get("TPT_FAULT") != moment:
+    path = os.path.join(folder, ".lock")
+    if not os.path.exists(path):
         return
-    _FAULT_COUNTS[moment] = _FAULT_COUNTS.get(moment, 0) + 1
-    if _FAULT_COUNTS[moment] == int(os.environ.get("TPT_FAULT_AT", "1")):
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
+    with open(path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise _in_use(folder, handle.read().strip() or "?") from None
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def remove_temporaries(folder: str) -> list[str]:
