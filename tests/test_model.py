@@ -223,6 +223,63 @@ def test_attention_losses_are_inside_the_gradient_tape():
     np.testing.assert_array_equal(np.asarray(model.regressor.cls_head_output.kernel), head)
 
 
+# ----------------------------------------------------------------------------- accumulation
+def unit_terms_and_gradients(model, batch, rows, interval_counts=None, num_units=1):
+    """Loss terms and gradients of ``batch``'s rows ``rows`` computed directly (eager)."""
+    import tensorflow as tf
+
+    unit = {key: value[rows] for key, value in batch.items()}
+    with tf.GradientTape() as tape:
+        outputs = model(unit, training=True)
+        terms = model.compute_pair_losses(unit, outputs, interval_counts, num_units)
+    return terms, tape.gradient(terms["loss"], model.trainable_variables)
+
+
+@pytest.mark.parametrize("batch_size", [4, 3])  # 2 micro-batches of 2; of 2 and 1 (partial)
+def test_accumulated_step_is_the_mean_of_its_micro_batches(batch_size):
+    """accumulate_steps=2, micro-batches of ceil(4 / 2) = 2 pairs: one SGD step moves the
+    weights by lr x the mean of the micro-batches' gradients and logs their terms' mean; a
+    partial batch of 3 makes micro-batches of 2 and 1, each weighing one half."""
+    model = TPTModel(tiny_config(dropout=0.0, accumulate_steps=2, batch_size=4,
+                                 loss_normalization="per_replica"), INTERVALS)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    batch = pair_batch(batch_size, seed=3)
+    before = [np.asarray(v).copy() for v in model.trainable_variables]
+    units = [unit_terms_and_gradients(model, batch, rows)
+             for rows in (slice(0, 2), slice(2, batch_size))]
+    logs = model.train_on_batch(batch, return_dict=True)
+    for name in ("loss", "cls_loss", "reg_loss", "rank_loss", "sparsity_loss"):
+        expected = np.mean([float(terms[name]) for terms, _ in units])
+        assert logs[name] == pytest.approx(expected, rel=1e-5), name
+    for variable, start, first, second in zip(model.trainable_variables, before, units[0][1],
+                                              units[1][1]):
+        expected = start - 0.5 * (np.asarray(first) + np.asarray(second)) / 2
+        np.testing.assert_allclose(np.asarray(variable), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+
+
+def test_global_normalisation_counts_intervals_over_the_micro_batches():
+    """With "global" the logged regression term is that of the whole batch at once; with
+    "per_replica" the mean of the micro-batches' own per-interval means: here they differ."""
+    batch = pair_batch(4, seed=3)
+    # Deltas of 4 pairs, chosen so that the two halves hold intervals 2 and 3 unequally.
+    batch["query_score"] = np.array([1.0, 1.0, 1.0, 1.0], np.float32)
+    batch["exemplar_score"] = np.array([2.0, 2.5, 5.0, 2.0], np.float32)
+    values = {}
+    for normalization in ("per_replica", "global"):
+        model = TPTModel(tiny_config(dropout=0.0, accumulate_steps=2, batch_size=4,
+                                     loss_normalization=normalization), INTERVALS)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+        values[normalization] = model.train_on_batch(batch, return_dict=True)["reg_loss"]
+        whole = model.compute_pair_losses(batch, model(batch, training=False))["reg_loss"]
+        halves = [model.compute_pair_losses(unit, model(unit, training=False))["reg_loss"]
+                  for unit in ({k: v[:2] for k, v in batch.items()},
+                               {k: v[2:] for k, v in batch.items()})]
+        expected = float(whole) if normalization == "global" else float(np.mean(halves))
+        assert values[normalization] == pytest.approx(expected, rel=1e-5), normalization
+    assert abs(values["global"] - values["per_replica"]) > 1e-3
+
+
 # ----------------------------------------------------------------------------- optimizer
 def test_head_variables_take_ten_times_larger_first_adam_steps():
     model = TPTModel(tiny_config(dropout=0.0), INTERVALS)
