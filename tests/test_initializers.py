@@ -4,7 +4,9 @@ PyTorch's defaults (the faithful presets, ``initialization="torch"``): ``nn.Line
 weights ``kaiming_uniform(a=sqrt(5))`` = U(+-1/sqrt(fan_in)) and biases U(+-1/sqrt(fan_in));
 the decoder's matrices Xavier uniform U(+-sqrt(6 / (fan_in + fan_out))) with PyTorch-default
 biases; ``nn.MultiheadAttention``: Xavier on the packed (3d, d) in-projection, zero biases;
-LayerNorm ones / zeros; ``nn.Embedding`` N(0, 1); Adam epsilon 1e-8.
+LayerNorm ones / zeros; Adam epsilon 1e-8. The original's decoder then re-initialises every
+parameter with two or more dimensions Xavier-uniform (its ``_reset_parameters``), the
+``nn.Embedding`` queries included: U(+-sqrt(6 / (5 + 512))) = U(+-0.1077) at the real sizes.
 """
 
 import math
@@ -107,12 +109,29 @@ def test_self_attention_layer_norm_and_temperature(torch_model, keras_model):
         assert float(first.temperature.numpy()) == pytest.approx(0.07)
 
 
-def test_torch_queries_are_standard_normal(torch_model):
-    queries = values(torch_model.part_encoder.query_embedding)  # 5 x 512 = 2560 samples
-    assert queries.size == 5 * DIM
-    assert queries.std() == pytest.approx(1.0, rel=0.06)
-    assert abs(queries.mean()) < 0.08
-    assert np.abs(queries).max() > 2.5  # beyond any uniform bound used here
+def test_torch_queries_are_xavier_uniform(torch_model):
+    queries = torch_model.part_encoder.query_embedding  # 5 x 512 = 2560 samples
+    assert values(queries).size == 5 * DIM
+    assert_uniform(queries, 0.10773, "query_embedding")  # sqrt(6 / 517) = 0.107728
+    assert np.abs(values(queries)).max() <= 0.10773  # not N(0, 1): nothing beyond the bound
+
+
+def test_every_decoder_matrix_is_checked_as_xavier(torch_model):
+    """The original re-initialises every decoder parameter with >= 2 dimensions Xavier-uniform:
+    each such variable here is one of the matrices checked above, at its Xavier bound."""
+    decoder = torch_model.part_encoder
+    bounds = {id(decoder.query_embedding): xavier(5, DIM)}
+    for _, dense, fan_in, fan_out in decoder_layers(torch_model):
+        bounds[id(dense.kernel)] = xavier(fan_in, fan_out)
+    attention = decoder.decoder_layers[0].self_attention
+    for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
+        bounds[id(dense.kernel)] = xavier(DIM, 3 * DIM)
+    bounds[id(attention.output_dense.kernel)] = xavier(DIM, DIM)
+    matrices = [v for v in decoder.variables if len(v.shape) >= 2]
+    assert len(matrices) == 1 + 2 * 5 + 4
+    for variable in matrices:
+        assert id(variable) in bounds, variable.path
+        assert_uniform(variable, bounds[id(variable)], variable.path)
 
 
 def test_keras_initialization_is_glorot_with_zero_biases(keras_model):
@@ -140,8 +159,16 @@ def test_faithful_presets_use_pytorch_defaults_and_clean_ones_keras():
                 "custom": ("keras", 1e-7), "synthetic": ("keras", 1e-7),
                 "finediving": ("torch", 1e-8), "synthetic_finediving": ("keras", 1e-7)}
     assert {name: (cfg.initialization, cfg.adam_epsilon) for name, cfg in PRESETS.items()} == expected
-    for name, (_, epsilon) in expected.items():
+    for name, (initialization, epsilon) in expected.items():
         assert build_optimizer(PRESETS[name]).epsilon == epsilon
+        # The faithful presets also update as the original (8 micro-batches of 3 per step, the
+        # per-interval means within each, the last partial batch kept).
+        faithful = initialization == "torch"
+        cfg = PRESETS[name]
+        assert (cfg.accumulate_steps, cfg.loss_normalization, cfg.keep_last_batch) == (
+            (8, "per_replica", True) if faithful else (1, "global", False)), name
+        if faithful:
+            assert cfg.batch_size == 24
 
 
 def test_compiled_model_uses_the_configs_epsilon():

@@ -91,6 +91,32 @@ def test_regression_loss_is_a_per_interval_mean_summed():
     assert float(losses.interval_regression_loss(regression, np.zeros_like(membership), target)) == 0.0
 
 
+def test_per_micro_batch_and_global_normalisation_differ_by_hand():
+    """Two micro-batches of one update. Interval 0 holds errors 0.1 and 0.3 in the first and 0.6
+    in the second; interval 1 holds error 0.2 in the second only.
+
+    per micro-batch (the original's per-replica means), mean over the two micro-batches:
+        ((0.01 + 0.09) / 2 + (0.36 / 1 + 0.04 / 1)) / 2 = (0.05 + 0.40) / 2 = 0.225
+    global (each interval's mean over the whole update's samples):
+        (0.01 + 0.09 + 0.36) / 3 + 0.04 / 1 = 0.19333...
+    They agree only when every micro-batch holds the same share of every interval."""
+    membership = np.eye(2, dtype=np.float32)
+    first = (np.array([[0.1, 0.0], [0.3, 0.0]], np.float32), membership[[0, 0]])
+    second = (np.array([[0.6, 0.0], [0.0, 0.2]], np.float32), membership[[0, 1]])
+    def loss(part, counts=None):
+        errors, member = part  # targets 0: the outputs are the errors
+        return float(losses.interval_regression_loss(errors, member, np.zeros_like(errors), counts))
+
+    per_micro_batch = (loss(first) + loss(second)) / 2
+    assert per_micro_batch == pytest.approx(0.225, rel=1e-6)
+    counts = first[1].sum(0) + second[1].sum(0)  # [3, 1]
+    # As the train step computes it: each micro-batch's term x 2 micro-batches, then the mean.
+    global_value = (2 * loss(first, counts) + 2 * loss(second, counts)) / 2
+    assert global_value == pytest.approx(0.46 / 3 + 0.04, rel=1e-6)
+    whole = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+    assert loss(whole) == pytest.approx(global_value, rel=1e-6)  # the whole batch at once
+
+
 def test_losses_are_float32_for_half_inputs():
     attention = hand_attention().astype(np.float16)
     for value in (losses.ranking_loss(attention), losses.sparsity_loss(attention),

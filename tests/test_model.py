@@ -131,24 +131,23 @@ def test_pair_losses_known_answer():
     # Total: 2 cls + reg + 2 layers x (1.0 rank + 0.05 sparsity), from the given attention only.
     expected = 2 * 2 * np.log(4) + 0.08 + 2 * (7.8 + 0.05 * 1.5)
     assert float(terms["loss"]) == pytest.approx(expected, rel=1e-6)
-    # A forward pass fills model.losses; the terms still come from `outputs` alone.
+    # The forward pass adds no loss of its own: the attention terms exist in one place.
     model(pair_batch(), training=False)
-    assert len(model.losses) == 4
-    assert float(model.compute_pair_losses(batch, outputs)["loss"]) == pytest.approx(expected,
-                                                                                     rel=1e-6)
+    assert model.losses == []
 
 
-def test_forward_adds_attention_losses_over_query_and_exemplar():
+def test_attention_losses_are_over_query_and_exemplar_of_every_layer():
     model = TPTModel(tiny_config(rank_weight=0.5), INTERVALS)
-    outputs = model(pair_batch(), training=False)
+    batch = pair_batch()
+    outputs = model(batch, training=False)
     attention = np.asarray(outputs["attention"])
     assert attention.shape == (8, 2, T, K)  # query videos then exemplar videos
     assert tuple(outputs["log_probs"].shape) == (8, 4)
-    expected = []
-    for l in range(2):
-        expected += [0.5 * float(losses.ranking_loss(attention[:, l], 3.2)),
-                     0.05 * float(losses.sparsity_loss(attention[:, l]))]
-    assert [float(v) for v in model.losses] == pytest.approx(expected, rel=1e-5)
+    terms = model.compute_pair_losses(batch, outputs)
+    rank = sum(float(losses.ranking_loss(attention[:, l], 3.2)) for l in range(2))
+    sparsity = sum(float(losses.sparsity_loss(attention[:, l])) for l in range(2))
+    assert float(terms["rank_loss"]) == pytest.approx(rank, rel=1e-5)
+    assert float(terms["sparsity_loss"]) == pytest.approx(sparsity, rel=1e-5)
 
 
 def test_test_step_reports_every_term_and_their_weighted_sum():
@@ -167,8 +166,7 @@ def test_test_step_reports_every_term_and_their_weighted_sum():
 
 
 def test_total_loss_is_score_losses_plus_weighted_attention_losses_of_every_layer():
-    """The decoder's attention terms count once in the total, computed from the returned attention
-    (the decoder's add_loss copies are not added again)."""
+    """The decoder's attention terms count once in the total, computed from the returned attention."""
     cfg = tiny_config(rank_weight=0.5, sparsity_weight=0.25, diversity_weight=0.125,
                       cls_weight=1.5, reg_weight=0.75)
     model = TPTModel(cfg, INTERVALS)
@@ -182,15 +180,12 @@ def test_total_loss_is_score_losses_plus_weighted_attention_losses_of_every_laye
                     + 0.25 * float(losses.sparsity_loss(attention[:, l]))
                     + 0.125 * float(losses.diversity_loss(attention[:, l], cfg.diversity_sigma)))
     assert float(terms["loss"]) == pytest.approx(by_hand, rel=1e-5)
-    # The same weighted terms as the decoder's add_loss (which the total does not include twice).
-    score = 1.5 * float(terms["cls_loss"]) + 0.75 * float(terms["reg_loss"])
-    assert len(model.losses) == 3 * cfg.num_layers
-    assert float(terms["loss"]) == pytest.approx(score + sum(float(v) for v in model.losses),
-                                                 rel=1e-5)
+    assert model.losses == []
 
 
 def test_attention_loss_gradient_flows_through_the_returned_attention():
-    """With the score losses off, the total's gradient is the decoder's added losses' gradient."""
+    """With the score losses off, the total's gradient is that of the attention losses written
+    out from the pure functions."""
     import tensorflow as tf
 
     model = TPTModel(tiny_config(cls_weight=0.0, reg_weight=0.0, dropout=0.0,
@@ -200,7 +195,10 @@ def test_attention_loss_gradient_flows_through_the_returned_attention():
     with tf.GradientTape(persistent=True) as tape:
         outputs = model(batch, training=True)
         total = model.compute_pair_losses(batch, outputs)["loss"]
-        added = sum(model.losses)
+        attention = outputs["attention"]
+        added = sum(losses.ranking_loss(attention[:, l], 3.2)
+                    + 0.05 * losses.sparsity_loss(attention[:, l])
+                    + 0.5 * losses.diversity_loss(attention[:, l], 1.0) for l in range(2))
     ours, expected = tape.gradient(total, variables), tape.gradient(added, variables)
     assert any(float(tf.reduce_max(tf.abs(g))) > 1e-4 for g in expected)
     for variable, a, e in zip(variables, ours, expected):
@@ -225,6 +223,63 @@ def test_attention_losses_are_inside_the_gradient_tape():
     np.testing.assert_array_equal(np.asarray(model.regressor.cls_head_output.kernel), head)
 
 
+# ----------------------------------------------------------------------------- accumulation
+def unit_terms_and_gradients(model, batch, rows, interval_counts=None, num_units=1):
+    """Loss terms and gradients of ``batch``'s rows ``rows`` computed directly (eager)."""
+    import tensorflow as tf
+
+    unit = {key: value[rows] for key, value in batch.items()}
+    with tf.GradientTape() as tape:
+        outputs = model(unit, training=True)
+        terms = model.compute_pair_losses(unit, outputs, interval_counts, num_units)
+    return terms, tape.gradient(terms["loss"], model.trainable_variables)
+
+
+@pytest.mark.parametrize("batch_size", [4, 3])  # 2 micro-batches of 2; of 2 and 1 (partial)
+def test_accumulated_step_is_the_mean_of_its_micro_batches(batch_size):
+    """accumulate_steps=2, micro-batches of ceil(4 / 2) = 2 pairs: one SGD step moves the
+    weights by lr x the mean of the micro-batches' gradients and logs their terms' mean; a
+    partial batch of 3 makes micro-batches of 2 and 1, each weighing one half."""
+    model = TPTModel(tiny_config(dropout=0.0, accumulate_steps=2, batch_size=4,
+                                 loss_normalization="per_replica"), INTERVALS)
+    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    batch = pair_batch(batch_size, seed=3)
+    before = [np.asarray(v).copy() for v in model.trainable_variables]
+    units = [unit_terms_and_gradients(model, batch, rows)
+             for rows in (slice(0, 2), slice(2, batch_size))]
+    logs = model.train_on_batch(batch, return_dict=True)
+    for name in ("loss", "cls_loss", "reg_loss", "rank_loss", "sparsity_loss"):
+        expected = np.mean([float(terms[name]) for terms, _ in units])
+        assert logs[name] == pytest.approx(expected, rel=1e-5), name
+    for variable, start, first, second in zip(model.trainable_variables, before, units[0][1],
+                                              units[1][1]):
+        expected = start - 0.5 * (np.asarray(first) + np.asarray(second)) / 2
+        np.testing.assert_allclose(np.asarray(variable), expected, rtol=1e-5, atol=1e-6,
+                                   err_msg=variable.path)
+
+
+def test_global_normalisation_counts_intervals_over_the_micro_batches():
+    """With "global" the logged regression term is that of the whole batch at once; with
+    "per_replica" the mean of the micro-batches' own per-interval means: here they differ."""
+    batch = pair_batch(4, seed=3)
+    # Deltas of 4 pairs, chosen so that the two halves hold intervals 2 and 3 unequally.
+    batch["query_score"] = np.array([1.0, 1.0, 1.0, 1.0], np.float32)
+    batch["exemplar_score"] = np.array([2.0, 2.5, 5.0, 2.0], np.float32)
+    values = {}
+    for normalization in ("per_replica", "global"):
+        model = TPTModel(tiny_config(dropout=0.0, accumulate_steps=2, batch_size=4,
+                                     loss_normalization=normalization), INTERVALS)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+        values[normalization] = model.train_on_batch(batch, return_dict=True)["reg_loss"]
+        whole = model.compute_pair_losses(batch, model(batch, training=False))["reg_loss"]
+        halves = [model.compute_pair_losses(unit, model(unit, training=False))["reg_loss"]
+                  for unit in ({k: v[:2] for k, v in batch.items()},
+                               {k: v[2:] for k, v in batch.items()})]
+        expected = float(whole) if normalization == "global" else float(np.mean(halves))
+        assert values[normalization] == pytest.approx(expected, rel=1e-5), normalization
+    assert abs(values["global"] - values["per_replica"]) > 1e-3
+
+
 # ----------------------------------------------------------------------------- optimizer
 def test_head_variables_take_ten_times_larger_first_adam_steps():
     model = TPTModel(tiny_config(dropout=0.0), INTERVALS)
@@ -242,19 +297,21 @@ def test_head_variables_take_ten_times_larger_first_adam_steps():
     assert np.median(head) == pytest.approx(1e-3, rel=0.02)
     assert np.median(rest) == pytest.approx(1e-4, rel=0.02)
     assert head.max() <= 1e-3 * 1.001 and rest.max() <= 1e-4 * 1.001
-    multipliers = [model.optimizer.multiplier_for(v.path) for v in model.trainable_variables]
+    multipliers = [model.optimizer.multiplier_for(v) for v in model.trainable_variables]
     assert multipliers.count(10.0) == 8  # cls/reg heads: 2 Dense layers each, kernel + bias
 
 
 def two_adam_steps(strategy, grads):
-    """Two graph-mode steps of MultiRateAdam(1e-4, cls_head x10, epsilon 1e-8) under ``strategy``
-    on a "cls_head" and a "backbone" variable; ``grads`` (steps, 2, 3). Returns the two (3,)."""
+    """Two graph-mode steps of MultiRateAdam(1e-4, "head" x10, epsilon 1e-8) under ``strategy``
+    on a variable tagged "head" and an untagged one; ``grads`` (steps, 2, 3). Returns the two (3,)."""
     import tensorflow as tf
 
     with strategy.scope():
-        head = keras.Variable(np.zeros(3, np.float32), name="cls_head_kernel")
-        rest = keras.Variable(np.zeros(3, np.float32), name="backbone_kernel")
-        optimizer = MultiRateAdam(1e-4, lr_multipliers={"cls_head": 10.0}, epsilon=1e-8)
+        # The rate follows the tag, not the name: the untagged variable is named like a head.
+        head = keras.Variable(np.zeros(3, np.float32), name="backbone_kernel")
+        rest = keras.Variable(np.zeros(3, np.float32), name="cls_head_kernel")
+        head.learning_rate_group = "head"
+        optimizer = MultiRateAdam(1e-4, group_multipliers={"head": 10.0}, epsilon=1e-8)
         optimizer.build([head, rest])
 
     @tf.function
@@ -345,10 +402,11 @@ def test_optimizer_config_round_trip():
     optimizer = build_optimizer(get_preset("mtl_aqa_dd"))
     clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(clone, MultiRateAdam)
-    assert clone.lr_multipliers == {"cls_head": 10.0, "reg_head": 10.0}
+    assert clone.group_multipliers == {"head": 10.0}
     assert float(clone.learning_rate) == pytest.approx(1e-4)
-    assert clone.multiplier_for("tpt_model/regressor/cls_head_hidden/kernel") == 10.0
-    assert clone.multiplier_for("tpt_model/part_encoder/layer_0/key/kernel") == 1.0
+    model = TPTModel(tiny_config(), INTERVALS)
+    assert clone.multiplier_for(model.regressor.cls_head_hidden.kernel) == 10.0
+    assert clone.multiplier_for(model.part_encoder.decoder_layers[0].key_dense.kernel) == 1.0
 
 
 def test_compile_refuses_losses_and_metrics_it_would_ignore():
@@ -429,7 +487,7 @@ def test_config_round_trip_and_keras_file(tmp_path):
     for key in ("score", "exemplar_scores", "attention"):
         np.testing.assert_array_equal(loaded.predict_on_batch(batch)[key], expected[key])
     assert isinstance(loaded.optimizer, MultiRateAdam)
-    assert loaded.optimizer.lr_multipliers == model.optimizer.lr_multipliers
+    assert loaded.optimizer.group_multipliers == model.optimizer.group_multipliers
     assert int(loaded.optimizer.iterations) == 1
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from layer_test_case import run_layer_test
-from tpt_keras.layers.regressor import HEAD_PATTERNS, PartAwareRegressor
+from tpt_keras.layers.regressor import HEAD_GROUP, PartAwareRegressor
 
 B, K, DIM, N = 4, 3, 8, 6
 
@@ -65,16 +65,48 @@ def test_pooled_fusion_equals_part_wise_on_mean_parts():
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
 
-def test_heads_are_float32_and_named_for_the_optimizer():
+def test_heads_are_float32_and_tagged_for_the_optimizer():
     regressor = PartAwareRegressor(DIM, num_intervals=N, dtype="mixed_float16")
     log_probs, regression = regressor(parts(0), parts(1))
     assert keras.backend.standardize_dtype(log_probs.dtype) == "float32"
     assert keras.backend.standardize_dtype(regression.dtype) == "float32"
     assert keras.backend.standardize_dtype(regressor.pair_inner.compute_dtype) == "float16"
-    head_vars = [w.path for w in regressor.weights if any(p in w.path for p in HEAD_PATTERNS)]
-    assert len(head_vars) == 8  # 2 heads x 2 Dense x (kernel, bias)
-    assert not any(p in w.path for w in (regressor.pair_inner.kernel, regressor.pair_outer.kernel)
-                   for p in HEAD_PATTERNS)
+    tagged = [w for w in regressor.weights if getattr(w, "learning_rate_group", None) == HEAD_GROUP]
+    assert len(tagged) == 8  # 2 heads x 2 Dense x (kernel, bias)
+    expected = {id(w) for layer in (regressor.cls_head_hidden, regressor.cls_head_output,
+                                    regressor.reg_head_hidden, regressor.reg_head_output)
+                for w in (layer.kernel, layer.bias)}
+    assert {id(w) for w in tagged} == expected
+    assert all(layer.learning_rate_group == HEAD_GROUP for layer in regressor.head_layers)
+    assert not hasattr(regressor.pair_inner.kernel, "learning_rate_group")
+
+
+def test_renaming_a_head_layer_keeps_its_learning_rate():
+    """The optimizer reads the tag, not the name: a head under another name keeps the head rate,
+    and a non-head layer named like a head keeps the base rate."""
+    from tpt_keras.models.optimizer import MultiRateAdam
+
+    class Renamed(PartAwareRegressor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cls_head_hidden = keras.layers.Dense(self.head_hidden_dim, name="renamed")
+            self.pair_inner = keras.layers.Dense(DIM, name="cls_head_like")
+
+    regressor = Renamed(DIM, num_intervals=N)
+    regressor(parts(0), parts(1))
+    assert "cls_head" in regressor.pair_inner.kernel.path
+    assert "cls_head" not in regressor.cls_head_hidden.kernel.path
+    optimizer = MultiRateAdam(1e-4, group_multipliers={HEAD_GROUP: 10.0})
+    optimizer.build(regressor.trainable_variables)
+    assert optimizer.multiplier_for(regressor.cls_head_hidden.kernel) == 10.0
+    assert optimizer.multiplier_for(regressor.pair_inner.kernel) == 1.0
+    before = [np.asarray(w).copy() for w in regressor.trainable_variables]
+    grads = [np.ones(w.shape, np.float32) for w in regressor.trainable_variables]
+    optimizer.apply(grads, regressor.trainable_variables)
+    steps = {id(w): float(np.abs(np.asarray(w) - b).max())
+             for w, b in zip(regressor.trainable_variables, before)}
+    assert steps[id(regressor.cls_head_hidden.kernel)] == pytest.approx(1e-3, rel=1e-3)
+    assert steps[id(regressor.pair_inner.kernel)] == pytest.approx(1e-4, rel=1e-3)
 
 
 @pytest.mark.parametrize("init_kwargs", [

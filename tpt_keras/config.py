@@ -47,6 +47,7 @@ PART_ENCODERS = ("decoder", "holistic", "adaptive_pool", "temporal_conv")
 RELATIVE_FUSIONS = ("part_wise", "pooled")
 OUT_OF_RANGE_MODES = ("first_interval", "nearest_interval")
 INITIALIZATIONS = ("torch", "keras")  # see tpt_keras.layers.initializers
+LOSS_NORMALIZATIONS = ("per_replica", "global")  # see TPTConfig.loss_normalization
 
 from data_pipelines import datasets as dataset_registry  # noqa: E402 (the registry: no adapter, no TensorFlow)
 from data_pipelines.video.protocol import FIELDS as PROTOCOL_FIELDS, PROTOCOLS, VideoProtocol  # noqa: E402
@@ -95,9 +96,10 @@ class TPTConfig:
         head_hidden_dim: hidden width of the classification and regression heads.
         num_intervals: B, the number of relative-score intervals (half negative, half positive).
         out_of_range_delta: "first_interval" (quirk) or "nearest_interval".
-        initialization: "torch" (the original code's PyTorch defaults: pair encoder and heads
-            weights and biases U(+-1/sqrt(fan_in)), decoder biases likewise, queries N(0, 1);
-            see ``tpt_keras.layers.initializers``) or "keras" (Glorot weights, zero biases).
+        initialization: "torch" (the original code's initial weights: pair encoder and heads
+            weights and biases U(+-1/sqrt(fan_in)), decoder biases likewise, every decoder matrix
+            and the queries Xavier uniform; see ``tpt_keras.layers.initializers``) or "keras"
+            (Glorot weights, zero biases).
 
     Losses:
         rank_margin, rank_weight, sparsity_weight: attention losses of every decoder layer.
@@ -117,6 +119,19 @@ class TPTConfig:
         empty_group: a test video whose contrastive group has no training sample: ``"error"``
             (refused, naming it) or ``"all"`` (its exemplars come from the whole training set).
         backbone: "i3d" (end to end from frames) or "none" (precomputed clip features).
+
+    How one update is computed (the original trains on 8 GPUs x 3 pairs with data parallelism):
+        accumulate_steps: K, micro-batches per replica and update. Each replica's share of the
+            ``batch_size`` pairs of a step is cut into consecutive micro-batches of
+            ceil(batch_size / (replicas x K)) pairs; each micro-batch computes its own losses,
+            their gradients are averaged over the non-empty micro-batches of all replicas, and
+            the optimizer takes one step. The faithful presets: 8 on one device (8 x 3 = 24 pairs,
+            the original's update); with R replicas use 8 / R.
+        loss_normalization: "per_replica" (the original: the per-interval regression means are
+            taken within each micro-batch / replica) or "global" (each interval's mean counts its
+            samples over the whole step, so the update does not depend on how the step is split).
+        keep_last_batch: keep the last, partial batch of an epoch (the original's DataLoader):
+            ceil(N / batch_size) steps per epoch instead of floor. One replica only.
     """
 
     # --- data protocol ---
@@ -164,6 +179,10 @@ class TPTConfig:
     num_exemplars: int = 10
     empty_group: str = "error"
     backbone: str = "i3d"
+    # --- how one update is computed ---
+    accumulate_steps: int = 8
+    loss_normalization: str = "per_replica"
+    keep_last_batch: bool = True
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self):
@@ -180,6 +199,7 @@ class TPTConfig:
             "backbone": ("i3d", "none"),
             "empty_group": ("error", "all"),
             "initialization": INITIALIZATIONS,
+            "loss_normalization": LOSS_NORMALIZATIONS,
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
@@ -188,13 +208,14 @@ class TPTConfig:
         if not isinstance(self.protocol, VideoProtocol):
             raise ValueError("TPTConfig.protocol must be a data_pipelines.video.protocol.VideoProtocol; "
                              f"received {type(self.protocol).__name__}.")
-        for name in ("use_difficulty", "clip_positional_encoding", "query_positional_encoding"):
+        for name in ("use_difficulty", "clip_positional_encoding", "query_positional_encoding",
+                     "keep_last_batch"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"TPTConfig.{name} must be a bool; received {value!r}.")
         positive_ints = ("feature_dim", "num_queries", "num_layers", "hidden_dim",
                          "ffn_dim", "num_heads", "head_hidden_dim", "num_intervals", "epochs",
-                         "batch_size", "num_exemplars")
+                         "batch_size", "num_exemplars", "accumulate_steps")
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -342,6 +363,9 @@ def _check_keys(values: dict[str, Any]) -> None:
 # Presets. The faithful MTL-AQA "with DD" setting comes first; every preset is complete and
 # names its video protocol explicitly (data_pipelines.video.protocol.PROTOCOLS, where every protocol
 # field is written out; docs/pipelines.md has the table).
+# The clean presets: one batch per update, each interval's mean over the whole batch, full batches.
+_ONE_BATCH_PER_UPDATE = {"accumulate_steps": 1, "loss_normalization": "global",
+                         "keep_last_batch": False}
 _BUILT_IN_PRESETS: dict[str, TPTConfig] = {
     # The authors' code and published setting (Tables 1, 4, 5): quirks on (swapped resize,
     # test exemplars from frame 3).
@@ -365,7 +389,7 @@ _BUILT_IN_PRESETS: dict[str, TPTConfig] = {
     # A user's own data: the TPT model, linspace over the whole video, no data quirks.
     "custom": TPTConfig(dataset="custom", use_difficulty=False, score_max=100.0,
                         out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],
-                        initialization="keras", adam_epsilon=1e-7),
+                        initialization="keras", adam_epsilon=1e-7, **_ONE_BATCH_PER_UPDATE),
     # Built-in synthetic clip features (data_pipelines.synthetic.features): small, CPU-fast. No
     # video: only the protocol's clip count (20) matters; it carries the custom protocol.
     "synthetic": TPTConfig(dataset="synthetic", use_difficulty=True, score_max=30.0,
@@ -374,7 +398,7 @@ _BUILT_IN_PRESETS: dict[str, TPTConfig] = {
                            learning_rate=1e-3, head_learning_rate=1e-3, epochs=40,
                            batch_size=32, seed=0, num_exemplars=10,
                            out_of_range_delta="nearest_interval", protocol=PROTOCOLS["custom"],
-                           initialization="keras", adam_epsilon=1e-7),
+                           initialization="keras", adam_epsilon=1e-7, **_ONE_BATCH_PER_UPDATE),
     # Synthetic clip features with the step timing, scores, difficulties and action types of real
     # FineDiving dives (data_pipelines.synthetic.finediving; needs the FineDiving annotation
     # files): the parsing metric has ground truth. The synthetic model sizes on the finediving
@@ -386,7 +410,7 @@ _BUILT_IN_PRESETS: dict[str, TPTConfig] = {
                                       epochs=40, batch_size=32, seed=0, num_exemplars=10,
                                       out_of_range_delta="nearest_interval",
                                       protocol=PROTOCOLS["finediving"], initialization="keras",
-                                      adam_epsilon=1e-7),
+                                      adam_epsilon=1e-7, **_ONE_BATCH_PER_UPDATE),
 }
 
 

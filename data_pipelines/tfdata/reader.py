@@ -9,7 +9,9 @@
 * **shard**: with a ``tf.distribute.InputContext`` each input pipeline keeps every
   ``num_input_pipelines``-th element and batches ``input_context.get_per_replica_batch_size``.
   ``batch_size`` is always the **global** batch. Training epochs are trimmed to a multiple of the
-  global batch, so every worker sees the same number of batches and batches never straddle epochs.
+  global batch, so every worker sees the same number of batches and batches never straddle epochs;
+  with ``keep_last_batch=True`` (one replica) an epoch keeps every pair and ends with its partial
+  batch, as PyTorch's ``DataLoader(drop_last=False)``: ceil(N / batch) batches.
 * **decode/parse**: feature lookups from a :class:`FeatureCache`, or video decoding
   (:mod:`decode`) + temporal sampling and spatial transform (:mod:`video_ops`), all maps one call per core.
 
@@ -61,8 +63,11 @@ _PLAN_COLUMNS = 6  # query, exemplar, query seed (2), exemplar seed (2)
 # ---------------------------------------------------------------------------------------------
 # Planning and sharding
 # ---------------------------------------------------------------------------------------------
-def steps_per_epoch(num_samples: int, batch_size: int) -> int:
-    """Training steps per epoch for ``num_samples`` training samples and a global ``batch_size``."""
+def steps_per_epoch(num_samples: int, batch_size: int, keep_last_batch: bool = False) -> int:
+    """Training steps per epoch for ``num_samples`` training samples and a global ``batch_size``:
+    floor(N / batch), or ceil(N / batch) when the last, partial batch is kept."""
+    if keep_last_batch:
+        return -(-int(num_samples) // int(batch_size))
     return int(num_samples) // int(batch_size)
 
 
@@ -92,7 +97,9 @@ def epoch_plan(train_samples: Sequence[Sample], seed: int, epoch: int, global_ba
 
 
 def _plan_dataset(train_samples, seed, epochs, global_batch, num_pipelines, pipeline_id,
-                  first_epoch: int = 0) -> tf.data.Dataset:
+                  first_epoch: int = 0, per_epoch=None) -> tf.data.Dataset:
+    """The plan rows of every epoch, one after the other; ``per_epoch(rows)``, when given, maps
+    each epoch's rows dataset (e.g. to that epoch's batches, so that none straddles epochs)."""
     rows_per_epoch = (len(train_samples) // global_batch) * global_batch
     if rows_per_epoch == 0:
         raise ValueError(f"{len(train_samples)} training samples cannot fill one global batch of {global_batch}")
@@ -105,7 +112,8 @@ def _plan_dataset(train_samples, seed, epochs, global_batch, num_pipelines, pipe
         rows = tf_python.numpy_function(plan, [epoch], tf.int64, name="epoch_plan")
         rows.set_shape([rows_per_epoch, _PLAN_COLUMNS])
         dataset = tf.data.Dataset.from_tensor_slices(rows)
-        return dataset.shard(num_pipelines, pipeline_id) if num_pipelines > 1 else dataset
+        dataset = dataset.shard(num_pipelines, pipeline_id) if num_pipelines > 1 else dataset
+        return dataset if per_epoch is None else per_epoch(dataset)
 
     first = int(first_epoch)
     if epochs is None:
@@ -126,6 +134,28 @@ def _options() -> tf.data.Options:
 def _finish(dataset: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(PREFETCH_BATCHES).with_options(_options())
+
+
+def _pair_batches(train_samples, seed, epochs, per_replica, input_context, first_epoch,
+                  elements, keep_last_batch: bool) -> tf.data.Dataset:
+    """Training batches: the plan rows turned into elements by ``elements(rows_dataset)``, batched
+    by ``per_replica``. Full batches only (epochs trimmed to a multiple of the global batch), or,
+    with ``keep_last_batch``, every pair of an epoch with its last batch partial (one replica)."""
+    pipelines = int(input_context.num_input_pipelines) if input_context else 1
+    pipeline_id = int(input_context.input_pipeline_id) if input_context else 0
+    replicas = input_context.num_replicas_in_sync if input_context else 1
+    global_batch = per_replica * replicas
+    if not keep_last_batch:
+        plan = _plan_dataset(train_samples, seed, epochs, global_batch, pipelines, pipeline_id,
+                             first_epoch)
+        return _finish(elements(plan), per_replica, drop_remainder=True)
+    if replicas > 1 and len(train_samples) % global_batch:
+        raise ValueError(f"keep_last_batch: {len(train_samples)} training samples leave a partial "
+                         f"batch, which {replicas} replicas cannot share; train on one device "
+                         "(accumulate_steps gives the same update) or set keep_last_batch=false")
+    plan = _plan_dataset(train_samples, seed, epochs, 1, pipelines, pipeline_id, first_epoch,
+                         per_epoch=lambda rows: elements(rows).batch(per_replica))
+    return plan.prefetch(PREFETCH_BATCHES).with_options(_options())
 
 
 def _score_arrays(samples: Sequence[Sample], use_difficulty: bool):
@@ -185,7 +215,8 @@ def _feature_lookup(features: np.ndarray, shape: tuple[int, int]):
 def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], batch_size: int,
                          use_difficulty: bool, seed: int = 12, epochs: int | None = None,
                          input_context=None, first_epoch: int = 0,
-                         step_boundaries: Sequence | None = None) -> tf.data.Dataset:
+                         step_boundaries: Sequence | None = None,
+                         keep_last_batch: bool = False) -> tf.data.Dataset:
     """Training pairs of cached clip features (one new random same-group exemplar per query per epoch).
 
     Args:
@@ -202,17 +233,16 @@ def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], b
             sample (:func:`data_pipelines.video.steps.protocol_boundaries`): the elements then also
             carry query_boundaries, exemplar_boundaries, query_boundary_mask,
             exemplar_boundary_mask (B, M) (:func:`pad_boundaries`) for step supervision.
+        keep_last_batch: keep each epoch's last, partial batch (one replica; see the module doc).
 
     Returns:
         dataset of dicts: query, exemplar float32 (B, T, D); query_score, exemplar_score,
         query_difficulty float32 (B,) (and the boundaries above).
     """
     _check_keys_unique(train_samples, "train_samples")
-    per_replica, pipelines, pipeline_id = _sharding(batch_size, input_context)
+    per_replica, _, _ = _sharding(batch_size, input_context)
     lookup = _feature_lookup(cache.read_many([s.key for s in train_samples]), cache.shape)
     targets, difficulties, _ = _score_arrays(train_samples, use_difficulty)
-    global_batch = per_replica * (input_context.num_replicas_in_sync if input_context else 1)
-    plan = _plan_dataset(train_samples, seed, epochs, global_batch, pipelines, pipeline_id, first_epoch)
     if step_boundaries is not None and len(step_boundaries) != len(train_samples):
         raise ValueError(f"{len(step_boundaries)} step boundary lists for {len(train_samples)} samples")
     boundaries = pad_boundaries(step_boundaries) if step_boundaries is not None else None
@@ -228,7 +258,9 @@ def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], b
             "query_difficulty": tf.gather(difficulties, query),
         }, query, exemplar, boundaries)
 
-    return _finish(plan.map(parse, num_parallel_calls=PARALLEL_CALLS), per_replica, drop_remainder=True)
+    return _pair_batches(train_samples, seed, epochs, per_replica, input_context, first_epoch,
+                         lambda rows: rows.map(parse, num_parallel_calls=PARALLEL_CALLS),
+                         keep_last_batch)
 
 
 def _eval_index_dataset(test_samples, train_samples, num_exemplars, seed, pipelines, pipeline_id,
@@ -365,7 +397,8 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
                        protocol: str | VideoProtocol = "mtl_aqa", seed: int = 12,
                        epochs: int | None = None, input_context=None, first_epoch: int = 0,
                        skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
-                       step_boundaries: Sequence | None = None, **video_options) -> tf.data.Dataset:
+                       step_boundaries: Sequence | None = None, keep_last_batch: bool = False,
+                       **video_options) -> tf.data.Dataset:
     """Training pairs of videos: like :func:`feature_pair_dataset` with clips instead of features.
 
     Query and exemplar are sampled and augmented independently (own seeds, training mode).
@@ -382,11 +415,9 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
     if skip_bad and skip_log is None:
         skip_log = decode.SkipLog()
     _check_keys_unique(train_samples, "train_samples")
-    per_replica, pipelines, pipeline_id = _sharding(batch_size, input_context)
+    per_replica, _, _ = _sharding(batch_size, input_context)
     targets, difficulties, _ = _score_arrays(train_samples, use_difficulty)
     paths = tf.constant([s.path for s in train_samples])
-    global_batch = per_replica * (input_context.num_replicas_in_sync if input_context else 1)
-    plan = _plan_dataset(train_samples, seed, epochs, global_batch, pipelines, pipeline_id, first_epoch)
     log = skip_log if skip_bad else None
     boundaries = pad_boundaries(step_boundaries) if step_boundaries is not None else None
 
@@ -404,8 +435,9 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
         }
         return _with_boundaries(element, query, exemplar, boundaries), tf.logical_and(query_ok, exemplar_ok)
 
-    dataset = plan.map(parse, num_parallel_calls=PARALLEL_CALLS)
-    return _finish(_drop_failed(dataset), per_replica, drop_remainder=True)
+    return _pair_batches(train_samples, seed, epochs, per_replica, input_context, first_epoch,
+                         lambda rows: _drop_failed(rows.map(parse, num_parallel_calls=PARALLEL_CALLS)),
+                         keep_last_batch)
 
 
 def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[Sample], batch_size: int,

@@ -235,10 +235,11 @@ def open_feature_cache(config: TPTConfig, features_dir: str) -> FeatureCache:
 
 
 def steps_per_epoch(config: TPTConfig, num_train: int) -> int:
-    """Batches of ``config.batch_size`` pairs that make one epoch over ``num_train`` samples."""
+    """Batches of ``config.batch_size`` pairs that make one epoch over ``num_train`` samples
+    (the last one partial with ``config.keep_last_batch``)."""
     from data_pipelines.tfdata import reader
 
-    return reader.steps_per_epoch(num_train, config.batch_size)
+    return reader.steps_per_epoch(num_train, config.batch_size, config.keep_last_batch)
 
 
 def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, first_epoch: int = 0,
@@ -252,11 +253,13 @@ def pair_dataset(config: TPTConfig, train_samples, features_dir: str | None, *, 
         return reader.feature_pair_dataset(
             open_feature_cache(config, features_dir), train_samples, batch_size,
             config.use_difficulty, seed=config.seed, first_epoch=first_epoch,
-            input_context=input_context, step_boundaries=boundaries)
+            input_context=input_context, step_boundaries=boundaries,
+            keep_last_batch=config.keep_last_batch)
     return reader.video_pair_dataset(train_samples, batch_size, config.use_difficulty,
                                      protocol=config.protocol, seed=config.seed,
                                      first_epoch=first_epoch, input_context=input_context,
-                                     skip_bad=skip_bad, step_boundaries=boundaries)
+                                     skip_bad=skip_bad, step_boundaries=boundaries,
+                                     keep_last_batch=config.keep_last_batch)
 
 
 def sample_boundaries(config: TPTConfig, sample: Sample):

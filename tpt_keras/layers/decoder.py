@@ -11,20 +11,12 @@ Per layer, with memory x = the raw clip features (B, T, D) and decoder state s (
 6. first layer only, after the FFN (quirk): s = LayerNorm(s + Dropout(MHA_8(s + q, s + q, s)))
    (``self_attention="every_layer"``: in every layer, before the cross attention, as DETR)
 
-The state starts at zeros. The decoder adds the ranking and sparsity (or diversity) losses of
-every layer's attention map with ``self.add_loss``; it returns the parts (B, K, d) and the stacked
-attention maps (B, L, T, K), in float32.
-
-Note on Keras 3 ``add_loss``: a layer's losses are cleared whenever it is called as the outermost
-layer. Call the decoder once on the query and exemplar videos concatenated along the batch (as
-``TPTModel`` does, which also matches the original code's batch mean over both videos), or call
-it several times from inside one enclosing model ``call`` — then ``model.losses`` holds them all.
-
-The added losses are for users of this layer alone. Under ``tf.distribute`` Keras keeps them in one
-list shared by all replica threads, so a replica that reads ``losses`` after a cross-replica
-synchronisation can get another replica's. ``TPTModel`` therefore ignores them and computes the same
-terms from the returned attention maps (``TPTModel.compute_pair_losses``); do the same in any
-multi-replica training step.
+The state starts at zeros. The decoder returns the parts (B, K, d) and the stacked attention maps
+(B, L, T, K), in float32. Its attention losses (ranking and sparsity, or diversity, of every
+layer's map) are computed in one place, :meth:`TemporalParsingDecoder.attention_losses`, from
+those returned maps: ``TPTModel`` calls it on the maps of its forward pass, and so does any other
+training step. The layer adds no loss itself (``add_loss``): under ``tf.distribute`` Keras keeps
+added losses in one list shared by every replica thread.
 """
 
 from __future__ import annotations
@@ -292,10 +284,10 @@ class TemporalParsingDecoder(layers.Layer):
             for keys (Table 5c ablation).
         query_positional_encoding: add the sinusoidal encoding of floor(T/K) * i to query i
             (Table 5c ablation).
-        rank_margin, rank_weight, sparsity_weight, diversity_weight, diversity_sigma: weights of
-            the attention losses added (per layer) with ``add_loss``; 0 switches a loss off.
-        initialization: "torch" (queries N(0, 1), Dense biases U(+-1/sqrt(fan_in)): PyTorch's
-            defaults, as the original code) or "keras" (Glorot-uniform queries, zero biases).
+        rank_margin, rank_weight, sparsity_weight, diversity_weight, diversity_sigma: the
+            attention losses of every layer (:meth:`attention_losses`); weight 0 switches one off.
+        initialization: "torch" (every matrix, the queries included, Xavier uniform; Dense
+            biases U(+-1/sqrt(fan_in)): the original code's start) or "keras" (zero biases).
 
     Call arguments:
         clips: (B, T, D) clip features.
@@ -387,17 +379,33 @@ class TemporalParsingDecoder(layers.Layer):
             state, attention = layer(clips, state, query_pos, key_memory=key_memory,
                                      training=training)
             attentions.append(attention)
-            self._add_attention_losses(attention)
         return state, ops.stack(attentions, axis=1)  # (B, L, T, K)
 
-    def _add_attention_losses(self, attention):
-        if self.rank_weight:
-            self.add_loss(self.rank_weight * tpt_losses.ranking_loss(attention, self.rank_margin))
-        if self.sparsity_weight:
-            self.add_loss(self.sparsity_weight * tpt_losses.sparsity_loss(attention))
+    def attention_losses(self, attention):
+        """The attention losses of a batch, from the maps :meth:`call` returned.
+
+        Args:
+            attention: (B, L, T, K) attention maps (every layer).
+
+        Returns:
+            (total, terms): ``terms`` the unweighted float32 scalars summed over layers,
+            "rank_loss" and "sparsity_loss" (and "diversity_loss" when its weight is non-zero),
+            each a batch mean; ``total`` = sum of weight x term (rank_weight, sparsity_weight,
+            diversity_weight).
+        """
+        losses = {"rank_loss": (self.rank_weight,
+                                lambda a: tpt_losses.ranking_loss(a, self.rank_margin)),
+                  "sparsity_loss": (self.sparsity_weight, tpt_losses.sparsity_loss)}
         if self.diversity_weight:
-            self.add_loss(self.diversity_weight
-                          * tpt_losses.diversity_loss(attention, self.diversity_sigma))
+            losses["diversity_loss"] = (
+                self.diversity_weight, lambda a: tpt_losses.diversity_loss(a, self.diversity_sigma))
+        total = ops.zeros((), "float32")
+        terms = {}
+        for name, (weight, loss_fn) in losses.items():
+            terms[name] = sum(loss_fn(attention[:, layer]) for layer in range(self.num_layers))
+            if weight:
+                total = total + weight * terms[name]
+        return total, terms
 
     def compute_output_shape(self, clips_shape):
         batch, time = clips_shape[0], clips_shape[1]

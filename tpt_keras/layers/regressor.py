@@ -8,8 +8,9 @@ Dense(d)), mean over the K parts, then two heads on the pair representation:
 
 f_r(P_a, P_b) predicts s_b - s_a: training uses f_r(query, exemplar) -> s_exemplar - s_query and
 f_r(exemplar, query) -> s_query - s_exemplar; test uses f_r(exemplar, query), the relative score of
-the query. The heads run in float32 (also under mixed precision) and their variables live under
-``cls_head*`` / ``reg_head*`` (``HEAD_PATTERNS``), which the two-rate optimizer uses.
+the query. The heads run in float32 (also under mixed precision). Their layers and variables carry
+the tag ``learning_rate_group = "head"`` (``HEAD_GROUP``), by which the two-rate optimizer gives
+them the head learning rate, whatever their names.
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from keras import layers, ops
 from tpt_keras.config import RELATIVE_FUSIONS as FUSIONS
 from tpt_keras.layers import initializers
 
-# Substrings of variable paths that get the head learning rate.
-HEAD_PATTERNS = ("cls_head", "reg_head")
+# The learning-rate group of the classification and regression heads.
+HEAD_GROUP = "head"
+
+
+def set_learning_rate_group(layer, group: str) -> None:
+    """Tag a built layer and every variable it owns with ``learning_rate_group = group``
+    (read by ``tpt_keras.models.optimizer.MultiRateAdam``)."""
+    layer.learning_rate_group = group
+    for variable in layer.variables:
+        variable.learning_rate_group = group
 
 
 @keras.saving.register_keras_serializable(package="tpt_keras")
@@ -85,6 +94,14 @@ class PartAwareRegressor(layers.Layer):
                                (self.reg_head_hidden, self.reg_head_output)):
             build(hidden, (batch, self.hidden_dim), self.initialization)
             build(output, (batch, self.head_hidden_dim), self.initialization)
+        for head in self.head_layers:
+            set_learning_rate_group(head, HEAD_GROUP)
+
+    @property
+    def head_layers(self):
+        """The four Dense layers of the classification and regression heads."""
+        return [self.cls_head_hidden, self.cls_head_output, self.reg_head_hidden,
+                self.reg_head_output]
 
     def pair_features(self, parts_a, parts_b, training=None):
         """The fused relative representation (B, d) of the pair (before the heads)."""

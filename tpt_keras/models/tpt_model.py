@@ -21,16 +21,22 @@ Evaluation (``predict`` -> ``predict_step``):
 
 Training uses both directions of each pair: f_r(query, exemplar) predicts s_e - s_q and
 f_r(exemplar, query) predicts s_q - s_e. The loss is cls + reg (each summed over the two
-directions) + the decoder's weighted attention losses of every layer, computed by
-:meth:`TPTModel.compute_pair_losses` from the returned attention maps (the query and exemplar go
-through the part encoder in one call, so those losses are batch means over both videos, as in the
-original code). The steps do not read ``model.losses``: Keras keeps one list of added losses shared
-by all replica threads under ``tf.distribute``, so a replica could read another's. The decoder still
-``add_loss``-es the same terms for users of the layer alone; the steps ignore them.
+directions) + the decoder's weighted attention losses of every layer
+(``TemporalParsingDecoder.attention_losses`` of the returned attention maps: the query and
+exemplar go through the part encoder in one call, so those losses are batch means over both
+videos, as in the original code). :meth:`TPTModel.compute_pair_losses` gathers them all.
 
-Under ``tf.distribute`` ``train_step`` takes gradients of loss / ``num_replicas_in_sync`` (the
-optimizer sums replica gradients) and the per-interval regression loss counts samples over the
-global batch, so N replicas train as one device with the same global batch.
+One update (``train_step``) is the mean of the gradients of several **units**: each replica's
+share of the batch is cut into ``config.accumulate_steps`` consecutive micro-batches of
+ceil(batch_size / (replicas x accumulate_steps)) pairs (:func:`micro_batch_size`); each non-empty
+micro-batch of each replica is a unit that computes its own losses; the gradients of all U units
+(U summed over replicas) are averaged and the optimizer takes one step. With 8 micro-batches of 3
+on one device this is the original's update on 8 GPUs x 3 pairs, and it equals 8 replicas of 3
+under ``MirroredStrategy``. ``config.loss_normalization`` says whose samples the per-interval
+regression means count: the unit's own (``"per_replica"``, the original) or every unit's of the
+update (``"global"``: the interval counts are summed over micro-batches and replicas, and the
+update is that of the whole batch at once). The collective sums live in this module
+(:func:`sum_over_replicas`); the loss functions of ``tpt_keras.ops.losses`` are pure.
 
 For fast inference with an exemplar bank use :meth:`TPTModel.encode` once per exemplar,
 :meth:`TPTModel.relative_scores` per query and :func:`aggregate_exemplar_scores`;
@@ -53,15 +59,30 @@ from tpt_keras.ops import losses as tpt_losses
 from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
 def scale_loss_for_replicas(loss):
-    """``loss / num_replicas_in_sync`` of the current strategy: what a custom ``train_step`` takes
-    gradients of (before ``optimizer.scale_loss``). The optimizer sums gradients over replicas, so
-    the sum of the per-replica means divided by the replica count is the global-batch mean.
-    Log the unscaled loss. A no-op with one replica."""
+    """``loss / num_replicas_in_sync`` of the current strategy: what a custom ``train_step`` with
+    one unit per replica takes gradients of (before ``optimizer.scale_loss``). The optimizer sums
+    gradients over replicas, so the sum of the per-replica means divided by the replica count is
+    the global-batch mean. Log the unscaled loss. A no-op with one replica."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     if replicas == 1:
         return loss
     return loss * tf.cast(1.0 / replicas, loss.dtype)
 
+
+def sum_over_replicas(value):
+    """``value`` summed over the replicas in sync: a collective, every replica must call it.
+    ``value`` itself outside a replica context or with one replica."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def micro_batch_size(batch_size: int, accumulate_steps: int, replicas: int = 1) -> int:
+    """Pairs per micro-batch: ceil(batch_size / (replicas x accumulate_steps)), at least 1.
+
+    ``batch_size`` is the global batch of a step (``config.batch_size``)."""
+    return max(1, -(-int(batch_size) // (int(replicas) * int(accumulate_steps))))
 
 
 def _unpack(data):
@@ -228,59 +249,66 @@ class TPTModel(keras.Model):
         return {"log_probs": log_probs, "regression": regression, "attention": attention}
 
     # ------------------------------------------------------------------ losses
-    def compute_pair_losses(self, inputs, outputs):
-        """Every loss term of a pair batch.
+    def pair_targets(self, inputs):
+        """Interval membership and regression targets of both directions.
 
-        Depends on ``inputs`` and ``outputs`` only (and, inside ``strategy.run`` with several
-        replicas, on the other replicas' per-interval sample counts: see
-        :func:`tpt_keras.ops.losses.interval_regression_loss`): the decoder's attention losses are
-        computed here from ``outputs["attention"]``, not read from ``self.losses`` (which under
-        ``tf.distribute`` is one list shared by the replica threads).
+        Returns:
+            membership, target: (2B, N) float32; rows [:B] for s_e - s_q, [B:] for s_q - s_e.
+        """
+        query_score = ops.cast(ops.reshape(inputs["query_score"], (-1,)), "float32")
+        exemplar_score = ops.cast(ops.reshape(inputs["exemplar_score"], (-1,)), "float32")
+        delta = ops.concatenate([exemplar_score - query_score, query_score - exemplar_score], axis=0)
+        return groups.interval_targets(delta, self.intervals, self.config.out_of_range_delta)
+
+    @staticmethod
+    def interval_counts(membership):
+        """(2, N) samples in each interval, per direction, of a (2B, N) membership."""
+        batch = ops.shape(membership)[0] // 2
+        return ops.stack([ops.sum(membership[:batch], axis=0),
+                          ops.sum(membership[batch:], axis=0)])
+
+    def compute_pair_losses(self, inputs, outputs, interval_counts=None, num_units=1):
+        """Every loss term of a pair batch, from ``inputs`` and ``outputs`` only.
 
         Args:
             inputs: the pair batch dict.
             outputs: :meth:`call`'s output for it.
+            interval_counts: optional (2, N) divisor of each direction's per-interval regression
+                means (``"global"`` normalisation: the counts over all units of an update);
+                default: this batch's own counts.
+            num_units: U, the units whose mean gradient makes the update; the regression term is
+                multiplied by it when ``interval_counts`` is given, so that the mean of the units'
+                terms is the regression loss of all their samples together.
 
         Returns:
             dict of float32 scalars: "loss" (the total), "cls_loss", "reg_loss" and, for the
             decoder, the unweighted "rank_loss" / "sparsity_loss" (/ "diversity_loss") summed
-            over layers. The total is cls_weight * cls_loss + reg_weight * reg_loss
-            + rank_weight * rank_loss + sparsity_weight * sparsity_loss
-            (+ diversity_weight * diversity_loss): the same terms as the decoder's ``add_loss``;
-            with ``step_weight`` also "step_loss" (:func:`tpt_keras.ops.losses.step_boundary_loss`
-            of the last layer, 0 for a batch without step boundaries), + step_weight * step_loss.
+            over layers (:meth:`TemporalParsingDecoder.attention_losses`). The total is
+            cls_weight * cls_loss + reg_weight * reg_loss + the decoder's weighted attention
+            losses; with ``step_weight`` also "step_loss"
+            (:func:`tpt_keras.ops.losses.step_boundary_loss` of the last layer, 0 for a batch
+            without step boundaries), + step_weight * step_loss.
         """
         cfg = self.config
-        query_score = ops.cast(ops.reshape(inputs["query_score"], (-1,)), "float32")
-        exemplar_score = ops.cast(ops.reshape(inputs["exemplar_score"], (-1,)), "float32")
-        batch = ops.shape(query_score)[0]
-        delta = ops.concatenate([exemplar_score - query_score, query_score - exemplar_score], axis=0)
-        membership, target = groups.interval_targets(delta, self.intervals, cfg.out_of_range_delta)
+        membership, target = self.pair_targets(inputs)
+        batch = ops.shape(membership)[0] // 2
         log_probs, regression = outputs["log_probs"], outputs["regression"]
         cls_loss = 0.0
         reg_loss = 0.0
-        for rows in (slice(None, batch), slice(batch, None)):  # the two directions
+        for direction, rows in enumerate((slice(None, batch), slice(batch, None))):
+            counts = None if interval_counts is None else interval_counts[direction]
             cls_loss += tpt_losses.interval_classification_loss(log_probs[rows], membership[rows])
             reg_loss += tpt_losses.interval_regression_loss(regression[rows], membership[rows],
-                                                            target[rows])
+                                                            target[rows], counts)
+        if interval_counts is not None:
+            reg_loss = reg_loss * ops.cast(num_units, "float32")
         total = cfg.cls_weight * cls_loss + cfg.reg_weight * reg_loss
         terms = {"cls_loss": cls_loss, "reg_loss": reg_loss}
         if cfg.part_encoder == "decoder":
             attention = outputs["attention"]  # (2B, L, T, K)
-            layers = range(cfg.num_layers)
-            attention_terms = {
-                "rank_loss": (cfg.rank_weight,
-                              lambda a: tpt_losses.ranking_loss(a, cfg.rank_margin)),
-                "sparsity_loss": (cfg.sparsity_weight, tpt_losses.sparsity_loss),
-            }
-            if cfg.diversity_weight:
-                attention_terms["diversity_loss"] = (
-                    cfg.diversity_weight,
-                    lambda a: tpt_losses.diversity_loss(a, cfg.diversity_sigma))
-            for name, (weight, loss_fn) in attention_terms.items():
-                terms[name] = sum(loss_fn(attention[:, i]) for i in layers)
-                if weight:
-                    total = total + weight * terms[name]
+            attention_total, attention_terms = self.part_encoder.attention_losses(attention)
+            terms.update(attention_terms)
+            total = total + attention_total
             if cfg.step_weight:
                 terms["step_loss"] = self._step_loss(inputs, attention[:, -1])
                 total = total + cfg.step_weight * terms["step_loss"]
@@ -304,16 +332,61 @@ class TPTModel(keras.Model):
 
     # ------------------------------------------------------------------ steps
     def train_step(self, data):
+        """One update: the mean of the gradients of this step's units (see the module doc).
+
+        Logs the mean over this replica's units of every term (Keras averages them over
+        replicas)."""
         inputs = _unpack(data)
-        with tf.GradientTape() as tape:
-            outputs = self(inputs, training=True)
-            terms = self.compute_pair_losses(inputs, outputs)
-            # The optimizer sums replica gradients: take those of loss / num_replicas_in_sync
-            # (a no-op on one replica); log the unscaled terms.
-            scaled = self.optimizer.scale_loss(scale_loss_for_replicas(terms["loss"]))
-        gradients = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
+        cfg = self.config
+        variables = self.trainable_variables
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        batch = tf.shape(inputs["query_score"])[0]
+        if cfg.accumulate_steps == 1:
+            size = batch  # the whole share of this replica is one unit
+            local_units = tf.constant(1, tf.int32)
+        else:
+            size = tf.constant(micro_batch_size(cfg.batch_size, cfg.accumulate_steps, replicas),
+                               tf.int32)
+            local_units = (batch + size - 1) // size
+        units = sum_over_replicas(tf.cast(local_units, "float32"))
+        counts = None
+        if cfg.loss_normalization == "global":
+            counts = sum_over_replicas(self.interval_counts(self.pair_targets(inputs)[0]))
+
+        def unit_gradients(index):
+            unit = tf.nest.map_structure(lambda x: x[index * size:(index + 1) * size], inputs)
+            with tf.GradientTape() as tape:
+                outputs = self(unit, training=True)
+                terms = self.compute_pair_losses(unit, outputs, counts, units)
+                # The optimizer sums replica gradients: the mean over all units of the update.
+                scaled = self.optimizer.scale_loss(terms["loss"] / units)
+            gradients = tape.gradient(scaled, variables)
+            gradients = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                         for g, v in zip(gradients, variables)]
+            return gradients, terms
+
+        if cfg.accumulate_steps == 1:
+            gradients, terms = unit_gradients(0)
+        else:
+            gradients, terms = self._accumulate(unit_gradients, local_units)
+        self.optimizer.apply(gradients, variables)
         return self._record(terms)
+
+    @staticmethod
+    def _accumulate(unit_gradients, count):
+        """Sum of ``unit_gradients(i)``'s gradients and mean of its terms over i < ``count``, one
+        unit after the other (a ``tf.while_loop``: one unit's activations in memory at a time)."""
+        zeros, first_terms = unit_gradients(0)
+        initial = (tf.constant(1, tf.int32), zeros, first_terms)
+
+        def body(index, gradients, terms):
+            new_gradients, new_terms = unit_gradients(index)
+            return (index + 1, [a + b for a, b in zip(gradients, new_gradients)],
+                    {name: terms[name] + new_terms[name] for name in terms})
+
+        _, gradients, terms = tf.while_loop(lambda index, *_: index < count, body, initial)
+        mean = 1.0 / tf.cast(count, "float32")
+        return gradients, {name: value * mean for name, value in terms.items()}
 
     def test_step(self, data):
         """Pair losses on a batch of training-layout pairs (``query`` / ``exemplar``).

@@ -18,18 +18,13 @@ Score losses act on the heads' outputs for one direction of the pair (B pairs, N
 * :func:`interval_regression_loss`      per interval, MSE of the sigmoid output over the samples
                                         inside it; summed over intervals
 
-Under ``tf.distribute`` (inside ``strategy.run`` with several replicas in sync) every loss is the
-value of this replica's share of the global batch, meant to be divided by ``num_replicas_in_sync``
-before taking gradients (``tpt_model.scale_loss_for_replicas``, as ``TPTModel.train_step`` does).
-The batch means are then exact for equal per-replica batches. The per-interval means of
-:func:`interval_regression_loss` all-reduce their sample counts over the replicas so that they are
-exact for any split of the batch: the mean over replicas of the replica values is the value of the
-global batch on one device, and so is the sum of the gradients of value / replicas.
+Every function is pure: its value depends on its arguments only. How several micro-batches or
+replicas combine into one update (and where interval counts are summed over them) is decided by
+``TPTModel.train_step``.
 """
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
 
@@ -150,47 +145,24 @@ def interval_classification_loss(log_probs, membership):
     return -ops.mean(picked)
 
 
-def interval_regression_loss(regression, membership, target):
+def interval_regression_loss(regression, membership, target, counts=None):
     """Per interval, the MSE over the samples inside it; summed over intervals.
 
     Args:
         regression: (B, N) sigmoid outputs.
         membership: (B, N) one-hot membership (rows may be all zero).
         target: (B, N) regression targets (valid where membership is 1).
+        counts: optional (N,) divisor of each interval's sum of squares (e.g. its samples over
+            several batches); default: the samples of this batch in each interval.
 
     Returns:
-        scalar float32; intervals without samples contribute 0.
-
-    Under ``tf.distribute`` with R > 1 replicas in sync (called inside ``strategy.run``; every
-    replica must call it, it is a collective), each interval's count is the count over the global
-    batch (all-reduced, without gradient) and the value is multiplied by R: the replica values
-    then average to the global batch's value, and ``value / R`` summed over replicas is it.
-    Elsewhere (one device, the default strategy, cross-replica context) it is the plain value.
+        scalar float32: sum_i (sum over samples in interval i of (r - t)^2) / max(counts_i, 1);
+        intervals without samples contribute 0.
     """
     regression = ops.cast(regression, "float32")
     membership = ops.cast(membership, "float32")
     squared = ops.square(regression - ops.cast(target, "float32")) * membership
-    count = ops.stop_gradient(ops.sum(membership, axis=0))  # (N,)
-    count, replicas = _sum_over_replicas(count)
-    per_interval = ops.sum(squared, axis=0) / ops.maximum(count, 1.0)
-    total = ops.sum(per_interval)
-    if replicas > 1:
-        total = total * float(replicas)
-    return total
-
-
-def _sum_over_replicas(value):
-    """(``value`` summed over the replicas in sync, their number).
-
-    ``(value, 1)`` outside a ``tf.distribute`` replica context with several replicas (one device,
-    the default strategy, cross-replica context) and on backends other than TensorFlow.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return value, 1
-    import tensorflow as tf
-
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value, 1
-    return (context.all_reduce(tf.distribute.ReduceOp.SUM, value),
-            context.num_replicas_in_sync)
+    if counts is None:
+        counts = ops.sum(membership, axis=0)  # (N,)
+    counts = ops.stop_gradient(ops.cast(counts, "float32"))
+    return ops.sum(ops.sum(squared, axis=0) / ops.maximum(counts, 1.0))
