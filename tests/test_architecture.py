@@ -58,6 +58,7 @@ RANKS = {
     "tpt_keras.experiment.data": 14,
     "tpt_keras.experiment.training": 15,
     "tpt_keras.experiment.evaluation": 16,
+    "tpt_keras.experiment.launch": 17,
     "tpt_keras.experiment.reproduce": 17,
     "tpt_keras.experiment": 18,
     "tpt_keras.serving": 19,
