@@ -108,7 +108,7 @@ def _refusals(tmp):
         (train + ["--per-replica-batch", "0"], "--per-replica-batch: must be at least 1, got 0"),
         (train + ["--end-to-end"], "--end-to-end fine-tunes I3D on videos; the synthetic preset"),
         (["train", "nonsense", "--output", out], "unknown preset 'nonsense'"),
-        (["train", str(garbage), "--output", out], f"{garbage}: not a preset JSON file"),
+        (["train", str(garbage), "--output", out], f"{garbage}: not a valid preset JSON file"),
         (["train", "custom", "--manifest", str(tmp / "no.csv"), "--output", out],
          f"--manifest {tmp / 'no.csv'}: no such file"),
         (["train", "custom", "--manifest", str(garbage), "--media-root", str(tmp), "--output", out],

@@ -101,10 +101,7 @@ def _preset(preset) -> TPTConfig:
     if preset in PRESETS:
         return get_preset(preset)
     if os.path.isfile(preset):
-        try:
-            return TPTConfig.load(preset)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{preset}: not a preset JSON file ({error})") from None
+        return TPTConfig.load(preset)  # names the file when it is not a preset
     raise ValueError(f"unknown preset {preset!r}: not one of {', '.join(PRESETS)} and not a file")
 
 

@@ -16,7 +16,8 @@ from data_pipelines import samples as samples_lib
 from data_pipelines.samples import Sample
 from tpt_keras.config import TPTConfig
 from tpt_keras.runtime import run_folder
-from tpt_keras.experiment.data import (build_backbone, eval_dataset, pair_dataset, save_samples,
+from tpt_keras.experiment.data import (build_backbone, eval_dataset, features_source, pair_dataset,
+                                       save_samples,
                                        skip_unreadable, steps_per_epoch, validation_split)
 
 
@@ -254,6 +255,7 @@ def _write_run_files(paths: run_folder.RunPaths, config: TPTConfig, splits, feat
     save_samples(splits, paths.samples)
     run_folder.write_json(paths.data, {
         "features": os.path.abspath(features_dir) if features_dir else None,
+        "features_source": features_source(features_dir),
         "backbone_weights": None if features_dir else str(backbone_weights)})
     run_folder.truncate_log(paths.log, done)
 
