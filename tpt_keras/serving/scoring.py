@@ -32,6 +32,8 @@ class Scorer:
         groups: the training groups (the AQA-7 class of a one-class model).
         dataset: the run's dataset (None when an export does not say).
         difficulty_range: (low, high) accepted difficulties, or None.
+        protocol: the run's video protocol (a VideoProtocol or its dict), or None (an export that
+            does not record it: the whole video is read).
     """
 
     function: object
@@ -39,6 +41,7 @@ class Scorer:
     groups: list
     dataset: str | None
     difficulty_range: tuple | None
+    protocol: object = None
 
     def __call__(self, frames, difficulty: float | None = None, group: str | None = None):
         import tensorflow as tf
@@ -49,7 +52,9 @@ class Scorer:
             kwargs["difficulty"] = tf.constant([float(difficulty)], tf.float32)
         if "group" in self.inputs:
             kwargs["group"] = tf.constant(group or "", tf.string)
-        return self.function(**kwargs)
+        from tpt_keras.serving.client import call_signature
+
+        return call_signature(self.function, kwargs)
 
 
 def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) -> None:
@@ -72,11 +77,12 @@ def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) ->
         optional = "difficulty" in inputs  # a group beside the difficulty (FineDiving dive number)
         if group is None and optional:
             return
-        if group is None or group not in groups:
-            need = ("--group picks the exemplars of the video's group (without it, of the nearest "
-                    "difficulty); it must be" if optional else
-                    "this model's exemplars depend on the video's group: pass --group,")
-            raise ValueError(f"{need} one of {', '.join(groups)}")
+        if group is not None and group not in groups:
+            raise ValueError(f"--group {group!r} is not a group of this model's training set: it "
+                             f"must be one of {', '.join(groups)}")
+        if group is None:
+            raise ValueError("this model's exemplars depend on the video's group: pass --group, "
+                             f"one of {', '.join(groups)}")
     elif group is not None:
         rule = "by the difficulty" if "difficulty" in inputs else f"from its only group {groups[0]!r}"
         raise ValueError(f"this model chooses its exemplars {rule}: drop --group")
@@ -84,24 +90,17 @@ def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) ->
 
 def load_scorer(model_path: str) -> Scorer:
     """The :class:`Scorer` of a SavedModel folder or of a run folder."""
-    import tensorflow as tf
-
     if is_saved_model(model_path):
-        function = tf.saved_model.load(model_path).signatures["serving_default"]
-        inputs = sorted(function.structured_input_signature[1])
-        info = {}
-        info_path = os.path.join(model_path, "tpt_export.json")
-        if os.path.isfile(info_path):
-            with open(info_path, encoding="utf-8") as handle:
-                info = json.load(handle)
-        bounds = info.get("difficulty_range")
-        return Scorer(function, inputs, info.get("groups") or ["all"], info.get("dataset"),
-                      tuple(bounds) if bounds else None)
+        from tpt_keras.serving import client
+
+        served = client.load(model_path)
+        return Scorer(served.signature, served.inputs, served.groups, served.dataset,
+                      served.difficulty_range, served.protocol)
     from tpt_keras.serving.export import serving_from_run
 
     serving = serving_from_run(model_path)
     return Scorer(serving.score, serving.inputs, serving.groups, serving.model.config.dataset,
-                  serving._bounds if serving._use_difficulty else None)
+                  serving.difficulty_bounds, serving.protocol)
 
 
 def known_steps(video: str, model_path: str):
@@ -136,6 +135,24 @@ def known_steps(video: str, model_path: str):
     return None
 
 
+def read_test_frames(video: str, protocol):
+    """The frames the run's test protocol takes from ``video`` (the query's), decoded alone so
+    that memory follows the protocol's frame count, not the video's length: uint8 (N, H, W, 3) and
+    int64 (N,) their frame numbers. Without a protocol (an export that does not record it), the
+    whole video. The serving signature samples the N frames again, which takes them all."""
+    from data_pipelines.io import decode
+    from data_pipelines.video import protocol as protocol_lib
+
+    if protocol is None:
+        frames = decode.read_frames(video)
+        return frames, np.arange(len(frames))
+    if isinstance(protocol, dict):
+        protocol = protocol_lib.VideoProtocol.from_dict(protocol)
+    start = protocol_lib.window_start(protocol, training=False, role="query")
+    return decode.read_frames_with_indices(
+        video, lambda count: protocol_lib.temporal_indices(count, protocol, start))
+
+
 def default_picture(video: str) -> str:
     """``<video name>_attention.png`` in the current folder (never beside the video: dataset
     folders are often read-only)."""
@@ -166,7 +183,7 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     picture = picture or default_picture(video)
     scorer = load_scorer(model_path)
     check_arguments(scorer.inputs, scorer.groups, difficulty, group, scorer.difficulty_range)
-    frames = decode.read_frames(video)
+    frames, frame_numbers = read_test_frames(video, scorer.protocol)
     outputs = scorer(frames, difficulty, group)
     outputs = {name: np.asarray(value) for name, value in outputs.items()}
     score = float(outputs["score"])
@@ -188,8 +205,12 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     from tpt_keras import visualize
 
     steps = known_steps(video, model_path)
+    from data_pipelines.io import decode
+
+    numbers = frame_numbers[outputs["clip_frames"]]  # the middle frame of each clip, in the video
     picture = visualize.plot_attention(
         outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
+        clip_frame_numbers=numbers, clip_seconds=decode.frame_times(video, numbers),
         title=f"{os.path.basename(os.path.normpath(video))}: score {shown[0]:.2f}",
         step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
     result["steps"] = steps[0].tolist() if steps else None
