@@ -372,3 +372,45 @@ def test_the_signatures_temporal_rule_equals_numpys_in_a_graph():
             np.testing.assert_array_equal(graph(tf.zeros([length], tf.uint8)).numpy(),
                                           protocol_lib.temporal_indices(length, spec, spec.test_query_start),
                                           err_msg=f"{length} frames")
+
+
+# ------------------------------------------------------------------ a collapsed model is named
+def test_collapse_threshold_by_hand():
+    from tpt_keras.ops import metrics
+
+    true = [60.0, 70.0, 80.0, 90.0]  # population std √125 = 11.180; 0.1 of it: 1.118
+    assert metrics.collapse_warning([80.0, 82.0, 80.0, 82.0], true).startswith(  # std 1.0 < 1.118
+        "collapsed predictions: their spread is 0.089 of the targets' (std 1 vs 11.18, below 0.1)")
+    assert metrics.collapse_warning([79.4, 82.6, 79.4, 82.6], true) is None  # std 1.6 ≥ 1.118
+    assert metrics.collapse_warning([81.46] * 4, true) is not None  # constant: spread 0
+    assert metrics.collapse_warning([61.0, 69.0, 81.0, 88.0], true) is None
+    assert abs(metrics.spread_ratio([80.0, 82.0, 80.0, 82.0], true) - 1.0 / 125 ** 0.5) < 1e-12
+
+
+def test_evaluate_warns_on_a_collapsed_model_and_says_so_in_the_plot(tmp_path, monkeypatch):
+    """A model whose head outputs a constant (every video 81.46, as seen on a real run)."""
+    from tpt_keras.experiment import report
+    from tpt_keras.runtime import run_folder
+
+    run_dir = str(tmp_path / "run")
+    config = get_preset("synthetic")
+    paths = run_folder.RunPaths(run_dir)
+    os.makedirs(run_dir)
+    run_folder.write_json(paths.config, config.to_dict())
+    true = np.array([55.0, 62.0, 70.0, 78.0, 85.0, 91.0])
+    pred = 81.46 + np.array([0.0, 0.01, -0.01, 0.02, 0.0, 0.01])  # ρ 0.26-ish, spread 0.001
+    fake = evaluation.Run(paths, config, None, {}, {})
+    monkeypatch.setattr(evaluation, "load_run", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(evaluation, "predict_split", lambda *args, **kwargs: {
+        "pred": pred, "true": true, "groups": ["all"] * 6, "attention": np.zeros((6, 1, 4, 1)),
+        "boundaries": [None] * 6, "keys": [str(i) for i in range(6)], "skipped": []})
+    titles = []
+    real = visualize.plot_scatter
+    monkeypatch.setattr(visualize, "plot_scatter",
+                        lambda p, t, path, title="": titles.append(title) or real(p, t, path, title))
+    results = evaluation.evaluate_run(run_dir)
+    row = results["runs"][0]
+    assert row["collapse"].startswith("collapsed predictions: their spread is 0.001 of the targets'")
+    assert "warning: " + row["name"] + ": collapsed predictions" in report.format_results(results)
+    assert titles and "\nCOLLAPSED: prediction spread 0.001 of the targets'" in titles[0]
+    assert os.path.isfile(row["plot"])
