@@ -69,8 +69,8 @@ def test_fresh_tensorflow_only_process_gives_the_keras_models_scores(tiny_video_
     # pipeline, not by the signature), against the exemplars baked into the export
     run = experiment.load_run(tiny_video_run["run"])
     serving = export.serving_from_run(tiny_video_run["run"])
-    bank_parts = np.asarray(serving._parts[0])
-    bank_targets = np.asarray(serving._targets[0])
+    bank_parts = np.asarray(serving.bank_parts[0])
+    bank_targets = np.asarray(serving.bank_targets[0])
     from data_pipelines.io.feature_cache import FeatureCache
     from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
@@ -80,7 +80,7 @@ def test_fresh_tensorflow_only_process_gives_the_keras_models_scores(tiny_video_
     for parts in np.asarray(query_parts):
         relative = run.model.relative_scores(bank_parts, np.repeat(parts[None], len(bank_parts), 0))
         score, _ = aggregate_exemplar_scores(np.asarray(relative)[None], bank_targets[None],
-                                             np.asarray(serving._mask[0])[None], [1.0], False)
+                                             np.asarray(serving.bank_mask[0])[None], [1.0], False)
         expected.append(float(score[0]))
     np.testing.assert_allclose(fresh["scores"], expected, atol=2e-3)
     assert np.std(fresh["scores"]) > 0  # different videos, different scores

@@ -40,9 +40,10 @@ def _serving(use_difficulty, groups=None):
     keras.utils.set_random_seed(0)
     config = _config(use_difficulty)
     train = _train(use_difficulty)
-    if groups is not None:
-        train = [Sample(key=s.key, path="", score=s.score, group=groups[0] if i < 3 else groups[1])
-                 for i, s in enumerate(train)]
+    if groups is not None:  # group names of the first 3 and the last 5 samples, or of each of the 8
+        names = groups if len(groups) == len(train) else [groups[0]] * 3 + [groups[1]] * 5
+        train = [Sample(key=s.key, path="", score=s.score, difficulty=s.difficulty, group=name)
+                 for s, name in zip(train, names)]
     model = TPTModel(config, experiment.model_intervals(config, train))
     model.encode(np.zeros((1, T, D), np.float32))
     backbone = keras.Sequential([keras.Input((2, 16, 16, 3)), keras.layers.GlobalAveragePooling3D(),
@@ -53,7 +54,18 @@ def _serving(use_difficulty, groups=None):
     targets = np.array([[train[i].score for i in row] for row in indices], np.float32)
     return export.Serving(model, backbone, parts, targets, mask, difficulty,
                           config.protocol, groups=names,
-                          difficulty_bounds=export.difficulty_range([s.difficulty for s in train]))
+                          difficulty_bounds=export.difficulty_range([s.difficulty for s in train]),
+                          groups_are_difficulties=export.groups_are_difficulties(train))
+
+
+# The kinds of model a user exports: (use_difficulty, group names of the 3 + 5 training samples).
+KINDS = {"no_dd": (False, ["all", "all"]), "dd": (True, None), "groups": (False, ["a", "b"]),
+         "dd_one_group": (True, ["all", "all"]), "finediving": (True, ["205b"] * 4 + ["305b"] * 4)}  # 305b: difficulties 2 and 3
+
+
+def _serving_of(kind):
+    use_difficulty, groups = KINDS[kind]
+    return _serving(use_difficulty, groups)
 
 
 FRAMES = tf.constant(np.random.default_rng(1).integers(0, 255, (12, 20, 24, 3)), tf.uint8)
@@ -65,7 +77,7 @@ def test_difficulty_model_requires_a_sane_difficulty():
     assert serving.inputs == ["frames", "difficulty"]
     assert np.isfinite(float(serving.score(FRAMES, tf.constant([2.5]))["score"]))
     # the named check runs before anything reshapes the empty input
-    with pytest.raises(tf.errors.InvalidArgumentError, match="pass difficulty=\\[DD\\]"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pass one difficulty, difficulty=\\[DD\\]"):
         serving.score(FRAMES, tf.zeros([0]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="difficulty must be finite"):
         serving.score(FRAMES, tf.constant([np.inf]))
@@ -112,7 +124,8 @@ def test_saved_model_signature_inputs_follow_the_model(tmp_path):
     (["frames", "difficulty"], 2.5, "a", "by the difficulty: drop --group"),
     (["frames"], 2.5, None, "without difficulty degrees: drop --difficulty"),
     (["frames", "group"], None, None, "pass --group, one of a, b"),
-    (["frames", "group"], None, "c", "pass --group, one of a, b"),
+    (["frames", "group"], None, "c", "--group 'c' is not a group of this model's training set: it must be one of a, b"),
+    (["frames", "difficulty", "group"], 2.5, "zzz", "--group 'zzz' is not a group .*: it must be one of a, b"),
     (["frames"], None, "a", "from its only group 'all': drop --group"),
 ])
 def test_score_arguments_are_checked_before_any_work(inputs, difficulty, group, message):
@@ -239,3 +252,165 @@ def test_public_loader_round_trips_a_model(tmp_path):
     broken.write_bytes(open(path, "rb").read()[:300])
     with pytest.raises(ValueError, match="broken.keras: not a readable .keras archive"):
         tpt_keras.load_model(str(broken))
+
+
+# ------------------------------------------------------------------ refusals a caller can read
+def _first_line(call):
+    from tpt_keras.serving.client import ServingError
+
+    with pytest.raises(ServingError) as caught:
+        call()
+    text = str(caught.value)
+    assert len(text) < 300  # a sentence, never a tensor dump
+    return text.splitlines()[0]
+
+
+def test_every_refusal_of_the_signature_is_one_named_sentence():
+    from tpt_keras.serving.client import call_signature
+
+    serving = _serving_of("finediving")
+    frames, good = FRAMES, tf.constant([2.5])
+
+    def score(**inputs):
+        return lambda: call_signature(serving.score, {"frames": frames, "difficulty": good,
+                                                      "group": tf.constant(""), **inputs})
+
+    # a 0-frame video is refused before anything gathers frames (it was "indices[..] = -1")
+    assert _first_line(score(frames=tf.zeros([0, 20, 24, 3], tf.uint8))) == "the video has no frames"
+    rank = "frames must be one video: a uint8 tensor of shape (frames, height, width, 3)"
+    assert _first_line(score(frames=tf.zeros([20, 24, 3], tf.uint8))) == rank
+    assert _first_line(score(frames=tf.zeros([2, 5, 20, 24, 3], tf.uint8))) == rank
+    assert _first_line(score(frames=tf.zeros([5, 20, 24, 4], tf.uint8))) == rank
+    assert _first_line(score(frames=tf.zeros([5, 1, 24, 3], tf.uint8))) == "frames are smaller than 2×2 pixels"
+    assert _first_line(score(difficulty=tf.zeros([0]))) == (
+        "this model was trained with difficulty degrees: pass one difficulty, difficulty=[DD]")
+    assert _first_line(score(difficulty=tf.constant([np.nan]))) == "difficulty must be finite"
+    assert _first_line(score(difficulty=tf.constant([-1.0]))) == "difficulty must be > 0"
+    assert _first_line(score(difficulty=tf.constant([9.0]))) == (  # trained on 2 and 3: [1, 6]
+        "difficulty is outside [1, 6], half the smallest to twice the largest difficulty of the "
+        "training set")
+    assert _first_line(score(group=tf.constant("9999z"))) == (
+        "unknown group: it must be one of the training groups 205b, 305b")
+    assert _first_line(score(group=tf.constant(["205b", "305b"]))) == "group must be one group name (a string scalar)"
+    # the same inputs, well formed, score; a scalar difficulty is one difficulty too
+    assert np.isfinite(float(call_signature(serving.score, {"frames": frames, "difficulty": tf.constant(2.5),
+                                                            "group": tf.constant("205b")})["score"]))
+
+
+def test_only_inputs_with_a_choice_are_inputs():
+    """One group: no group input (the README's score(frames=…, difficulty=…) on a custom DD
+    model); several dive numbers beside the difficulty: a group input."""
+    expected = {"no_dd": ["frames"], "dd": ["frames", "difficulty"], "groups": ["frames", "group"],
+                "dd_one_group": ["frames", "difficulty"],
+                "finediving": ["frames", "difficulty", "group"]}
+    assert {kind: _serving_of(kind).inputs for kind in KINDS} == expected
+
+
+def test_scoring_the_sampled_frames_equals_scoring_the_whole_video(tmp_path):
+    """`tpt score` decodes only the frames the protocol takes; the signature samples them again
+    (all of them) and gives the score of the whole video, for short and long videos."""
+    from data_pipelines.io import decode
+
+    serving = _serving_of("dd")
+    rng = np.random.default_rng(2)
+    for length in (5, 12, 40):  # shorter than the 8 sampled frames, and longer
+        video = rng.integers(0, 255, (length, 20, 24, 3)).astype(np.uint8)
+        path = str(tmp_path / f"v{length}")
+        decode.write_frame_folder(path, video, pattern="{:03d}.png")
+        frames, numbers, _ = scoring.read_test_frames(path, serving.protocol.to_dict())
+        assert frames.shape[0] == serving.protocol.num_frames == 8
+        np.testing.assert_array_equal(numbers, np.floor(np.linspace(0, length - 1, 8)))  # linspace
+        np.testing.assert_array_equal(frames, video[numbers])
+        whole = serving.score(tf.constant(video), tf.constant([2.5]))
+        sampled = serving.score(tf.constant(frames), tf.constant([2.5]))
+        assert float(whole["score"]) == float(sampled["score"])
+        np.testing.assert_array_equal(whole["attention"], sampled["attention"])
+
+
+def test_export_is_atomic_and_can_be_rerun(tmp_path, monkeypatch):
+    import errno
+
+    serving = _serving_of("dd")
+    monkeypatch.setattr(export, "serving_from_run", lambda *args, **kwargs: serving)
+    real = export.export_serving
+
+    def full_disk(module, path):
+        real(module, path)  # the SavedModel is written, then the disk fills
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "export_serving", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        export.export_run("run", name="m", version=1, base_dir=str(tmp_path))
+    assert os.listdir(tmp_path / "m") == []  # no version folder, no temporary folder
+    monkeypatch.setattr(export, "export_serving", real)
+    path = export.export_run("run", name="m", version=1, base_dir=str(tmp_path))
+    assert os.listdir(tmp_path / "m") == ["1"] and os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert sorted(os.listdir(path)) == sorted(["assets", "fingerprint.pb", "saved_model.pb",
+                                               "tpt_export.json", "variables"])
+
+
+def test_runs_on_precomputed_features_are_refused_with_the_reason():
+    export.check_video_path("runs/x", {"features": "f"}, "i3d_kinetics400_mixed5c", "i3d_kinetics400_mixed5c")  # fine
+    with pytest.raises(ValueError, match=r"^runs/x was trained on precomputed features \(computed "
+                       r"outside tpt-keras\), not on Kinetics I3D features: .* cannot be exported"):
+        export.check_video_path("runs/x", {"features_source": "precomputed"}, None, "i3d_kinetics400_mixed5c")
+    with pytest.raises(ValueError, match="features made by 'resnet'"):
+        export.check_video_path("runs/x", {}, "resnet", "i3d_kinetics400_mixed5c")
+
+
+def test_the_signatures_temporal_rule_equals_numpys_in_a_graph():
+    """The served graph samples frames as evaluation does (numpy), for every length: tf.linspace
+    inside a graph gave frame 4 for 5 (floor of 4.999…) at 8 of 8 frames."""
+    from data_pipelines.video import protocol as protocol_lib
+    from data_pipelines.video import video_ops
+
+    for spec in (_config(True).protocol, get_preset("custom").protocol,
+                 get_preset("mtl_aqa_dd").protocol):
+        graph = tf.function(lambda frames: video_ops.tf_temporal_indices(tf.shape(frames)[0], spec),
+                            input_signature=[tf.TensorSpec([None], tf.uint8)])
+        for length in list(range(1, 260)) + [1000, 4093]:
+            np.testing.assert_array_equal(graph(tf.zeros([length], tf.uint8)).numpy(),
+                                          protocol_lib.temporal_indices(length, spec, spec.test_query_start),
+                                          err_msg=f"{length} frames")
+
+
+# ------------------------------------------------------------------ a collapsed model is named
+def test_collapse_threshold_by_hand():
+    from tpt_keras.ops import metrics
+
+    true = [60.0, 70.0, 80.0, 90.0]  # population std √125 = 11.180; 0.1 of it: 1.118
+    assert metrics.collapse_warning([80.0, 82.0, 80.0, 82.0], true).startswith(  # std 1.0 < 1.118
+        "collapsed predictions: their spread is 0.089 of the targets' (std 1 vs 11.18, below 0.1)")
+    assert metrics.collapse_warning([79.4, 82.6, 79.4, 82.6], true) is None  # std 1.6 ≥ 1.118
+    assert metrics.collapse_warning([81.46] * 4, true) is not None  # constant: spread 0
+    assert metrics.collapse_warning([61.0, 69.0, 81.0, 88.0], true) is None
+    assert abs(metrics.spread_ratio([80.0, 82.0, 80.0, 82.0], true) - 1.0 / 125 ** 0.5) < 1e-12
+
+
+def test_evaluate_warns_on_a_collapsed_model_and_says_so_in_the_plot(tmp_path, monkeypatch):
+    """A model whose head outputs a constant (every video 81.46, as seen on a real run)."""
+    from tpt_keras.experiment import report
+    from tpt_keras.runtime import run_folder
+
+    run_dir = str(tmp_path / "run")
+    config = get_preset("synthetic")
+    paths = run_folder.RunPaths(run_dir)
+    os.makedirs(run_dir)
+    run_folder.write_json(paths.config, config.to_dict())
+    true = np.array([55.0, 62.0, 70.0, 78.0, 85.0, 91.0])
+    pred = 81.46 + np.array([0.0, 0.01, -0.01, 0.02, 0.0, 0.01])  # ρ 0.26-ish, spread 0.001
+    fake = evaluation.Run(paths, config, None, {}, {})
+    monkeypatch.setattr(evaluation, "load_run", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(evaluation, "predict_split", lambda *args, **kwargs: {
+        "pred": pred, "true": true, "groups": ["all"] * 6, "attention": np.zeros((6, 1, 4, 1)),
+        "boundaries": [None] * 6, "keys": [str(i) for i in range(6)], "skipped": []})
+    titles = []
+    real = visualize.plot_scatter
+    monkeypatch.setattr(visualize, "plot_scatter",
+                        lambda p, t, path, title="": titles.append(title) or real(p, t, path, title))
+    results = evaluation.evaluate_run(run_dir)
+    row = results["runs"][0]
+    assert row["collapse"].startswith("collapsed predictions: their spread is 0.001 of the targets'")
+    assert "warning: " + row["name"] + ": collapsed predictions" in report.format_results(results)
+    assert titles and "\nCOLLAPSED: prediction spread 0.001 of the targets'" in titles[0]
+    assert os.path.isfile(row["plot"])

@@ -59,8 +59,33 @@ def step_band(axis, boundaries, num_clips: int, labels=None) -> None:
     axis.set_xlabel("clip")
 
 
+COLOUR_BAR_LABEL = "attention weight (softmax over clips)"
+
+
+def clip_tick_labels(num_clips: int, frame_numbers=None, seconds=None) -> list[str]:
+    """Tick labels of the clip axis: the clip index, then its middle frame's number (``f41``)
+    and its time (``1.6s``) when known."""
+    labels = []
+    for clip in range(num_clips):
+        label = str(clip)
+        if frame_numbers is not None:
+            label += f"\nf{int(frame_numbers[clip])}"
+        if seconds is not None:
+            label += f"\n{float(seconds[clip]):.1f}s"
+        labels.append(label)
+    return labels
+
+
+def clip_axis_label(frame_numbers=None, seconds=None) -> str:
+    """What the clip axis's tick lines say."""
+    parts = ["clip"] + (["middle frame (f)"] if frame_numbers is not None else []) \
+        + (["time (s)"] if seconds is not None else [])
+    return " / ".join(parts)
+
+
 def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | None = None,
-                   title: str = "", step_boundaries=None, step_labels=None) -> str:
+                   title: str = "", step_boundaries=None, step_labels=None,
+                   clip_frame_numbers=None, clip_seconds=None) -> str:
     """Save the queries × clips attention map and, below it, the annotated steps (when known)
     and each query's most attended frame.
 
@@ -72,7 +97,10 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
         title: figure title (e.g. the predicted score).
         step_boundaries: optional (J - 1,) annotated step boundaries in clip units: a band of
             the J steps under the map (:func:`step_band`), on the same clip axis.
-        step_labels: optional J labels written on the band's segments.
+        step_labels: optional J labels written on the band's segments (step names).
+        clip_frame_numbers: optional (T,) the video's frame number at the middle of each clip,
+            written under the clip index.
+        clip_seconds: optional (T,) their time in seconds (when the source knows its timing).
 
     Returns:
         the file written (:func:`picture_path`).
@@ -91,20 +119,27 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
     grid = figure.add_gridspec(rows, max(num_queries, 1), height_ratios=heights)
     axis = figure.add_subplot(grid[0, :])
     image = axis.imshow(attention.T, aspect="auto", cmap="viridis", interpolation="nearest")
-    axis.set_xlabel("clip")
+    ticks = clip_tick_labels(num_clips, clip_frame_numbers, clip_seconds)
+    axis.set_xlabel(clip_axis_label(clip_frame_numbers, clip_seconds), fontsize=8)
     axis.set_ylabel("query (part)")
     axis.set_yticks(range(num_queries))
-    axis.set_xticks(range(num_clips))
+    axis.set_xticks(range(num_clips), ticks)
     axis.tick_params(labelsize=7)
     if title:
         axis.set_title(title)
     if band:
         band_axis = figure.add_subplot(grid[1, :], sharex=axis)
         step_band(band_axis, step_boundaries, num_clips, step_labels)
+        band_axis.set_xticks(range(num_clips), ticks)
+        band_axis.tick_params(labelsize=7)
+        band_axis.set_xlabel(axis.get_xlabel(), fontsize=8)
         axis.set_xlabel("")
-        figure.colorbar(image, ax=[axis, band_axis], fraction=0.02, pad=0.01)  # keeps them aligned
+        axis.tick_params(labelbottom=False)
+        bar = figure.colorbar(image, ax=[axis, band_axis], fraction=0.02, pad=0.01)  # keeps them aligned
     else:
-        figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01)
+        bar = figure.colorbar(image, ax=axis, fraction=0.02, pad=0.01)
+    bar.set_label(COLOUR_BAR_LABEL, fontsize=7)
+    bar.ax.tick_params(labelsize=7)
     if clip_frames is not None:
         clip_frames = np.asarray(clip_frames)
         if clip_frames.shape[0] != num_clips:
@@ -112,7 +147,12 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
         for query, clip in enumerate(top):
             frame_axis = figure.add_subplot(grid[rows - 1, query])
             frame_axis.imshow(clip_frames[clip])
-            frame_axis.set_title(f"q{query}: clip {clip}", fontsize=8)
+            where = f"clip {clip}"
+            if clip_frame_numbers is not None:
+                where += f", f{int(clip_frame_numbers[clip])}"
+            if clip_seconds is not None:
+                where += f", {float(clip_seconds[clip]):.1f}s"
+            frame_axis.set_title(f"q{query}: {where}", fontsize=7)
             frame_axis.axis("off")
     if not band:  # the shared colour bar of map and band lays itself out
         figure.tight_layout()

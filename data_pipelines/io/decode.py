@@ -356,6 +356,81 @@ def read_frames(path: str, indices: Indices = None) -> np.ndarray:
     return read_video(path, indices)
 
 
+def read_frames_with_indices(path: str, indices: Indices) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_frames`, returning also the frame numbers read: (uint8 (N, H, W, 3), int64 (N,)).
+    A callable ``indices`` is resolved with the video's frame count (as :func:`read_frames` does)."""
+    resolved = []
+
+    def record(num_frames):
+        chosen = indices(num_frames) if callable(indices) else indices
+        resolved.append(np.asarray(chosen, np.int64).reshape(-1))
+        return resolved[-1]
+
+    frames = read_frames(path, record)
+    return frames, resolved[-1]
+
+
+def frame_times(path: str, frame_numbers) -> np.ndarray | None:
+    """Seconds from the start of ``path`` of the given frame numbers, when the source knows its
+    timing: a container video by its average frame rate (PyAV), a GIF by its frames' display
+    durations; None for a frame folder, or a source without timing (a GIF whose delays are 0).
+
+    Returns:
+        float64 (len(frame_numbers),) or None.
+    """
+    frame_numbers = np.asarray(frame_numbers, np.int64).reshape(-1)
+    kind = source_kind(path)
+    if kind == "video":
+        rate = frame_rate(path)
+        return frame_numbers / rate if rate else None
+    if kind == "gif":
+        starts = gif_frame_starts(path)
+        if starts is None or frame_numbers.max(initial=0) >= len(starts):
+            return None
+        return starts[frame_numbers]
+    return None
+
+
+def frame_rate(path: str) -> float | None:
+    """Frames per second of ``path``: a container video's average rate (PyAV), a GIF's frame
+    count over its total display time; None for a frame folder or a source without timing."""
+    kind = source_kind(path)
+    if kind == "video":
+        import av
+
+        try:
+            with av.open(os.fspath(path)) as container:
+                stream = _open_video_stream(av, container, path, 1)
+                rate = stream.average_rate or stream.guessed_rate
+        except _video_errors(av):
+            return None
+        return float(rate) if rate else None
+    if kind == "gif":
+        starts = gif_frame_starts(path)
+        if starts is None or len(starts) < 2 or starts[-1] <= 0:
+            return None
+        return (len(starts) - 1) / float(starts[-1])
+    return None
+
+
+def gif_frame_starts(path: str) -> np.ndarray | None:
+    """Start time in seconds of each frame of a GIF (the cumulative display durations of the
+    frames before it), or None when the GIF sets no durations. Read with Pillow (a dependency
+    of matplotlib); None when it is missing."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    durations = []
+    with Image.open(os.fspath(path)) as image:
+        for index in range(getattr(image, "n_frames", 1)):
+            image.seek(index)
+            durations.append(float(image.info.get("duration") or 0.0) / 1000.0)
+    if not any(durations):
+        return None
+    return np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+
+
 def read_frames_or_skip(path: str, indices: Indices = None, skip_log: SkipLog | None = None):
     """:func:`read_frames`, but with a ``skip_log`` a :class:`VideoDecodeError` is recorded (warning
     + count) and None returned. Without a ``skip_log`` errors propagate."""

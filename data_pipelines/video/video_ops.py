@@ -62,7 +62,15 @@ def tf_temporal_indices(num_frames, spec: VideoProtocol, start: int = 0) -> tf.T
     length = spec.num_frames
 
     def linspace():
-        values = tf.linspace(tf.constant(0.0, tf.float64), tf.cast(num_frames - 1, tf.float64), length)
+        # numpy's own float64 operations (position × ((T - 1) / (length - 1)), the last set to
+        # T - 1), so that the floors are equal. A true division: in a graph, Grappler turns a
+        # division by a constant into a product with its reciprocal (7 × (1/7) = 0.999…), and
+        # tf.linspace gave frame 4 for 5; DivNoNan is left alone (the divisor is never 0).
+        last = tf.cast(num_frames - 1, tf.float64)
+        step = tf.math.divide_no_nan(last, tf.constant(float(max(length - 1, 1)), tf.float64))
+        values = tf.range(length, dtype=tf.float64) * step
+        if length > 1:
+            values = tf.concat([values[:-1], last[tf.newaxis]], 0)
         return tf.cast(tf.floor(values), tf.int32)
 
     def window():

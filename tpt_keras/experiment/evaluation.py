@@ -232,6 +232,9 @@ def _evaluate_one(run_dir: str, which: str, split: str, scale: str, plot: str | 
     rho, r_l2 = by_scale[scale]["spearman"], by_scale[scale]["r_l2"]
     name = run_name(run.config)
     title = f"{name} ({which}): ρ = {rho:.4f}, R-ℓ2 = {r_l2:.3f}"
+    collapse = metrics.collapse_warning(pred, true)
+    if collapse:
+        title += f"\nCOLLAPSED: prediction spread {metrics.spread_ratio(pred, true):.3f} of the targets'"
     picture = None if plot else visualize.plot_scatter(
         pred, true, os.path.join(run_dir, f"scatter_{split}.png"), title=title)
     logged = run_folder.finished_results(run.paths) if os.path.exists(run.paths.log) else None
@@ -250,7 +253,7 @@ def _evaluate_one(run_dir: str, which: str, split: str, scale: str, plot: str | 
            "spearman": rho, "r_l2": r_l2, "by_scale": by_scale, "plot": picture,
            "skipped": [{"path": p, "error": m} for p, m in outputs["skipped"]],
            "training_log": logged, "parsing": parsing,
-           "attention_plot": attention_picture, "title": title}
+           "attention_plot": attention_picture, "title": title, "collapse": collapse}
     return row, pred, true
 
 

@@ -16,6 +16,8 @@ def format_results(results: dict) -> str:
                      f"{average['spearman']:>9.4f} {average['r_l2']:>10.4f}")
     lines.append(f"scores on the {results['runs'][0]['scale_description']}")
     for row in results["runs"]:
+        if row.get("collapse"):
+            lines.append(f"warning: {row['name']}: {row['collapse']}")
         log = row.get("training_log")
         if log and log["best"]:
             lines.append(f"{row['name']}: validation ρ during training — best {log['best']['spearman']:.4f} "

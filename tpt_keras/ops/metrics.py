@@ -4,6 +4,8 @@
 * :func:`r_l2`: relative L2 distance, ``100 * mean(((pred - true) / (max(true) - min(true)))^2)``
   with max/min over the evaluated ground truth (reported x100, as in the paper's tables).
 * :func:`fisher_z_mean`: the AQA-7 average of per-class correlations, ``tanh(mean(atanh(rho)))``.
+* :func:`collapse_warning`: a model whose predictions barely vary (collapsed onto about one score):
+  ``std(pred) < COLLAPSE_FRACTION · std(true)`` (population standard deviations, 0.1).
 """
 
 from __future__ import annotations
@@ -35,6 +37,36 @@ def r_l2(pred, true) -> float:
     if spread == 0:
         raise ValueError("r_l2 is undefined when all true scores are equal.")
     return float(100.0 * np.mean(((pred - true) / spread) ** 2))
+
+
+COLLAPSE_FRACTION = 0.1
+
+
+def spread_ratio(pred, true) -> float:
+    """``std(pred) / std(true)`` (population standard deviations): how much of the targets'
+    spread the predictions keep; inf when the targets are all equal and the predictions are not,
+    NaN when both are constant."""
+    pred, true = _as_vectors(pred, true)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.std(pred) / np.std(true))
+
+
+def collapse_warning(pred, true, fraction: float = COLLAPSE_FRACTION) -> str | None:
+    """A one-line warning when the model has collapsed: ``std(pred) < fraction · std(true)``
+    (every video gets nearly the same score, whatever its Spearman ρ, which then ranks noise);
+    None otherwise.
+
+    Args:
+        pred: (N,) predicted scores; true: (N,) their targets, on the same scale.
+        fraction: the threshold on :func:`spread_ratio` (0.1 by default).
+    """
+    ratio = spread_ratio(pred, true)
+    if not ratio < fraction:
+        return None
+    pred, true = _as_vectors(pred, true)
+    return (f"collapsed predictions: their spread is {ratio:.3f} of the targets' "
+            f"(std {np.std(pred):.4g} vs {np.std(true):.4g}, below {fraction:g}); every video gets "
+            f"about {np.mean(pred):.4g}, so ρ says little")
 
 
 def fisher_z_mean(rhos) -> float:

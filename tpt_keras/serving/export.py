@@ -41,9 +41,35 @@ import os
 import numpy as np
 import tensorflow as tf
 
-FRAMES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="frames")
-DIFFICULTY_SPEC = tf.TensorSpec([None], tf.float32, name="difficulty")
-GROUP_SPEC = tf.TensorSpec([], tf.string, name="group")
+# Shapes are left open (any rank) so that the signature's own checks, with their named
+# messages, judge a wrong rank or size instead of TensorFlow's argument binding.
+FRAMES_SPEC = tf.TensorSpec(None, tf.uint8, name="frames")
+DIFFICULTY_SPEC = tf.TensorSpec(None, tf.float32, name="difficulty")
+GROUP_SPEC = tf.TensorSpec(None, tf.string, name="group")
+
+# The refusals of the signatures, one sentence each. In the served graph each is an assertion
+# whose error text holds ``assertion failed: [MESSAGE]`` (see :func:`refusal_in`).
+NO_FRAMES = "the video has no frames"
+FRAMES_RANK = "frames must be one video: a uint8 tensor of shape (frames, height, width, 3)"
+FRAMES_TOO_SMALL = "frames are smaller than 2×2 pixels"
+DIFFICULTY_COUNT = "this model was trained with difficulty degrees: pass one difficulty, difficulty=[DD]"
+DIFFICULTY_FINITE = "difficulty must be finite"
+DIFFICULTY_POSITIVE = "difficulty must be > 0"
+GROUP_COUNT = "group must be one group name (a string scalar)"
+
+
+def refusal_in(error: BaseException) -> str | None:
+    """The named message of a refusal inside an error that a signature call raised (TensorFlow
+    frames it as ``Graph execution error: … assertion failed: [MESSAGE] …``), or None."""
+    import re
+
+    found = re.search(r"assertion failed: \[(.*?)\](?: \[|\n|$)", str(error))
+    return found.group(1) if found else None
+
+
+def _require(condition, message: str):
+    """An assertion op: ``condition`` (scalar bool) or fail with ``message`` alone."""
+    return tf.debugging.Assert(condition, [tf.constant(message)], summarize=1)
 
 
 def difficulty_range(train_difficulties) -> tuple[float, float]:
@@ -60,11 +86,12 @@ def signature_inputs(use_difficulty: bool, groups, groups_are_difficulties: bool
     """The inputs of ``serving_default`` for a model: ``frames``, plus ``difficulty`` for a
     model trained with difficulty degrees, and ``group`` where the query's group picks its
     exemplars: without difficulty, when the training set has several groups (required); with
-    difficulty, when the groups are not the difficulties themselves (FineDiving: the dive number;
-    optional there: ``""`` picks the group of the nearest difficulty)."""
+    difficulty, when there are several groups that are not the difficulties themselves
+    (FineDiving: the dive number; ``""`` picks the group of the nearest difficulty)."""
+    several = len(groups) > 1  # one group: nothing to choose, no input
     if use_difficulty:
-        return ["frames", "difficulty"] + ([] if groups_are_difficulties else ["group"])
-    return ["frames", "group"] if len(groups) > 1 else ["frames"]
+        return ["frames", "difficulty"] + ([] if groups_are_difficulties or not several else ["group"])
+    return ["frames", "group"] if several else ["frames"]
 
 
 def groups_are_difficulties(train_samples) -> bool:
@@ -96,6 +123,10 @@ class Serving(tf.Module):
 
     Attributes:
         inputs: the names of ``score``'s inputs (:func:`signature_inputs`).
+        groups: the group names (G,).
+        use_difficulty: whether the model was trained with difficulty degrees.
+        difficulty_bounds: (low, high) accepted difficulties, None without difficulty degrees.
+        bank_parts, bank_targets, bank_mask: the baked exemplar bank (tensors, as above).
     """
 
     def __init__(self, model, backbone, bank_parts, bank_targets, bank_mask, bank_difficulty,
@@ -104,17 +135,18 @@ class Serving(tf.Module):
         super().__init__(name=name)
         self.model = model
         self.backbone = backbone
-        self._parts = tf.constant(bank_parts, tf.float32)
-        self._targets = tf.constant(bank_targets, tf.float32)
-        self._mask = tf.constant(bank_mask, tf.float32)
+        self.bank_parts = tf.constant(bank_parts, tf.float32)
+        self.bank_targets = tf.constant(bank_targets, tf.float32)
+        self.bank_mask = tf.constant(bank_mask, tf.float32)
         self._difficulty = tf.constant(bank_difficulty, tf.float32)
         self._group_names = tf.constant(list(groups), tf.string)
-        self._protocol = protocol
-        self._use_difficulty = bool(model.config.use_difficulty)
+        self.protocol = protocol
+        self.use_difficulty = bool(model.config.use_difficulty)
         low, high = difficulty_bounds or difficulty_range(bank_difficulty)
         self._bounds = (float(low), float(high))
+        self.difficulty_bounds = self._bounds if self.use_difficulty else None
         self.groups = list(groups)
-        self.inputs = signature_inputs(self._use_difficulty, self.groups, groups_are_difficulties)
+        self.inputs = signature_inputs(self.use_difficulty, self.groups, groups_are_difficulties)
         if self.inputs == ["frames", "difficulty", "group"]:
             self.score = tf.function(
                 lambda frames, difficulty, group: self._score(frames, difficulty=difficulty, group=group),
@@ -129,8 +161,8 @@ class Serving(tf.Module):
             self.score = tf.function(lambda frames: self._score(frames),
                                      input_signature=[FRAMES_SPEC])
         self.relative_score = tf.function(self._relative, input_signature=[
-            tf.TensorSpec([None, None, None, 3], tf.uint8, name="query_frames"),
-            tf.TensorSpec([None, None, None, 3], tf.uint8, name="exemplar_frames")])
+            tf.TensorSpec(None, tf.uint8, name="query_frames"),
+            tf.TensorSpec(None, tf.uint8, name="exemplar_frames")])
 
     # -------------------------------------------------------------- pieces
     def _clips(self, frames):
@@ -139,19 +171,31 @@ class Serving(tf.Module):
         from data_pipelines.video import protocol as protocol_lib
         from data_pipelines.video import video_ops
 
-        # EnsureShape runs in the served graph: a loaded signature does not check ranks itself.
-        frames = tf.ensure_shape(tf.convert_to_tensor(frames), [None, None, None, 3])
+        frames = self._checked_frames(frames)
         num_frames = tf.shape(frames)[0]
-        tf.debugging.assert_positive(num_frames, message="the video has no frames")
-        tf.debugging.assert_greater_equal(tf.shape(frames)[1:3], 2,
-                                          message="frames are smaller than 2×2 pixels")
-        spec = self._protocol
+        spec = self.protocol
         indices = video_ops.tf_temporal_indices(num_frames, spec, spec.test_query_start)
         sampled = tf.gather(frames, indices)  # (num_frames, H, W, 3)
         sampled.set_shape([spec.num_frames, None, None, 3])
         clips = video_ops.frames_to_clips(sampled, spec, training=False)
         middles = tf.gather(indices, protocol_lib.clip_middle_positions(spec))
         return clips[tf.newaxis], middles  # (1, num_clips, clip_len, crop, crop, 3), (num_clips,)
+
+    @staticmethod
+    def _checked_frames(frames):
+        """Any-rank uint8 → (T, H, W, 3) after the checks, each of which runs before anything
+        reads the frames (a 0-frame video never reaches a gather)."""
+        frames = tf.convert_to_tensor(frames)
+        shape = tf.shape(frames)
+        with tf.control_dependencies([_require(tf.equal(tf.size(shape), 4), FRAMES_RANK)]):
+            shape = tf.identity(shape)
+        with tf.control_dependencies([_require(tf.equal(shape[3], 3), FRAMES_RANK)]):
+            shape = tf.identity(shape)
+        with tf.control_dependencies([_require(shape[0] > 0, NO_FRAMES)]):
+            shape = tf.identity(shape)
+        with tf.control_dependencies([_require(tf.reduce_all(shape[1:3] >= 2), FRAMES_TOO_SMALL)]):
+            frames = tf.identity(frames)
+        return tf.ensure_shape(frames, [None, None, None, 3])
 
     def _encode(self, frames):
         """Parts (1, K, d), attention (1, L, T, K) and each clip's middle frame index (T,)."""
@@ -168,28 +212,25 @@ class Serving(tf.Module):
     def _checked_difficulty(self, difficulty):
         """() float32 the one difficulty given, after the checks (which run before any use)."""
         low, high = self._bounds
-        checks = [tf.debugging.assert_equal(
-            tf.size(difficulty), 1,
-            message="this model was trained with difficulty degrees: pass difficulty=[DD]")]
+        with tf.control_dependencies([_require(tf.equal(tf.size(difficulty), 1), DIFFICULTY_COUNT)]):
+            value = tf.reshape(difficulty, [-1])[0]
+        outside = (f"difficulty is outside [{low:g}, {high:g}], half the smallest to twice the "
+                   "largest difficulty of the training set")
+        checks = [_require(tf.reduce_all(tf.math.is_finite(value)), DIFFICULTY_FINITE)]
         with tf.control_dependencies(checks):
-            value = tf.reshape(difficulty, [-1])[:1]
-        checks = [tf.debugging.assert_all_finite(value, message="difficulty must be finite"),
-                  tf.debugging.assert_positive(value, message="difficulty must be > 0"),
-                  tf.debugging.assert_greater_equal(
-                      value, low, message=f"difficulty is outside [{low:g}, {high:g}], half the "
-                      "smallest to twice the largest difficulty of the training set"),
-                  tf.debugging.assert_less_equal(
-                      value, high, message=f"difficulty is outside [{low:g}, {high:g}], half the "
-                      "smallest to twice the largest difficulty of the training set")]
+            checks.append(_require(value > 0, DIFFICULTY_POSITIVE))
         with tf.control_dependencies(checks):
-            return tf.identity(value[0])
+            checks.append(_require(tf.logical_and(value >= low, value <= high), outside))
+        with tf.control_dependencies(checks):
+            return tf.identity(value)
 
     def _named_group(self, group):
         """() int32 index of the group called ``group``; an unknown name fails, listing them."""
+        with tf.control_dependencies([_require(tf.equal(tf.size(group), 1), GROUP_COUNT)]):
+            group = tf.reshape(group, [-1])[0]
         found = tf.cast(tf.where(tf.equal(self._group_names, group))[:, 0], tf.int32)
-        check = tf.debugging.assert_equal(
-            tf.size(found), 1, message="unknown group: it must be one of the training groups "
-            + ", ".join(self.groups))
+        check = _require(tf.equal(tf.size(found), 1), "unknown group: it must be one of the "
+                         "training groups " + ", ".join(self.groups))
         with tf.control_dependencies([check]):
             return tf.identity(found[0])
 
@@ -202,7 +243,9 @@ class Serving(tf.Module):
             nearest = tf.cast(tf.argmin(tf.abs(self._difficulty - value)), tf.int32)
             if group is None:
                 return nearest, value
-            index = tf.cond(tf.equal(group, ""), lambda: nearest, lambda: self._named_group(group))
+            with tf.control_dependencies([_require(tf.equal(tf.size(group), 1), GROUP_COUNT)]):
+                name = tf.reshape(group, [-1])[0]
+            index = tf.cond(tf.equal(name, ""), lambda: nearest, lambda: self._named_group(name))
             return index, value
         if group is None:
             return tf.constant(0, tf.int32), tf.constant(1.0)
@@ -214,14 +257,14 @@ class Serving(tf.Module):
 
         group, query_difficulty = self._group(difficulty, group)
         parts, attention, middles = self._encode(frames)
-        exemplar_parts = self._parts[group]  # (E, K, d)
+        exemplar_parts = self.bank_parts[group]  # (E, K, d)
         count = tf.shape(exemplar_parts)[0]
         query_parts = tf.repeat(parts, count, axis=0)  # (E, K, d)
         relative = self.model.relative_scores(exemplar_parts, query_parts)[tf.newaxis]  # (1, E)
         score, per_exemplar = aggregate_exemplar_scores(
-            relative, self._targets[group][tf.newaxis], self._mask[group][tf.newaxis],
-            tf.reshape(query_difficulty, [1]), self._use_difficulty)
-        mask = self._mask[group] > 0
+            relative, self.bank_targets[group][tf.newaxis], self.bank_mask[group][tf.newaxis],
+            tf.reshape(query_difficulty, [1]), self.use_difficulty)
+        mask = self.bank_mask[group] > 0
         last = attention[0, -1]  # (T, K)
         return {"score": score[0],
                 "exemplar_scores": tf.boolean_mask(per_exemplar[0], mask),
@@ -256,6 +299,20 @@ def choose_exemplars(train_samples, num_exemplars: int, seed: int):
     return indices, mask, difficulty, groups
 
 
+def check_video_path(run_dir: str, data: dict, made_by: str | None, kinetics: str) -> None:
+    """Refuse a run whose features no video → features path can remake: features computed
+    elsewhere (``data.json`` records ``features_source: "precomputed"``) or by another backbone
+    than the Kinetics I3D (``kinetics``). The served and scored model takes video frames, and the
+    I3D would give it features of another kind than those it was trained on."""
+    if data.get("features_source") == "precomputed" or made_by != kinetics:
+        origin = ("precomputed features (computed outside tpt-keras)"
+                  if data.get("features_source") == "precomputed" else f"features made by {made_by!r}")
+        raise ValueError(f"{run_dir} was trained on {origin}, not on Kinetics I3D features: the "
+                         "SavedModel and `tpt score` take video frames and have no backbone that "
+                         "makes those features, so this run cannot be exported or score a video; "
+                         "score its features in Python with experiment.load_run(RUN).model")
+
+
 def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) -> Serving:
     """Build the :class:`Serving` module of a run folder: the model, the backbone, and the
     chosen exemplars encoded once (only those: not the whole training set)."""
@@ -264,10 +321,8 @@ def serving_from_run(run_dir: str, which: str = "best", progress: bool = False) 
     run = experiment.load_run(run_dir, which=which)
     backbone = None
     if run.model.backbone is None:
-        made_by = experiment.feature_cache_backbone(run.features_dir)
-        if made_by != experiment.BACKBONE_NAME:
-            raise ValueError(f"{run_dir} was trained on features made by {made_by!r}, not by the "
-                             "Kinetics I3D: there is no video → features path to export")
+        check_video_path(run_dir, run.data, experiment.feature_cache_backbone(run.features_dir),
+                         experiment.BACKBONE_NAME)
         backbone = experiment.build_backbone(run.config, "kinetics400", inference=True)
     train = run.splits["train"]
     indices, mask, difficulty, groups = choose_exemplars(train, run.config.num_exemplars,
@@ -313,18 +368,41 @@ def _check_writable_folder(path: str) -> None:
 def export_run(run_dir: str, name: str = "tpt", version: int = 1, base_dir: str = "saved_models",
                which: str = "best") -> str:
     """Export a run folder to ``base_dir/name/version`` (TF Serving layout); returns the path.
-    The folder is checked (a file, read-only) before the model is loaded."""
+
+    The folder is checked (a file, read-only) before the model is loaded. The version folder
+    appears whole or not at all: everything is written to a hidden temporary folder beside it
+    (``.VERSION.partial-*``, which TF Serving ignores: its versions are numbers), then renamed;
+    a failed export (a full disk) removes the temporary folder, and the same export can be rerun.
+    """
+    import shutil
+    import tempfile
+
     path = os.path.join(base_dir, name, str(int(version)))
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise FileExistsError(f"{path} exists: choose another --version")
-    _check_writable_folder(os.path.dirname(path))
+    parent = os.path.dirname(path)
+    _check_writable_folder(parent)
     serving = serving_from_run(run_dir, which=which, progress=True)
-    export_serving(serving, path)
-    low, high = serving._bounds
-    with open(os.path.join(path, "tpt_export.json"), "w", encoding="utf-8") as handle:
-        json.dump({"run": os.path.abspath(run_dir), "checkpoint": which,
-                   "dataset": serving.model.config.dataset,
-                   "use_difficulty": serving.model.config.use_difficulty,
-                   "inputs": serving.inputs, "groups": serving.groups,
-                   "difficulty_range": [low, high] if serving._use_difficulty else None}, handle)
+    partial = tempfile.mkdtemp(prefix=f".{int(version)}.partial-", dir=parent)
+    try:
+        export_serving(serving, partial)
+        with open(os.path.join(partial, "tpt_export.json"), "w", encoding="utf-8") as handle:
+            json.dump(export_info(serving, run_dir, which), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(partial, path)  # atomic; onto an empty folder too
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return path
+
+
+def export_info(serving: Serving, run_dir: str, which: str) -> dict:
+    """``tpt_export.json``: what the export was made from and what its signature takes."""
+    bounds = serving.difficulty_bounds
+    return {"run": os.path.abspath(run_dir), "checkpoint": which,
+            "dataset": serving.model.config.dataset,
+            "use_difficulty": serving.use_difficulty,
+            "inputs": serving.inputs, "groups": serving.groups,
+            "difficulty_range": list(bounds) if bounds else None,
+            "protocol": serving.protocol.to_dict()}

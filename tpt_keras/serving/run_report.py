@@ -16,19 +16,18 @@ WORST = 10
 
 
 def _frames_of(sample, spec):
-    """The decoded frames of a test video and the middle frame of each clip on the test
-    protocol, or (None, None) when the video cannot be read (features-only runs)."""
+    """The test protocol's frames of a test video (decoded alone: memory follows the protocol,
+    not the video), their frame numbers and the video's frame count, or None when the video
+    cannot be read (features-only runs)."""
     from data_pipelines.io import decode
-    from data_pipelines.video import protocol
+    from tpt_keras.serving import scoring
 
     if not sample.path or not os.path.exists(sample.path):
-        return None, None
+        return None
     try:
-        frames = decode.read_frames(sample.path)
+        return scoring.read_test_frames(sample.path, spec)
     except decode.VideoDecodeError:
-        return None, None
-    indices = protocol.temporal_indices(len(frames), spec, spec.test_query_start)
-    return frames, indices[protocol.clip_middle_positions(spec)]
+        return None
 
 
 def worst_video(sample, attention, boundaries, pred: float, true: float, per_exemplar,
@@ -37,23 +36,28 @@ def worst_video(sample, attention, boundaries, pred: float, true: float, per_exe
     timeline from the video's frames when it can be read, else on the clip axis."""
     from tpt_keras.serving import scoring
 
+    from data_pipelines.io import decode
+    from data_pipelines.video import protocol
+
     attention = np.asarray(attention, np.float64)  # (T, K)
-    frames, clip_frames = _frames_of(sample, spec)
+    read = _frames_of(sample, spec)
     note = None
-    if frames is None:
+    if read is None:
         note = (f"{sample.path or sample.key}: video not readable here; positions are in clips "
                 "(one 'frame' per clip)")
-        frames, clip_frames = np.zeros((attention.shape[0], 1, 1, 3), np.uint8), np.arange(attention.shape[0])
+        num_frames, clip_frames = attention.shape[0], np.arange(attention.shape[0])
+    else:
+        frames, frame_numbers, num_frames = read
+        clip_frames = frame_numbers[protocol.clip_middle_positions(spec)]
     steps = (boundaries, [label for label, _ in sample.steps]) if boundaries is not None else None
-    video = scoring.video_timeline(sample.path or sample.key, frames,
-                                   {"attention": attention, "clip_frames": clip_frames}, steps,
-                                   None if note else scoring.frame_rate(sample.path))
+    video = scoring.video_timeline(sample.path or sample.key, num_frames, clip_frames, attention,
+                                   steps, None if note else decode.frame_rate(sample.path))
     video.update(name=sample.key, video=sample.path, score=float(pred), true_score=float(true),
                  exemplar_scores=[float(v) for v in per_exemplar], spread=float(np.std(per_exemplar)),
                  scale_description=scale_description, attention=attention.tolist(),
                  group=sample.group, run=run_name, note=note)
     if not note:
-        video["thumbnails"] = scoring.part_thumbnails(frames, video["parts"])
+        video["thumbnails"] = scoring.part_thumbnails(frames, frame_numbers, video["parts"])
     return video
 
 

@@ -32,6 +32,8 @@ class Scorer:
         groups: the training groups (the AQA-7 class of a one-class model).
         dataset: the run's dataset (None when an export does not say).
         difficulty_range: (low, high) accepted difficulties, or None.
+        protocol: the run's video protocol (a VideoProtocol or its dict), or None (an export that
+            does not record it: the whole video is read).
     """
 
     function: object
@@ -39,6 +41,7 @@ class Scorer:
     groups: list
     dataset: str | None
     difficulty_range: tuple | None
+    protocol: object = None
 
     def __call__(self, frames, difficulty: float | None = None, group: str | None = None):
         import tensorflow as tf
@@ -49,7 +52,9 @@ class Scorer:
             kwargs["difficulty"] = tf.constant([float(difficulty)], tf.float32)
         if "group" in self.inputs:
             kwargs["group"] = tf.constant(group or "", tf.string)
-        return self.function(**kwargs)
+        from tpt_keras.serving.client import call_signature
+
+        return call_signature(self.function, kwargs)
 
 
 def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) -> None:
@@ -72,11 +77,12 @@ def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) ->
         optional = "difficulty" in inputs  # a group beside the difficulty (FineDiving dive number)
         if group is None and optional:
             return
-        if group is None or group not in groups:
-            need = ("--group picks the exemplars of the video's group (without it, of the nearest "
-                    "difficulty); it must be" if optional else
-                    "this model's exemplars depend on the video's group: pass --group,")
-            raise ValueError(f"{need} one of {', '.join(groups)}")
+        if group is not None and group not in groups:
+            raise ValueError(f"--group {group!r} is not a group of this model's training set: it "
+                             f"must be one of {', '.join(groups)}")
+        if group is None:
+            raise ValueError("this model's exemplars depend on the video's group: pass --group, "
+                             f"one of {', '.join(groups)}")
     elif group is not None:
         rule = "by the difficulty" if "difficulty" in inputs else f"from its only group {groups[0]!r}"
         raise ValueError(f"this model chooses its exemplars {rule}: drop --group")
@@ -84,24 +90,17 @@ def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) ->
 
 def load_scorer(model_path: str) -> Scorer:
     """The :class:`Scorer` of a SavedModel folder or of a run folder."""
-    import tensorflow as tf
-
     if is_saved_model(model_path):
-        function = tf.saved_model.load(model_path).signatures["serving_default"]
-        inputs = sorted(function.structured_input_signature[1])
-        info = {}
-        info_path = os.path.join(model_path, "tpt_export.json")
-        if os.path.isfile(info_path):
-            with open(info_path, encoding="utf-8") as handle:
-                info = json.load(handle)
-        bounds = info.get("difficulty_range")
-        return Scorer(function, inputs, info.get("groups") or ["all"], info.get("dataset"),
-                      tuple(bounds) if bounds else None)
+        from tpt_keras.serving import client
+
+        served = client.load(model_path)
+        return Scorer(served.signature, served.inputs, served.groups, served.dataset,
+                      served.difficulty_range, served.protocol)
     from tpt_keras.serving.export import serving_from_run
 
     serving = serving_from_run(model_path)
     return Scorer(serving.score, serving.inputs, serving.groups, serving.model.config.dataset,
-                  serving._bounds if serving._use_difficulty else None)
+                  serving.difficulty_bounds, serving.protocol)
 
 
 def known_steps(video: str, model_path: str):
@@ -136,6 +135,31 @@ def known_steps(video: str, model_path: str):
     return None
 
 
+def read_test_frames(video: str, protocol):
+    """The frames the run's test protocol takes from ``video`` (the query's), decoded alone so
+    that memory follows the protocol's frame count, not the video's length: uint8 (N, H, W, 3),
+    int64 (N,) their frame numbers in the video, and the video's frame count. Without a protocol
+    (an export that does not record it), the whole video. The serving signature samples the N
+    frames again, which takes them all."""
+    from data_pipelines.io import decode
+    from data_pipelines.video import protocol as protocol_lib
+
+    if protocol is None:
+        frames = decode.read_frames(video)
+        return frames, np.arange(len(frames)), len(frames)
+    if isinstance(protocol, dict):
+        protocol = protocol_lib.VideoProtocol.from_dict(protocol)
+    start = protocol_lib.window_start(protocol, training=False, role="query")
+    counted = []
+
+    def indices(count):
+        counted.append(count)
+        return protocol_lib.temporal_indices(count, protocol, start)
+
+    frames, numbers = decode.read_frames_with_indices(video, indices)
+    return frames, numbers, counted[-1]
+
+
 def default_picture(video: str) -> str:
     """``<video name>_attention.png`` in the current folder (never beside the video: dataset
     folders are often read-only)."""
@@ -166,7 +190,7 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     picture = picture or default_picture(video)
     scorer = load_scorer(model_path)
     check_arguments(scorer.inputs, scorer.groups, difficulty, group, scorer.difficulty_range)
-    frames = decode.read_frames(video)
+    frames, frame_numbers, num_frames = read_test_frames(video, scorer.protocol)
     outputs = scorer(frames, difficulty, group)
     result, outputs = score_result(video, outputs, scorer, group, scale)
     if on_score is not None:
@@ -174,13 +198,16 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     from tpt_keras import visualize
 
     steps = known_steps(video, model_path)
+    numbers = frame_numbers[outputs["clip_frames"]]  # the middle frame of each clip, in the video
     picture = visualize.plot_attention(
         outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
+        clip_frame_numbers=numbers, clip_seconds=decode.frame_times(video, numbers),
         title=f"{os.path.basename(os.path.normpath(video))}: score {result['score']:.2f}",
         step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
     result["steps"] = steps[0].tolist() if steps else None
     result["picture"] = picture
-    result.update(video_timeline(video, frames, outputs, steps, frame_rate(video)),
+    result.update(video_timeline(video, num_frames, numbers, outputs["attention"], steps,
+                                 decode.frame_rate(video)),
                   model=model_card(model_path))
     return result
 
@@ -221,36 +248,16 @@ def score_result(video: str, outputs: dict, scorer: Scorer, group: str | None, s
     return result, outputs
 
 
-def frame_rate(video: str) -> float | None:
-    """Frames per second of a container video (its stream's average rate) or a GIF (from its
-    first frame's duration); None for a frame folder or when the file does not say."""
-    if os.path.isdir(video):
-        return None
-    extension = os.path.splitext(video)[1].lower()
-    try:
-        if extension == ".gif":
-            from PIL import Image
-
-            with Image.open(video) as image:
-                duration = image.info.get("duration")
-            return 1000.0 / float(duration) if duration else None
-        import av
-
-        with av.open(video) as container:
-            rate = container.streams.video[0].average_rate if container.streams.video else None
-        return float(rate) if rate else None
-    except Exception:  # noqa: BLE001  (no frame rate is no reason to refuse a video that decodes)
-        return None
-
-
-def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) -> dict:
+def video_timeline(video: str, num_frames: int, clip_frames, attention, steps,
+                   fps: float | None) -> dict:
     """Where each part looks in ``video``'s own time (:mod:`tpt_keras.report.timeline`).
 
     Args:
-        frames: the decoded (N, H, W, 3) frames (their count is the video's length).
-        outputs: numpy outputs of the serving function (``attention`` (T, K), ``clip_frames`` (T,)).
+        num_frames: frames of the video.
+        clip_frames: (T,) the middle frame of each clip, as frame numbers of the video.
+        attention: (T, K) the video's cross-attention.
         steps: :func:`known_steps` or None.
-        fps: frames per second (:func:`frame_rate`) or None when unknown.
+        fps: frames per second (``decode.frame_rate``) or None when unknown.
 
     Returns:
         dict: ``name``, ``num_frames``, ``fps``, ``clip_frames`` (T,), ``parts`` (per part: centre
@@ -259,15 +266,14 @@ def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) 
     """
     from tpt_keras.report import timeline
 
-    num_frames = int(len(frames))
-    clip_frames = np.asarray(outputs["clip_frames"]).astype(int)
+    clip_frames = np.asarray(clip_frames).astype(int)
     spans = labels = None
     if steps:
         labels = [str(label) for label in steps[1]]
         spans = timeline.step_spans(steps[0], labels, clip_frames, num_frames, fps)
-    return {"name": os.path.basename(os.path.normpath(video)), "num_frames": num_frames, "fps": fps,
-            "clip_frames": clip_frames.tolist(),
-            "parts": timeline.part_summary(outputs["attention"], clip_frames, num_frames, fps),
+    return {"name": os.path.basename(os.path.normpath(video)), "num_frames": int(num_frames),
+            "fps": fps, "clip_frames": clip_frames.tolist(),
+            "parts": timeline.part_summary(attention, clip_frames, num_frames, fps),
             "step_labels": labels, "step_spans": spans}
 
 
@@ -435,28 +441,31 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     dropped before it returns: a session holds one video at a time."""
     from data_pipelines.io import decode
 
-    frames = decode.read_frames(item.path)
+    frames, frame_numbers, num_frames = read_test_frames(item.path, scorer.protocol)
     outputs = scorer(frames, item.difficulty, item.group)
     result, outputs = score_result(item.path, outputs, scorer, item.group, scale)
     steps = known_steps(item.path, model_path)
     result["steps"] = steps[0].tolist() if steps else None
-    result.update(video_timeline(item.path, frames, outputs, steps, frame_rate(item.path)))
+    result.update(video_timeline(item.path, num_frames, frame_numbers[outputs["clip_frames"]],
+                                 outputs["attention"], steps, decode.frame_rate(item.path)))
     result.update(true_score=item.true_score, difficulty=item.difficulty, group=item.group)
     if thumbnails:
-        result["thumbnails"] = part_thumbnails(frames, result["parts"])
+        result["thumbnails"] = part_thumbnails(frames, frame_numbers, result["parts"])
     return result
 
 
-def part_thumbnails(frames, parts) -> list[str]:
+def part_thumbnails(frames, frame_numbers, parts) -> list[str]:
     """Per part, its most attended frame as a JPEG ``data:`` URI (each distinct frame encoded
-    once)."""
+    once). ``frames`` (N, H, W, 3) are the decoded frames, ``frame_numbers`` (N,) their numbers
+    in the video; every part's thumbnail frame is one of them (a clip's middle frame)."""
     from tpt_keras.report import images
 
+    position = {int(number): i for i, number in reversed(list(enumerate(frame_numbers)))}
     encoded: dict[int, str] = {}
     for part in parts:
         frame = int(part["thumbnail_frame"])
         if frame not in encoded:
-            encoded[frame] = images.data_uri(frames[frame])
+            encoded[frame] = images.data_uri(frames[position[frame]])
     return [encoded[int(part["thumbnail_frame"])] for part in parts]
 
 
