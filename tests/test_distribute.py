@@ -620,9 +620,9 @@ def _accumulate(strategy, results):
                                  batch_size=_TPT_BATCH)
     start = None
     for normalization in ("per_replica", "global"):
-        for prefix, run_strategy, steps in (("accumulated", one_device, 4),
-                                            ("mirrored", strategy, 1)):
-            config = base.replace(accumulate_steps=steps, loss_normalization=normalization)
+        # The same config both ways: 4 micro-batches of 2, on one device or one per replica.
+        for prefix, run_strategy in (("accumulated", one_device), ("mirrored", strategy)):
+            config = base.replace(accumulate_steps=4, loss_normalization=normalization)
             model = _tpt_build(run_strategy, weights=start, config=config)
             if start is None:
                 start = model.get_weights()
@@ -647,7 +647,7 @@ def _accumulate(strategy, results):
     results["epoch_steps"] = np.array(steps)
     start = None
     for prefix, run_strategy, accumulate in (("accumulated", one_device, 4), ("mirrored", strategy, 1)):
-        config = epoch_config.replace(accumulate_steps=accumulate)
+        config = epoch_config.replace(accumulate_steps=accumulate)  # 4 x 6 pairs either way
         model = _tpt_build(run_strategy, weights=start, config=config)
         if start is None:
             start = model.get_weights()
