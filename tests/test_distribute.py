@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import _multiworker_worker as worker
 from tpt_keras.runtime import backup, distribute, strategies
-from tpt_keras.models.tpt_model import scale_loss_for_replicas
+from tpt_keras.models.tpt_model import scale_loss_for_replicas, sum_over_replicas
 
 WORKER = os.path.abspath(worker.__file__)
 REPO = os.path.dirname(os.path.dirname(WORKER))
@@ -270,9 +270,10 @@ def tpt_train(tmp_path_factory):
 
 
 def test_regression_loss_counts_each_interval_over_the_global_batch(tpt_units):
-    """Replicas 0 / 1 hold intervals {0: 3, 1: 0} / {1: 2, 2: 1, 3: 1} samples (and one row
-    outside every interval): their values average to one device's, and the gradients of
-    value / replicas concatenate to one device's."""
+    """"global" normalisation as the train step composes it (the interval counts summed over the
+    replicas, the value times the replicas): replicas 0 / 1 hold intervals {0: 3, 1: 0} /
+    {1: 2, 2: 1, 3: 1} samples (and one row outside every interval); their values average to one
+    device's, and the gradients of value / replicas concatenate to one device's."""
     assert int(tpt_units["replicas"]) == 2
     values = tpt_units["reg_mirrored_values"]
     assert abs(values[0] - values[1]) > 0.1  # the two shares differ: the check is not trivial
@@ -320,6 +321,63 @@ def test_tpt_fit_three_steps_mirrored_equals_one_device(tpt_train):
                                    tpt_train[f"one_{name}_val_spearman"], atol=1e-6)
         np.testing.assert_allclose(tpt_train[f"mirrored_{name}_val_spearman"],
                                    tpt_train[f"mirrored_{name}_evaluate_spearman"], atol=1e-6)
+
+
+# ------------------------------------------------------------------ accumulation = replicas
+
+
+@pytest.fixture(scope="module")
+def accumulation(tmp_path_factory):
+    """One subprocess on 4 logical CPUs: the tiny TPTModel with 4 accumulated micro-batches on one
+    device and with 4 replicas under MirroredStrategy; and one epoch on synthetic features."""
+    return _run_tpt_script("accumulate", tmp_path_factory.mktemp("accumulate") / "out.npz")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("normalization", ["per_replica", "global"])
+def test_accumulated_update_equals_mirrored_replicas(accumulation, normalization):
+    """Two updates of 8 pairs: 4 micro-batches of 2 on one device equal 4 replicas of 2 pairs
+    (MultiRateAdam, both learning-rate groups, attention losses on) to 1e-6: every logged term
+    and every weight."""
+    results = accumulation
+    assert int(results["replicas"]) == 4
+    paths = [str(p) for p in results["weight_paths"]]
+    key = f"{normalization}_"
+    for term in ("loss", "cls_loss", "reg_loss", "rank_loss", "sparsity_loss"):
+        np.testing.assert_allclose(results[f"{key}accumulated_log_{term}"],
+                                   results[f"{key}mirrored_log_{term}"], rtol=1e-6, err_msg=term)
+    moved = {"head": 0.0, "rest": 0.0}
+    for i, path in enumerate(paths):
+        accumulated = results[f"{key}accumulated_w{i:03d}"]
+        np.testing.assert_allclose(accumulated, results[f"{key}mirrored_w{i:03d}"], atol=1e-6,
+                                   rtol=0, err_msg=path)
+        group = "head" if "_head_" in path else "rest"
+        moved[group] = max(moved[group], float(np.abs(accumulated - results[f"start_w{i:03d}"]).max()))
+    # Both learning-rate groups moved (at most 2 x lr each: 2e-2 for the heads, 2e-3 elsewhere).
+    assert 2e-3 < moved["head"] <= 2e-2 * 1.001 and 2e-4 < moved["rest"] <= 2e-3 * 1.001
+
+
+@pytest.mark.slow
+def test_per_replica_and_global_normalisation_differ_here(accumulation):
+    """The scenario above is not blind to the normalisation: its two runs log different
+    regression losses."""
+    assert not np.allclose(accumulation["per_replica_accumulated_log_reg_loss"],
+                           accumulation["global_accumulated_log_reg_loss"], rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_accumulated_epoch_equals_mirrored_epoch_on_synthetic_features(accumulation):
+    """One epoch of 48 synthetic training videos, 24 pairs a step: 4 micro-batches of 6 on one
+    device and 4 replicas of 6 end with the same weights (1e-5)."""
+    assert int(accumulation["epoch_steps"]) == 2
+    paths = [str(p) for p in accumulation["weight_paths"]]
+    for i, path in enumerate(paths):
+        np.testing.assert_allclose(accumulation[f"epoch_accumulated_w{i:03d}"],
+                                   accumulation[f"epoch_mirrored_w{i:03d}"], atol=1e-5, rtol=0,
+                                   err_msg=path)
+    assert max(float(np.abs(accumulation[f"epoch_accumulated_w{i:03d}"]
+                            - accumulation[f"epoch_start_w{i:03d}"]).max())
+               for i in range(len(paths))) > 1e-4
 
 
 # ------------------------------------------------------------------ MultiWorkerMirroredStrategy
@@ -438,12 +496,13 @@ def _tpt_eval_batches(config, num_queries=10, num_exemplars=3, batch=4):
     return tf.data.Dataset.from_tensor_slices(data).batch(batch)
 
 
-def _tpt_build(strategy, optimizer=None, weights=None):
-    """The tiny TPTModel created and compiled in ``strategy.scope()`` (optionally given weights)."""
+def _tpt_build(strategy, optimizer=None, weights=None, config=None):
+    """The tiny TPTModel created and compiled in ``strategy.scope()`` (optionally given weights
+    and a config other than ``_tpt_config()``)."""
     from tpt_keras.ops.groups import compute_intervals
     from tpt_keras.models.tpt_model import TPTModel
 
-    config = _tpt_config()
+    config = config or _tpt_config()
     pairs = _tpt_pairs(config)
     intervals = compute_intervals(np.concatenate([pairs["query_score"], pairs["exemplar_score"]]),
                                   num_intervals=config.num_intervals, max_value=config.score_max)
@@ -489,7 +548,10 @@ def _tpt_units(strategy, results):
     def value_and_gradient(regression, membership, target):
         with tf.GradientTape() as tape:
             tape.watch(regression)
-            value = losses.interval_regression_loss(regression, membership, target)
+            counts = sum_over_replicas(tf.reduce_sum(membership, axis=0))
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            value = replicas * losses.interval_regression_loss(regression, membership, target,
+                                                               counts)
             scaled = scale_loss_for_replicas(value)
         return value, tape.gradient(scaled, regression)
 
@@ -540,10 +602,68 @@ def _tpt_train(strategy, results):
     results["weight_paths"] = np.array([weight.path for weight in model.trainable_weights])
 
 
+def _accumulate(strategy, results):
+    """The tiny TPTModel: 4 micro-batches of 2 on one device vs 4 replicas of 2 (two updates per
+    normalisation); then one epoch of synthetic features, 4 x 6 pairs each way."""
+    import tempfile
+
+    from tpt_keras import experiment
+
+    one_device = tf.distribute.get_strategy()
+    # Adam's epsilon 1e-3: the attention key biases get round-off gradients (key . query + bias .
+    # query is constant over time), which a tiny epsilon would blow up to a full step.
+    base = _tpt_config().replace(learning_rate=1e-3, head_learning_rate=1e-2, adam_epsilon=1e-3,
+                                 batch_size=_TPT_BATCH)
+    start = None
+    for normalization in ("per_replica", "global"):
+        # The same config both ways: 4 micro-batches of 2, on one device or one per replica.
+        for prefix, run_strategy in (("accumulated", one_device), ("mirrored", strategy)):
+            config = base.replace(accumulate_steps=4, loss_normalization=normalization)
+            model = _tpt_build(run_strategy, weights=start, config=config)
+            if start is None:
+                start = model.get_weights()
+                for i, weight in enumerate(model.trainable_weights):
+                    results[f"start_w{i:03d}"] = np.asarray(weight.numpy())
+            record = _TptRecord()
+            distribute.fit(model, _tpt_dataset_fn, epochs=1, steps_per_epoch=2, callbacks=[record],
+                           strategy=run_strategy, verbose=0)
+            key = f"{normalization}_{prefix}"
+            for term in record.logs[0]:
+                results[f"{key}_log_{term}"] = np.array([logs[term] for logs in record.logs])
+            for i, weight in enumerate(model.trainable_weights):
+                results[f"{key}_w{i:03d}"] = np.asarray(weight.numpy())
+    results["weight_paths"] = np.array([weight.path for weight in model.trainable_weights])
+
+    # One epoch on synthetic features through the run's own pipeline: 48 videos, 24 pairs a step.
+    epoch_config = _tpt_config().replace(batch_size=24, adam_epsilon=1e-4, keep_last_batch=True,
+                                         loss_normalization="per_replica")
+    cache = tempfile.mkdtemp()
+    splits = experiment.synthetic_splits(epoch_config, cache, num_train=48, num_test=4)
+    steps = experiment.steps_per_epoch(epoch_config, len(splits["train"]))
+    results["epoch_steps"] = np.array(steps)
+    start = None
+    for prefix, run_strategy, accumulate in (("accumulated", one_device, 4), ("mirrored", strategy, 1)):
+        config = epoch_config.replace(accumulate_steps=accumulate)  # 4 x 6 pairs either way
+        model = _tpt_build(run_strategy, weights=start, config=config)
+        if start is None:
+            start = model.get_weights()
+            for i, weight in enumerate(model.trainable_weights):
+                results[f"epoch_start_w{i:03d}"] = np.asarray(weight.numpy())
+
+        def dataset_fn(context, config=config):
+            return experiment.pair_dataset(config, splits["train"], cache, input_context=context)
+
+        distribute.fit(model, dataset_fn, epochs=1, steps_per_epoch=steps, strategy=run_strategy,
+                       verbose=0)
+        for i, weight in enumerate(model.trainable_weights):
+            results[f"epoch_{prefix}_w{i:03d}"] = np.asarray(weight.numpy())
+
+
 def _tpt_script_main(mode, out):
-    strategy = strategies.make_strategy("mirrored", logical_cpus=2)  # before any TensorFlow op
+    replicas = 4 if mode == "accumulate" else 2
+    strategy = strategies.make_strategy("mirrored", logical_cpus=replicas)  # before any TF op
     results = {"replicas": np.array(strategy.num_replicas_in_sync)}
-    {"units": _tpt_units, "train": _tpt_train}[mode](strategy, results)
+    {"units": _tpt_units, "train": _tpt_train, "accumulate": _accumulate}[mode](strategy, results)
     np.savez(out, **results)
 
 

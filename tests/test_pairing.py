@@ -81,3 +81,49 @@ def test_test_exemplars_empty_group():
     chosen = pairing.test_exemplars(test, train, num_exemplars=4, empty_group="all")
     assert sorted(chosen.indices[0, :3].tolist()) == [0, 1, 2] and chosen.indices[0, 3] == chosen.indices[0, 0]
     np.testing.assert_array_equal(chosen.mask[0], [1, 1, 1, 0])
+
+
+# ------------------------------------------------------------------ the last, partial batch
+def test_steps_per_epoch_keep_or_drop_the_partial_batch():
+    from data_pipelines.tfdata import reader
+
+    # 500 pairs with batch 24: 20 full batches and one of 20 (PyTorch's drop_last=False) or not.
+    assert reader.steps_per_epoch(500, 24, keep_last_batch=True) == 21
+    assert reader.steps_per_epoch(500, 24) == 20
+    assert reader.steps_per_epoch(48, 24, keep_last_batch=True) == 2
+
+
+def test_kept_partial_batch_ends_each_epoch_without_straddling(tmp_path):
+    """11 samples, batch 4, two epochs: batches of 4, 4, 3 per epoch; each epoch holds every
+    sample once as a query, in the order the plan of that epoch gives."""
+    import tensorflow as tf
+
+    from data_pipelines.io.feature_cache import FeatureCache
+    from data_pipelines.tfdata import reader
+
+    cache = FeatureCache(str(tmp_path / "cache"), feature_dim=2, num_clips=3, backbone="test",
+                         create=True)
+    samples = []
+    for i in range(11):
+        samples.append(Sample(key=f"s{i:02d}", path=f"/x/{i}", score=float(i), difficulty=1.0,
+                              group="a" if i < 6 else "b"))
+        cache.write(samples[-1].key, np.full((3, 2), i, np.float32))
+    dataset = reader.feature_pair_dataset(cache, samples, batch_size=4, use_difficulty=False,
+                                          seed=3, epochs=2, keep_last_batch=True)
+    sizes = [int(batch["query"].shape[0]) for batch in dataset]
+    assert sizes == [4, 4, 3, 4, 4, 3]
+    queries = [batch["query"][:, 0, 0].numpy().astype(int).tolist() for batch in dataset]
+    for epoch in range(2):
+        plan = reader.epoch_plan(samples, 3, epoch)  # every row kept (global batch 1)
+        flat = sum(queries[3 * epoch:3 * epoch + 3], [])
+        assert flat == plan[:, 0].tolist() and sorted(flat) == list(range(11))
+    # Dropped: two full batches per epoch.
+    dropped = reader.feature_pair_dataset(cache, samples, batch_size=4, use_difficulty=False,
+                                          seed=3, epochs=2)
+    assert [int(b["query"].shape[0]) for b in dropped] == [4, 4, 4, 4]
+    # Several replicas cannot share a partial batch: refused with what to do.
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                         num_replicas_in_sync=2)
+    with pytest.raises(ValueError, match="keep_last_batch"):
+        reader.feature_pair_dataset(cache, samples, batch_size=4, use_difficulty=False, seed=3,
+                                    input_context=context, keep_last_batch=True)

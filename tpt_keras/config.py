@@ -121,12 +121,12 @@ class TPTConfig:
         backbone: "i3d" (end to end from frames) or "none" (precomputed clip features).
 
     How one update is computed (the original trains on 8 GPUs x 3 pairs with data parallelism):
-        accumulate_steps: K, micro-batches per replica and update. Each replica's share of the
-            ``batch_size`` pairs of a step is cut into consecutive micro-batches of
-            ceil(batch_size / (replicas x K)) pairs; each micro-batch computes its own losses,
-            their gradients are averaged over the non-empty micro-batches of all replicas, and
-            the optimizer takes one step. The faithful presets: 8 on one device (8 x 3 = 24 pairs,
-            the original's update); with R replicas use 8 / R.
+        accumulate_steps: K, micro-batches per update. The ``batch_size`` pairs of a step are cut
+            into micro-batches of ceil(batch_size / K) pairs (each replica cutting its own share);
+            each micro-batch computes its own losses, their gradients are averaged over the
+            non-empty micro-batches, and the optimizer takes one step. The faithful presets: 8
+            (8 x 3 = 24 pairs, the original's update on 8 GPUs), the same update on one device
+            (8 micro-batches one after the other) or on 2, 4 or 8 replicas.
         loss_normalization: "per_replica" (the original: the per-interval regression means are
             taken within each micro-batch / replica) or "global" (each interval's mean counts its
             samples over the whole step, so the update does not depend on how the step is split).

@@ -26,14 +26,15 @@ directions) + the decoder's weighted attention losses of every layer
 exemplar go through the part encoder in one call, so those losses are batch means over both
 videos, as in the original code). :meth:`TPTModel.compute_pair_losses` gathers them all.
 
-One update (``train_step``) is the mean of the gradients of several **units**: each replica's
-share of the batch is cut into ``config.accumulate_steps`` consecutive micro-batches of
-ceil(batch_size / (replicas x accumulate_steps)) pairs (:func:`micro_batch_size`); each non-empty
-micro-batch of each replica is a unit that computes its own losses; the gradients of all U units
-(U summed over replicas) are averaged and the optimizer takes one step. With 8 micro-batches of 3
-on one device this is the original's update on 8 GPUs x 3 pairs, and it equals 8 replicas of 3
-under ``MirroredStrategy``. ``config.loss_normalization`` says whose samples the per-interval
-regression means count: the unit's own (``"per_replica"``, the original) or every unit's of the
+One update (``train_step``) is the mean of the gradients of several **units**: the step's
+``batch_size`` pairs are cut into ``config.accumulate_steps`` micro-batches of
+ceil(batch_size / accumulate_steps) pairs (:func:`micro_batch_size`), each replica cutting its own
+share into consecutive micro-batches of that size; each non-empty micro-batch is a unit that
+computes its own losses; the gradients of all U units (U summed over replicas) are averaged and the
+optimizer takes one step. With 24 pairs and 8 micro-batches of 3 this is the original's update on
+8 GPUs x 3 pairs, whether one device runs the 8 micro-batches one after the other, 8 replicas one
+each under ``MirroredStrategy``, or 4 replicas two each. ``config.loss_normalization`` says whose
+samples the per-interval regression means count: the unit's own (``"per_replica"``, the original) or every unit's of the
 update (``"global"``: the interval counts are summed over micro-batches and replicas, and the
 update is that of the whole batch at once). The collective sums live in this module
 (:func:`sum_over_replicas`); the loss functions of ``tpt_keras.ops.losses`` are pure.
@@ -78,11 +79,11 @@ def sum_over_replicas(value):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
-def micro_batch_size(batch_size: int, accumulate_steps: int, replicas: int = 1) -> int:
-    """Pairs per micro-batch: ceil(batch_size / (replicas x accumulate_steps)), at least 1.
+def micro_batch_size(batch_size: int, accumulate_steps: int) -> int:
+    """Pairs per micro-batch: ceil(batch_size / accumulate_steps), at least 1.
 
-    ``batch_size`` is the global batch of a step (``config.batch_size``)."""
-    return max(1, -(-int(batch_size) // (int(replicas) * int(accumulate_steps))))
+    ``batch_size`` is the global batch of a step (``config.batch_size``), over all replicas."""
+    return max(1, -(-int(batch_size) // int(accumulate_steps)))
 
 
 def _unpack(data):
@@ -341,12 +342,13 @@ class TPTModel(keras.Model):
         variables = self.trainable_variables
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         batch = tf.shape(inputs["query_score"])[0]
-        if cfg.accumulate_steps == 1:
-            size = batch  # the whole share of this replica is one unit
+        micro = micro_batch_size(cfg.batch_size, cfg.accumulate_steps)
+        one_unit = -(-cfg.batch_size // replicas) <= micro  # this replica's share is one unit
+        if one_unit:
+            size = batch
             local_units = tf.constant(1, tf.int32)
         else:
-            size = tf.constant(micro_batch_size(cfg.batch_size, cfg.accumulate_steps, replicas),
-                               tf.int32)
+            size = tf.constant(micro, tf.int32)
             local_units = (batch + size - 1) // size
         units = sum_over_replicas(tf.cast(local_units, "float32"))
         counts = None
@@ -365,7 +367,7 @@ class TPTModel(keras.Model):
                          for g, v in zip(gradients, variables)]
             return gradients, terms
 
-        if cfg.accumulate_steps == 1:
+        if one_unit:
             gradients, terms = unit_gradients(0)
         else:
             gradients, terms = self._accumulate(unit_gradients, local_units)
