@@ -118,7 +118,8 @@ def _combine(values, how: str) -> float:
     if how == "fisher_z":
         if np.any(~np.isfinite(values)):
             return float("nan")
-        return metrics.fisher_z_mean(values)
+        with np.errstate(divide="ignore"):  # ρ = ±1 is z = ±inf, whose tanh is ±1 again
+            return metrics.fisher_z_mean(values)
     return float(np.mean(values))
 
 
@@ -420,7 +421,7 @@ def plot_table(results: dict, path: str) -> str:
 
     rows = results["rows"]
     x = np.arange(len(rows))
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4.0))
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5) + 2.2, 4.0))
     for offset, which, colour, label in ((-0.15, "best", "tab:blue", "ours, best test epoch"),
                                          (0.15, "last", "tab:orange", "ours, last epoch")):
         means = np.array([row[which]["mean"]["spearman"] for row in rows])
@@ -434,11 +435,12 @@ def plot_table(results: dict, path: str) -> str:
                  label="published", zorder=3)
     axis.set_xticks(x, [row["name"] for row in rows], rotation=20, ha="right")
     axis.set_ylabel("Spearman ρ (test)")
-    axis.set_ylim(min(-0.1, np.nanmin([r["last"]["ci95"]["spearman"][0] for r in rows] + [0]) - 0.05), 1.02)
+    lowest = np.nanmin([row[w]["ci95"]["spearman"][0] for row in rows for w in ("best", "last")] + [0.0])
+    axis.set_ylim(lowest - 0.05, 1.05)
     axis.axhline(0, color="grey", linewidth=0.5)
-    axis.set_title(f"{results['table']}: ours ({len(results['seeds'])} seed(s), 95% CI over test "
-                   "videos) vs published", fontsize=10)
-    axis.legend(fontsize=8, loc="lower left")
+    axis.set_title(f"{results['table']}: ours (mean of {len(results['seeds'])} seed(s), 95% CI over "
+                   "test videos)\nvs published", fontsize=9)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=120)
