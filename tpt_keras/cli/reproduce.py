@@ -56,7 +56,7 @@ def cmd_reproduce(args) -> int:
         args.table, args.annotations, args.media_root, args.output, seeds=args.seeds,
         epochs=args.epochs, overrides=_overrides(args.overrides), end_to_end=args.end_to_end,
         weights=args.weights, deep=args.deep, batch_size=args.batch_size,
-        num_bootstrap=args.bootstrap, verbose=args.verbose,
+        num_bootstrap=args.bootstrap, verbose=0 if args.json else args.verbose,
         log=(lambda line: None) if args.json else print)
     picture = reproduce.plot_table(results, args.plot or os.path.join(args.output,
                                                                       f"reproduce_{args.table}.png"))

@@ -118,7 +118,7 @@ def _combine(values, how: str) -> float:
     if how == "fisher_z":
         if np.any(~np.isfinite(values)):
             return float("nan")
-        with np.errstate(divide="ignore"):  # ρ = ±1 is z = ±inf, whose tanh is ±1 again
+        with np.errstate(divide="ignore", invalid="ignore"):  # ρ = ±1: z = ±inf, tanh gives ±1 back
             return metrics.fisher_z_mean(values)
     return float(np.mean(values))
 
