@@ -62,7 +62,7 @@ def test_finediving_frames_follow_the_labels(tmp_path, shared_data):
         names = _files(os.path.join(release.media, event, str(index)))
         assert len(names) == len(record["frames_labels"])
         assert names[0] == f"{coarse[(event, index)]['start_frame']:05d}.jpg"
-        assert all(re.fullmatch(r"\d{5}\.jpg", n) for n in names)
+        assert all(re.fullmatch(r"\d{5,}\.jpg", n) for n in names)
     # every test dive has a training dive of its action type (its exemplars)
     train = safe_pickle.load(os.path.join(release.annotations, "train_split.pkl"))
     test = safe_pickle.load(os.path.join(release.annotations, "test_split.pkl"))

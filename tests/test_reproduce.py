@@ -148,4 +148,6 @@ def test_reproduce_end_to_end_on_a_stand_in(tmp_path, shared_data, capsys):
     assert meta["test"]["spearman"] == pytest.approx(results["rows"][0]["best"]["mean"]["spearman"])
     assert cli.main([*argv, "--weights", str(tmp_path / "preset"), "--json"]) == 0
     weighed = json.loads(capsys.readouterr().out)
+    assert weighed["name"] == "reproduce_finediving_weights"  # the trained table is kept
+    assert os.path.isfile(os.path.join(output, "reproduce_finediving_weights.json"))
     assert weighed["rows"][0]["best"]["mean"]["spearman"] == pytest.approx(meta["test"]["spearman"])

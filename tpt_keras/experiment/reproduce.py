@@ -255,7 +255,9 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
         log: where progress lines go.
 
     Returns:
-        ``{"table", "source", "seeds", "selected_on", "note", "rows": [{"name", "runs",
+        ``{"table", "name" (of its JSON file in ``output``: ``reproduce_TABLE`` or, with
+        ``weights``, ``reproduce_TABLE_weights``), "source", "seeds", "selected_on", "note",
+        "rows": [{"name", "runs",
         "published": {"spearman", "r_l2"}, "samples", "best": stats, "last": stats}], "left_out",
         "prepare", "features", "timings"}`` (stats: :func:`row_statistics`).
     """
@@ -315,7 +317,8 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
                     "features": sorted(caches.values()), "timings": timings, "output": output,
                     "weights": weights,
                     "seeds": [runs[0][1].seed + i for i in range(1 if weights else seeds)]})
-    with open(os.path.join(output, f"reproduce_{table}.json"), "w", encoding="utf-8") as handle:
+    results["name"] = f"reproduce_{table}" + ("_weights" if weights else "")
+    with open(os.path.join(output, results["name"] + ".json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
     return results
 
@@ -400,14 +403,16 @@ def format_table(results: dict) -> str:
         lines.append(f"{row['name']:<18} {row['samples']:>7}  {best_rho:>18} {best_ci:>17}  "
                      f"{last_rho:>18} {last_ci:>17}  {pub_rho:>11}  {best_l2:>16} {last_l2:>16} "
                      f"{pub_l2:>14}")
-    lines.append(f"note: {results['note']}.")
+    if results.get("weights"):
+        lines.append(f"model: the released weights {results['weights']} (no training; one model, so "
+                     "'best' and 'last' are the same)")
+    else:
+        lines.append(f"note: {results['note']}.")
     lines.append("± is the standard deviation over seeds; 95% CI: bootstrap over the test videos of "
                  "the mean over seeds; averages of ρ by Fisher z" )
     if results.get("left_out"):
         lines.append(f"left out (missing, damaged or undecodable): {len(results['left_out'])} samples, "
                      f"e.g. {', '.join(results['left_out'][:3])} (see {results['prepare']})")
-    if results.get("weights"):
-        lines.append(f"model: the released weights {results['weights']} (no training)")
     return "\n".join(lines)
 
 
@@ -434,6 +439,7 @@ def plot_table(results: dict, path: str) -> str:
     axis.scatter(x[shown], [published[i] for i in shown], marker="*", s=160, color="black",
                  label="published", zorder=3)
     axis.set_xticks(x, [row["name"] for row in rows], rotation=20, ha="right")
+    axis.set_xlim(-0.6, len(rows) - 0.4)
     axis.set_ylabel("Spearman ρ (test)")
     lowest = np.nanmin([row[w]["ci95"]["spearman"][0] for row in rows for w in ("best", "last")] + [0.0])
     axis.set_ylim(lowest - 0.05, 1.05)
