@@ -109,3 +109,14 @@ def test_decode_videos_resumably_into_frame_folders(tmp_path, shared_data):
     assert again["decoded"] == [trial] and len(again["skipped_existing"]) == 22
     report = prepare.check_release("jigsaws", release.annotations, frames, progress=False)
     assert {(p["key"], p["kind"]) for p in report["problems"]} == {(release.defects[0].key, "missing")}
+
+
+def test_finediving_frame_numbers_of_six_digits_are_the_release_naming(tmp_path):
+    from data_pipelines.samples import Sample
+
+    folder = tmp_path / "FINADivingWorldCup2021_Men3m_final_r1" / "8"
+    folder.mkdir(parents=True)
+    for number in range(99998, 100003):  # {frame:05d} of 99998 … 100002
+        _image(folder / f"{number:05d}.jpg", 8, 8)
+    check = prepare.check_sample(Sample(key="k", path=str(folder), score=1.0), "finediving", None)
+    assert check.problems == {} and check.frames == 5 and check.size == (8, 8)
