@@ -211,13 +211,16 @@ def _extract(configs_and_splits, output: str, batch_size: int, log) -> tuple[dic
 def _predictions(run_dirs: list[str], which: str, model=None, splits=None, config=None,
                  features=None, weights=None) -> tuple[np.ndarray, np.ndarray, list]:
     """(S, N) test predictions of a run's seeds (or of the ``model`` of a preset directory
-    ``weights``) and the (N,) true scores, on the judges' scale."""
+    ``weights``) and the (N,) true scores, on the judges' scale. A run without ``best.keras`` (no
+    epoch had a finite ρ) gives its last model for ``best``."""
     from tpt_keras.experiment import evaluation, score_scale
     from tpt_keras.runtime import run_folder
 
     predictions, true, keys = [], None, None
     sources = run_dirs if model is None else [None]
     for path in sources:
+        if model is None and which == "best" and not os.path.exists(run_folder.RunPaths(path).best):
+            which = "last"  # no epoch had a finite test ρ, so none was selected: the last one counts
         run = (evaluation.load_run(path, which) if model is None else
                evaluation.Run(paths=run_folder.RunPaths(weights), config=config, model=model,
                               splits=splits, data={"features": features}))
