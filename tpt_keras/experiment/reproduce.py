@@ -86,10 +86,6 @@ def table_runs(table: str) -> list[RunSpec]:
     raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
 
 
-def table_dataset(table: str) -> str:
-    return table  # each table is one dataset's, named like it
-
-
 def run_config(spec: RunSpec, overrides: dict | None = None, epochs: int | None = None):
     """The configuration of a run: its preset, its class / fold, the user's overrides, epochs."""
     config = get_preset(spec.preset, **dict(spec.fields))
@@ -274,7 +270,7 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
     timings = {}
     os.makedirs(output, exist_ok=True)
     started = time.perf_counter()
-    report = prepare.check_release(table_dataset(table), annotations, media_root, deep=deep)
+    report = prepare.check_release(table, annotations, media_root, deep=deep)
     prepare.write_report(report, os.path.join(output, "prepare.json"))
     left_out = prepare.blocked_keys(report)
     log(f"prepare: {sum(s['samples'] for s in report['splits'].values())} samples checked, "
@@ -331,10 +327,8 @@ def _weights_runs(weights: str, configs):
     from tpt_keras.models import presets
 
     saved = presets.load_preset_config(weights)
-    matches = [(spec, saved) for spec, config in configs
-               if config.replace(seed=0, epochs=1) == saved.replace(seed=0, epochs=1)
-               or (config.dataset, config.use_difficulty, config.action_class, config.fold)
-               == (saved.dataset, saved.use_difficulty, saved.action_class, saved.fold)]
+    setting = lambda c: (c.dataset, c.use_difficulty, c.action_class, c.fold)  # noqa: E731
+    matches = [(spec, saved) for spec, config in configs if setting(config) == setting(saved)]
     if not matches:
         raise ValueError(f"{weights}: its model ({saved.dataset}) belongs to no run of this table")
     return matches[:1]
@@ -343,16 +337,17 @@ def _weights_runs(weights: str, configs):
 def _evaluate(table: str, runs, run_dirs: dict, caches: dict, weights, num_bootstrap: int) -> dict:
     published = PUBLISHED[table]["rows"]
     per_run = {}
-    for which in ("best", "last"):
-        for spec, config, splits in runs:
-            if weights:
-                from tpt_keras.models import presets
+    for spec, config, splits in runs:
+        if weights:  # one model: the same predictions under both names
+            from tpt_keras.models import presets
 
-                model = presets.load_preset(weights)
-                per_run[(spec.name, which)] = _predictions([], which, model, splits, config,
-                                                           caches.get(protocol_id(config)), weights)
-            else:
-                per_run[(spec.name, which)] = _predictions(run_dirs[spec.name], which)
+            model = presets.load_preset(weights)
+            features = None if model.backbone is not None else caches.get(protocol_id(config))
+            per_run[(spec.name, "best")] = per_run[(spec.name, "last")] = _predictions(
+                [], "best", model, splits, config, features, weights)
+            continue
+        for which in ("best", "last"):
+            per_run[(spec.name, which)] = _predictions(run_dirs[spec.name], which)
     row_names = list(dict.fromkeys(spec.row for spec, _, _ in runs))
     rows = []
     for row in row_names:
