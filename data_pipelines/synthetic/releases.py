@@ -33,6 +33,7 @@ Pure numpy + Pillow (+ PyAV for JIGSAWS videos); no TensorFlow.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import shutil
@@ -89,21 +90,27 @@ class Release:
 # Choosing keys: the first ones of each split, with every test group present in training
 # ---------------------------------------------------------------------------------------------
 def _choose(train: list, test: list, group_of, count: int) -> tuple[list, list]:
-    """``count`` test keys (the first) and ``count`` training keys: first one per test group (so
-    that every test video has exemplars of its group), then the first remaining ones."""
-    chosen_test = list(test[:count])
+    """``count`` test keys and ``count`` training keys, in file order, such that every chosen test
+    video has training exemplars of its group and groups hold pairs (the group-aware intervals
+    need two training videos of one group): test keys from the groups most frequent in training
+    first, then two training keys per chosen test group, then more of those groups, then others."""
+    frequency = collections.Counter(group_of(key) for key in train)
+    chosen_test = sorted(test, key=lambda key: -frequency[group_of(key)])[:count]
+    groups = list(dict.fromkeys(group_of(key) for key in chosen_test))
     chosen_train = []
-    for group in dict.fromkeys(group_of(key) for key in chosen_test):
-        match = next((key for key in train if group_of(key) == group and key not in chosen_train), None)
-        if match is not None and len(chosen_train) < count:
-            chosen_train.append(match)
-    chosen_test = [key for key in chosen_test if any(group_of(k) == group_of(key) for k in chosen_train)]
-    for key in train:
+    for group in groups:
+        for key in [k for k in train if group_of(k) == group][:2]:
+            if len(chosen_train) < count:
+                chosen_train.append(key)
+    for key in sorted(train, key=lambda k: group_of(k) not in groups):
         if len(chosen_train) >= count:
             break
         if key not in chosen_train:
             chosen_train.append(key)
-    return chosen_train, chosen_test
+    trained = {group_of(key) for key in chosen_train}
+    chosen_test = [key for key in chosen_test if group_of(key) in trained]
+    in_order = lambda keys, source: sorted(keys, key=source.index)  # noqa: E731
+    return in_order(chosen_train, train), in_order(chosen_test, test)
 
 
 def _frame_image(value: float, index: int, size: int, rng) -> np.ndarray:

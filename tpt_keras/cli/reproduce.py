@@ -50,22 +50,27 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    import logging
+
     from tpt_keras.experiment import reproduce
+
+    # one run after another evaluates many models: TensorFlow's retracing notices say nothing here
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
     results = reproduce.reproduce(
         args.table, args.annotations, args.media_root, args.output, seeds=args.seeds,
         epochs=args.epochs, overrides=_overrides(args.overrides), end_to_end=args.end_to_end,
         weights=args.weights, deep=args.deep, batch_size=args.batch_size,
-        num_bootstrap=args.bootstrap, verbose=args.verbose,
+        num_bootstrap=args.bootstrap, verbose=0 if args.json else args.verbose,
         log=(lambda line: None) if args.json else print)
     picture = reproduce.plot_table(results, args.plot or os.path.join(args.output,
-                                                                      f"reproduce_{args.table}.png"))
+                                                                      results["name"] + ".png"))
     results["plot"] = picture
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print(reproduce.format_table(results))
-        print(f"picture: {picture}; JSON: {os.path.join(args.output, f'reproduce_{args.table}.json')}")
+        print(f"picture: {picture}; JSON: {os.path.join(args.output, results['name'] + '.json')}")
     return 0
 
 
@@ -124,7 +129,8 @@ def add_reproduce_command(commands) -> None:
                         help="videos per I3D call when extracting features")
     parser.add_argument("--bootstrap", type=positive_int, default=1000,
                         help="resamples of the 95%% interval (default 1000)")
-    parser.add_argument("--plot", help="picture path (default OUTPUT/reproduce_TABLE.png)")
+    parser.add_argument("--plot", help="picture path (default OUTPUT/reproduce_TABLE.png; with "
+                                       "--weights OUTPUT/reproduce_TABLE_weights.png)")
     parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
                         help="Keras fit verbosity (default 2: one line per epoch)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -48,7 +48,7 @@ FRAME_NAMES = {
     "mtl_aqa": (r"\d+\.jpg", "000123.jpg", None),
     "aqa7": (r"img_\d{5}\.jpg", "img_00001.jpg", 1),
     "jigsaws": (r"img_\d{5}\.jpg", "img_00001.jpg", 1),
-    "finediving": (r"\d{5}\.jpg", "03095.jpg", None),
+    "finediving": (r"\d{5,}\.jpg", "03095.jpg", None),  # {frame:05d}: at least 5 digits
 }
 FRAME_PATTERNS = {"mtl_aqa": "{:06d}.jpg", "aqa7": "img_{:05d}.jpg", "jigsaws": "img_{:05d}.jpg",
                   "finediving": "{:05d}.jpg"}

@@ -86,10 +86,6 @@ def table_runs(table: str) -> list[RunSpec]:
     raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
 
 
-def table_dataset(table: str) -> str:
-    return table  # each table is one dataset's, named like it
-
-
 def run_config(spec: RunSpec, overrides: dict | None = None, epochs: int | None = None):
     """The configuration of a run: its preset, its class / fold, the user's overrides, epochs."""
     config = get_preset(spec.preset, **dict(spec.fields))
@@ -118,7 +114,8 @@ def _combine(values, how: str) -> float:
     if how == "fisher_z":
         if np.any(~np.isfinite(values)):
             return float("nan")
-        return metrics.fisher_z_mean(values)
+        with np.errstate(divide="ignore", invalid="ignore"):  # ρ = ±1: z = ±inf, tanh gives ±1 back
+            return metrics.fisher_z_mean(values)
     return float(np.mean(values))
 
 
@@ -210,13 +207,16 @@ def _extract(configs_and_splits, output: str, batch_size: int, log) -> tuple[dic
 def _predictions(run_dirs: list[str], which: str, model=None, splits=None, config=None,
                  features=None, weights=None) -> tuple[np.ndarray, np.ndarray, list]:
     """(S, N) test predictions of a run's seeds (or of the ``model`` of a preset directory
-    ``weights``) and the (N,) true scores, on the judges' scale."""
+    ``weights``) and the (N,) true scores, on the judges' scale. A run without ``best.keras`` (no
+    epoch had a finite ρ) gives its last model for ``best``."""
     from tpt_keras.experiment import evaluation, score_scale
     from tpt_keras.runtime import run_folder
 
     predictions, true, keys = [], None, None
     sources = run_dirs if model is None else [None]
     for path in sources:
+        if model is None and which == "best" and not os.path.exists(run_folder.RunPaths(path).best):
+            which = "last"  # no epoch had a finite test ρ, so none was selected: the last one counts
         run = (evaluation.load_run(path, which) if model is None else
                evaluation.Run(paths=run_folder.RunPaths(weights), config=config, model=model,
                               splits=splits, data={"features": features}))
@@ -254,7 +254,9 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
         log: where progress lines go.
 
     Returns:
-        ``{"table", "source", "seeds", "selected_on", "note", "rows": [{"name", "runs",
+        ``{"table", "name" (of its JSON file in ``output``: ``reproduce_TABLE`` or, with
+        ``weights``, ``reproduce_TABLE_weights``), "source", "seeds", "selected_on", "note",
+        "rows": [{"name", "runs",
         "published": {"spearman", "r_l2"}, "samples", "best": stats, "last": stats}], "left_out",
         "prepare", "features", "timings"}`` (stats: :func:`row_statistics`).
     """
@@ -268,7 +270,7 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
     timings = {}
     os.makedirs(output, exist_ok=True)
     started = time.perf_counter()
-    report = prepare.check_release(table_dataset(table), annotations, media_root, deep=deep)
+    report = prepare.check_release(table, annotations, media_root, deep=deep)
     prepare.write_report(report, os.path.join(output, "prepare.json"))
     left_out = prepare.blocked_keys(report)
     log(f"prepare: {sum(s['samples'] for s in report['splits'].values())} samples checked, "
@@ -314,7 +316,8 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
                     "features": sorted(caches.values()), "timings": timings, "output": output,
                     "weights": weights,
                     "seeds": [runs[0][1].seed + i for i in range(1 if weights else seeds)]})
-    with open(os.path.join(output, f"reproduce_{table}.json"), "w", encoding="utf-8") as handle:
+    results["name"] = f"reproduce_{table}" + ("_weights" if weights else "")
+    with open(os.path.join(output, results["name"] + ".json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
     return results
 
@@ -324,10 +327,8 @@ def _weights_runs(weights: str, configs):
     from tpt_keras.models import presets
 
     saved = presets.load_preset_config(weights)
-    matches = [(spec, saved) for spec, config in configs
-               if config.replace(seed=0, epochs=1) == saved.replace(seed=0, epochs=1)
-               or (config.dataset, config.use_difficulty, config.action_class, config.fold)
-               == (saved.dataset, saved.use_difficulty, saved.action_class, saved.fold)]
+    setting = lambda c: (c.dataset, c.use_difficulty, c.action_class, c.fold)  # noqa: E731
+    matches = [(spec, saved) for spec, config in configs if setting(config) == setting(saved)]
     if not matches:
         raise ValueError(f"{weights}: its model ({saved.dataset}) belongs to no run of this table")
     return matches[:1]
@@ -336,16 +337,17 @@ def _weights_runs(weights: str, configs):
 def _evaluate(table: str, runs, run_dirs: dict, caches: dict, weights, num_bootstrap: int) -> dict:
     published = PUBLISHED[table]["rows"]
     per_run = {}
-    for which in ("best", "last"):
-        for spec, config, splits in runs:
-            if weights:
-                from tpt_keras.models import presets
+    for spec, config, splits in runs:
+        if weights:  # one model: the same predictions under both names
+            from tpt_keras.models import presets
 
-                model = presets.load_preset(weights)
-                per_run[(spec.name, which)] = _predictions([], which, model, splits, config,
-                                                           caches.get(protocol_id(config)), weights)
-            else:
-                per_run[(spec.name, which)] = _predictions(run_dirs[spec.name], which)
+            model = presets.load_preset(weights)
+            features = None if model.backbone is not None else caches.get(protocol_id(config))
+            per_run[(spec.name, "best")] = per_run[(spec.name, "last")] = _predictions(
+                [], "best", model, splits, config, features, weights)
+            continue
+        for which in ("best", "last"):
+            per_run[(spec.name, which)] = _predictions(run_dirs[spec.name], which)
     row_names = list(dict.fromkeys(spec.row for spec, _, _ in runs))
     rows = []
     for row in row_names:
@@ -399,14 +401,16 @@ def format_table(results: dict) -> str:
         lines.append(f"{row['name']:<18} {row['samples']:>7}  {best_rho:>18} {best_ci:>17}  "
                      f"{last_rho:>18} {last_ci:>17}  {pub_rho:>11}  {best_l2:>16} {last_l2:>16} "
                      f"{pub_l2:>14}")
-    lines.append(f"note: {results['note']}.")
+    if results.get("weights"):
+        lines.append(f"model: the released weights {results['weights']} (no training; one model, so "
+                     "'best' and 'last' are the same)")
+    else:
+        lines.append(f"note: {results['note']}.")
     lines.append("± is the standard deviation over seeds; 95% CI: bootstrap over the test videos of "
                  "the mean over seeds; averages of ρ by Fisher z" )
     if results.get("left_out"):
         lines.append(f"left out (missing, damaged or undecodable): {len(results['left_out'])} samples, "
                      f"e.g. {', '.join(results['left_out'][:3])} (see {results['prepare']})")
-    if results.get("weights"):
-        lines.append(f"model: the released weights {results['weights']} (no training)")
     return "\n".join(lines)
 
 
@@ -420,7 +424,7 @@ def plot_table(results: dict, path: str) -> str:
 
     rows = results["rows"]
     x = np.arange(len(rows))
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4.0))
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.1 * len(rows) + 1.5) + 2.2, 4.0))
     for offset, which, colour, label in ((-0.15, "best", "tab:blue", "ours, best test epoch"),
                                          (0.15, "last", "tab:orange", "ours, last epoch")):
         means = np.array([row[which]["mean"]["spearman"] for row in rows])
@@ -433,12 +437,14 @@ def plot_table(results: dict, path: str) -> str:
     axis.scatter(x[shown], [published[i] for i in shown], marker="*", s=160, color="black",
                  label="published", zorder=3)
     axis.set_xticks(x, [row["name"] for row in rows], rotation=20, ha="right")
+    axis.set_xlim(-0.6, len(rows) - 0.4)
     axis.set_ylabel("Spearman ρ (test)")
-    axis.set_ylim(min(-0.1, np.nanmin([r["last"]["ci95"]["spearman"][0] for r in rows] + [0]) - 0.05), 1.02)
+    lowest = np.nanmin([row[w]["ci95"]["spearman"][0] for row in rows for w in ("best", "last")] + [0.0])
+    axis.set_ylim(lowest - 0.05, 1.05)
     axis.axhline(0, color="grey", linewidth=0.5)
-    axis.set_title(f"{results['table']}: ours ({len(results['seeds'])} seed(s), 95% CI over test "
-                   "videos) vs published", fontsize=10)
-    axis.legend(fontsize=8, loc="lower left")
+    axis.set_title(f"{results['table']}: ours (mean of {len(results['seeds'])} seed(s), 95% CI over "
+                   "test videos)\nvs published", fontsize=9)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=120)
