@@ -472,7 +472,7 @@ def score_session(inputs, model_path: str, report: str | None = None,
     Returns:
         ``{"model": card, "videos": [result, …], "skipped": [{"video", "error"}], "report": path
         or None, "seconds": wall time}``; each result as :func:`score_loaded` (with its
-        thumbnails; :func:`session_json` drops them).
+        thumbnails; :func:`session_json` drops them) and its ``seconds``.
     """
     import sys
     import time
@@ -506,6 +506,7 @@ def score_session(inputs, model_path: str, report: str | None = None,
             if progress:
                 print(f"[{index}/{len(items)}] skipped {item.path}: {error}", file=sys.stderr, flush=True)
             continue
+        result["seconds"] = time.perf_counter() - began
         videos.append(result)
         if progress:
             print(f"[{index}/{len(items)}] {result['name']}: score {result['score']:.2f} "
