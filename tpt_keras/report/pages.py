@@ -213,7 +213,7 @@ def score_page(session: dict) -> str:
     body += [f'<p class="note">skipped {escape(s["video"])}: {escape(s["error"])}</p>'
              for s in session.get("skipped") or []]
     if len(videos) > 1:
-        with_truth = all(v.get("true_score") is not None for v in videos)
+        with_truth = any(v.get("true_score") is not None for v in videos)
         columns = [("#", False), ("video", True), ("score", False), ("± spread", False)]
         columns += [("true", False), ("error", False)] if with_truth else []
         rows = []
@@ -223,7 +223,9 @@ def score_page(session: dict) -> str:
                      f'{escape(v["name"])}</a></td>',
                      f'<td data-value="{v["score"]:.6f}">{v["score"]:.2f}</td>',
                      f'<td data-value="{v["spread"]:.6f}">{v["spread"]:.2f}</td>']
-            if with_truth:
+            if with_truth and v.get("true_score") is None:
+                cells += ['<td data-value="">—</td>', '<td data-value="">—</td>']
+            elif with_truth:
                 error = v["score"] - v["true_score"]
                 cells += [f'<td data-value="{v["true_score"]:.6f}">{v["true_score"]:.2f}</td>',
                           f'<td data-value="{abs(error):.6f}">{error:+.2f}</td>']

@@ -292,7 +292,7 @@ def _run_facts(run_dir: str, which: str) -> tuple[str, list]:
         if validation and os.path.isfile(paths.log):
             log = run_folder.finished_results(paths)
             if log["best"]:
-                facts.append((f"{validation} split in training", f"Spearman ρ {log['best']['spearman']:.4f}, "
+                facts.append((f"training log ({validation} split)", f"Spearman ρ {log['best']['spearman']:.4f}, "
                               f"R-ℓ2 {log['best']['r_l2']:.4f} (best epoch {log['best']['epoch']} of "
                               f"{log['epochs']}); last epoch ρ {log['last']['spearman']:.4f}"))
     return experiment.run_name(config), facts
@@ -383,15 +383,18 @@ def read_session_manifest(path: str) -> list[VideoItem]:
 def session_items(inputs, difficulty: float | None = None, group: str | None = None) -> list[VideoItem]:
     """The videos of ``tpt score``'s arguments, in order: each argument is a video file, a GIF
     or a frame folder (one video); a folder of videos (files, GIFs, frame folders inside, by
-    name); a glob pattern; or a ``.csv`` session manifest (:func:`read_session_manifest`).
+    name); a glob pattern; a ``.csv`` session manifest (:func:`read_session_manifest`); or a
+    :class:`VideoItem` (from Python: e.g. held-out samples with their true scores).
     ``difficulty`` and ``group`` apply to every video whose manifest row does not set them."""
     import glob
 
-    if isinstance(inputs, str):
+    if isinstance(inputs, (str, VideoItem)):
         inputs = [inputs]
     items = []
     for entry in inputs:
-        if entry.lower().endswith(".csv") and os.path.isfile(entry):
+        if isinstance(entry, VideoItem):
+            items.append(dataclasses.replace(entry))
+        elif entry.lower().endswith(".csv") and os.path.isfile(entry):
             items += read_session_manifest(entry)
         elif os.path.isdir(entry) and not _is_frame_folder(entry):
             inside = sorted(os.path.join(entry, name) for name in os.listdir(entry)
@@ -416,14 +419,19 @@ def session_items(inputs, difficulty: float | None = None, group: str | None = N
 
 
 def is_session(inputs) -> bool:
-    """True when ``tpt score``'s arguments name more than one video (or a folder, glob or
-    manifest of them)."""
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    return len(inputs) > 1 or any(
-        (entry.lower().endswith(".csv") and os.path.isfile(entry))
-        or (os.path.isdir(entry) and not _is_frame_folder(entry))
-        or (not os.path.exists(entry) and any(c in entry for c in "*?[")) for entry in inputs)
+    """True when ``tpt score``'s arguments name more than one video: several arguments, a
+    manifest, a folder of videos (not a frame folder) or a glob pattern the shell left as is."""
+    import glob
+
+    def several(entry: str) -> bool:
+        if entry.lower().endswith(".csv") and os.path.isfile(entry):
+            return True
+        if os.path.isdir(entry):
+            return not _is_frame_folder(entry)
+        return not os.path.exists(entry) and glob.has_magic(entry)
+
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    return len(inputs) > 1 or any(several(entry) for entry in inputs)
 
 
 def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = "judges",
