@@ -156,7 +156,9 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
         dict with "score" (on ``scale``), "scale", "scores" (both scales), "exemplar_scores"
         (list, on ``scale``), "spread" (std over exemplars), "attention" (T, K) list,
         "top_clips", "picture", "steps" (the annotated step boundaries drawn as a band under
-        the attention map, when the run knows the video's steps: :func:`known_steps`; else None).
+        the attention map, when the run knows the video's steps: :func:`known_steps`; else None),
+        the timeline of :func:`video_timeline` ("parts" with their centres, peaks and bands in
+        frames and seconds, …) and "model" (:func:`model_card`).
     """
     from data_pipelines.io import decode
     from tpt_keras.experiment import score_scale
