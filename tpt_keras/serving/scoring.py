@@ -294,7 +294,8 @@ def _run_facts(run_dir: str, which: str) -> tuple[str, list]:
         if validation and os.path.isfile(paths.log):
             log = run_folder.finished_results(paths)
             if log["best"]:
-                facts.append((f"training log ({validation} split)", f"Spearman ρ {log['best']['spearman']:.4f}, "
+                facts.append((f"training log ({validation} split)",
+                              f"Spearman ρ {log['best']['spearman']:.4f}, "
                               f"R-ℓ2 {log['best']['r_l2']:.4f} (best epoch {log['best']['epoch']} of "
                               f"{log['epochs']}); last epoch ρ {log['last']['spearman']:.4f}"))
     return experiment.run_name(config), facts
