@@ -142,3 +142,19 @@ def test_session_benchmark_prints_its_table(exported):
     assert [row.split("|")[1].strip() for row in rows[1:]] == [
         "session, no report", "session + report", "one call per video (loads the model)"]
     assert [row.split("|")[2].strip() for row in rows[1:]] == ["2", "2", "1"]
+
+
+def test_timeline_of_a_video_names_its_steps():
+    attention = np.array([[0.6, 0.1], [0.3, 0.2], [0.1, 0.7]])
+    outputs = {"attention": attention, "clip_frames": np.array([2, 6, 10])}
+    steps = (np.array([0.5]), [4, 36])  # FineDiving label ids: Inward, then Entry
+    video = scoring.video_timeline("/x/dive.gif", np.zeros((13, 2, 2, 3), np.uint8), outputs, steps,
+                                   4.0, step_names={4: "Inward", 36: "Entry"})
+    assert video["name"] == "dive.gif" and video["num_frames"] == 13
+    assert video["step_labels"] == ["Inward", "Entry"]
+    assert [(s["label"], s["end_frame"], s["end_seconds"]) for s in video["step_spans"]] == [
+        ("Inward", 4.0, 1.0), ("Entry", 12.0, 3.0)]
+    assert [p["thumbnail_frame"] for p in video["parts"]] == [2, 10]
+    unnamed = scoring.video_timeline("/x/dive.gif", np.zeros((13, 2, 2, 3), np.uint8), outputs,
+                                     steps, None)
+    assert unnamed["step_labels"] == ["4", "36"] and unnamed["parts"][0]["centre_seconds"] is None

@@ -245,7 +245,8 @@ def frame_rate(video: str) -> float | None:
         return None
 
 
-def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) -> dict:
+def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None,
+                   step_names: dict | None = None) -> dict:
     """Where each part looks in ``video``'s own time (:mod:`tpt_keras.report.timeline`).
 
     Args:
@@ -253,6 +254,8 @@ def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) 
         outputs: numpy outputs of the serving function (``attention`` (T, K), ``clip_frames`` (T,)).
         steps: :func:`known_steps` or None.
         fps: frames per second (:func:`frame_rate`) or None when unknown.
+        step_names: optional ``{label: name}`` of the step labels (FineDiving:
+            :func:`data_pipelines.datasets.finediving.step_names`); else the labels are shown.
 
     Returns:
         dict: ``name``, ``num_frames``, ``fps``, ``clip_frames`` (T,), ``parts`` (per part: centre
@@ -265,7 +268,7 @@ def video_timeline(video: str, frames, outputs: dict, steps, fps: float | None) 
     clip_frames = np.asarray(outputs["clip_frames"]).astype(int)
     spans = labels = None
     if steps:
-        labels = [str(label) for label in steps[1]]
+        labels = [str((step_names or {}).get(label, label)) for label in steps[1]]
         spans = timeline.step_spans(steps[0], labels, clip_frames, num_frames, fps)
     return {"name": os.path.basename(os.path.normpath(video)), "num_frames": num_frames, "fps": fps,
             "clip_frames": clip_frames.tolist(),
@@ -438,7 +441,7 @@ def is_session(inputs) -> bool:
 
 
 def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = "judges",
-                 thumbnails: bool = True) -> dict:
+                 thumbnails: bool = True, step_names: dict | None = None) -> dict:
     """Score one video with an already loaded :class:`Scorer`: the result of :func:`score_video`
     (without its picture) plus the timeline (:func:`video_timeline`), the true score, difficulty
     and group when known, and, with ``thumbnails``, each part's most attended frame as a JPEG
@@ -451,7 +454,8 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     result, outputs = score_result(item.path, outputs, scorer, item.group, scale)
     steps = known_steps(item.path, model_path)
     result["steps"] = steps[0].tolist() if steps else None
-    result.update(video_timeline(item.path, frames, outputs, steps, frame_rate(item.path)))
+    result.update(video_timeline(item.path, frames, outputs, steps, frame_rate(item.path),
+                                 step_names))
     result.update(true_score=item.true_score, difficulty=item.difficulty, group=item.group)
     if thumbnails:
         result["thumbnails"] = part_thumbnails(frames, result["parts"])
@@ -473,12 +477,14 @@ def part_thumbnails(frames, parts) -> list[str]:
 
 def score_session(inputs, model_path: str, report: str | None = None,
                   difficulty: float | None = None, group: str | None = None,
-                  scale: str = "judges", progress: bool = True) -> dict:
+                  scale: str = "judges", progress: bool = True,
+                  step_names: dict | None = None) -> dict:
     """Score every video of ``inputs`` (:func:`session_items`) with one loaded model, one video
     in memory at a time, and write the report page when ``report`` is given.
 
     Unreadable videos are skipped and listed (the page names them); wrong ``--difficulty`` /
-    ``--group`` for the model is refused before any video is read.
+    ``--group`` for the model is refused before any video is read. ``step_names`` names the
+    annotated steps (:func:`video_timeline`).
 
     Returns:
         ``{"model": card, "videos": [result, …], "skipped": [{"video", "error"}], "report": path
@@ -511,7 +517,8 @@ def score_session(inputs, model_path: str, report: str | None = None,
     for index, item in enumerate(items, start=1):
         began = time.perf_counter()
         try:
-            result = score_loaded(scorer, item, model_path, scale, thumbnails=bool(report))
+            result = score_loaded(scorer, item, model_path, scale, thumbnails=bool(report),
+                                  step_names=step_names)
         except (decode.VideoDecodeError, FileNotFoundError) as error:
             skipped.append({"video": item.path, "error": str(error)})
             if progress:
