@@ -75,7 +75,7 @@ def check_page(dom: str) -> Elements:
     assert page.all("body", **{"data-ready": "yes"}), "the page's load handler did not run"
     images = page.all("img")
     for image in images:
-        assert image["src"].startswith("data:image/"), image["src"][:80]
+        assert image["src"].startswith("data:image/"), f"image not embedded: {image['src'][:80]}"
         assert int(image.get("data-natural-width", 0)) > 0, f"image not loaded: {image.get('alt')}"
     ids = {a["id"] for _, a in page.elements if "id" in a}
     for _, attrs in page.elements:

@@ -176,3 +176,18 @@ def test_evaluation_page_in_a_browser(tmp_path):
     assert len(page.all("circle")) >= len(pred) and len(page.all("svg", **{"class": "scatter"})) == 1
     assert len(page.all("svg", **{"class": "timeline"})) == 3 and len(page.all("img")) == sum(map(_distinct_frames, worst))
     assert sum(a["href"].startswith("#worst-") for a in page.all("a")) == 6  # 3 dots + 3 rows
+
+
+@pytest.mark.parametrize("planted, message", [
+    ('<img src="data:image/jpeg;base64,AAAA" alt="broken">', "image not loaded: broken"),
+    ('<a href="#nowhere">x</a>', "link #nowhere has no target"),
+    ('<img src="https://example.com/a.png" alt="remote">', "image not embedded: https://example.com"),
+])
+def test_the_browser_check_catches_a_broken_page(tmp_path, planted, message):
+    """A broken image, a dangling link or a network resource planted in a good page fails it."""
+    html = report.score_page({"model": CARD, "videos": [_video("v.mp4", 5.0, 0)]})
+    path = tmp_path / "planted.html"
+    path.write_text(html.replace("</body>", planted + "</body>"), encoding="utf-8")
+    dom, _ = browser.render(path, tmp_path, height=600)
+    with pytest.raises(AssertionError, match=message):
+        browser.check_page(dom)

@@ -111,3 +111,50 @@ def test_evaluate_report_shows_the_largest_errors(tiny_video_run, tmp_path, caps
     outputs = experiment.predict_split(experiment.load_run(tiny_video_run["run"]))
     expected = sorted(np.abs(outputs["pred"] - outputs["true"]), reverse=True)
     np.testing.assert_allclose(shown, expected, atol=1e-4)
+
+
+def test_a_worst_video_without_its_frames_is_drawn_on_the_clip_axis():
+    from data_pipelines.samples import Sample
+    from tpt_keras.config import get_preset
+    from tpt_keras.serving import run_report
+
+    attention = np.array([[0.7, 0.1], [0.2, 0.1], [0.1, 0.8]])
+    sample = Sample(key="gone", path="/nowhere/gone.mp4", score=5.0)
+    video = run_report.worst_video(sample, attention, None, 3.0, 5.0, [2.5, 3.5], "judges' scale",
+                                   get_preset("custom").protocol, "custom")
+    assert video["num_frames"] == 3 and video["clip_frames"] == [0, 1, 2] and video["fps"] is None
+    assert "not readable" in video["note"] and "thumbnails" not in video
+    assert [p["thumbnail_frame"] for p in video["parts"]] == [0, 2] and video["spread"] == 0.5
+
+
+@pytest.mark.slow
+def test_session_benchmark_prints_its_table(exported):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "score_session.py"),
+                           "--videos", "2", "--single", "1", "--size", "32", "--model", exported,
+                           "--work", os.path.join(os.path.dirname(exported), "bench")],
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "session, no report", "session + report", "one call per video (loads the model)"]
+    assert [row.split("|")[2].strip() for row in rows[1:]] == ["2", "2", "1"]
+
+
+def test_timeline_of_a_video_names_its_steps():
+    attention = np.array([[0.6, 0.1], [0.3, 0.2], [0.1, 0.7]])
+    outputs = {"attention": attention, "clip_frames": np.array([2, 6, 10])}
+    steps = (np.array([0.5]), [4, 36])  # FineDiving label ids: Inward, then Entry
+    video = scoring.video_timeline("/x/dive.gif", np.zeros((13, 2, 2, 3), np.uint8), outputs, steps,
+                                   4.0, step_names={4: "Inward", 36: "Entry"})
+    assert video["name"] == "dive.gif" and video["num_frames"] == 13
+    assert video["step_labels"] == ["Inward", "Entry"]
+    assert [(s["label"], s["end_frame"], s["end_seconds"]) for s in video["step_spans"]] == [
+        ("Inward", 4.0, 1.0), ("Entry", 12.0, 3.0)]
+    assert [p["thumbnail_frame"] for p in video["parts"]] == [2, 10]
+    unnamed = scoring.video_timeline("/x/dive.gif", np.zeros((13, 2, 2, 3), np.uint8), outputs,
+                                     steps, None)
+    assert unnamed["step_labels"] == ["4", "36"] and unnamed["parts"][0]["centre_seconds"] is None

@@ -158,8 +158,9 @@ def cmd_evaluate(args) -> int:
     if args.report:
         from tpt_keras.serving import run_report
 
-        page = run_report.write_evaluation_report(args.runs, args.report, results, which=args.checkpoint,
-                                                  split=args.split, scale=args.scale, skip_bad=args.skip_bad)
+        page = run_report.write_evaluation_report(args.runs, args.report, results,
+                                                  which=args.checkpoint, split=args.split,
+                                                  scale=args.scale, skip_bad=args.skip_bad)
         print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -177,9 +178,11 @@ def cmd_score(args) -> int:
     from tpt_keras.serving import scoring
 
     if args.report or scoring.is_session(args.video):
-        session = scoring.score_session(args.video, args.model, report=args.report, difficulty=args.difficulty,
-                                        group=args.group, scale=args.scale, progress=not args.json)
-        print(json.dumps(scoring.session_json(session), indent=2) if args.json else scoring.format_session(session))
+        session = scoring.score_session(args.video, args.model, report=args.report,
+                                        difficulty=args.difficulty, group=args.group,
+                                        scale=args.scale, progress=not args.json)
+        print(json.dumps(scoring.session_json(session), indent=2) if args.json
+              else scoring.format_session(session))
         return 0
 
     def show(result):  # the score first: drawing the picture can still fail

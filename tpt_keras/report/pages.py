@@ -200,9 +200,9 @@ def score_page(session: dict) -> str:
     """The page of a scoring session.
 
     ``session``: ``model`` (a card for :func:`model_card`), ``videos`` (dicts for
-    :func:`video_section`), optional ``title`` and ``skipped`` ([{"video", "error"}]). Several videos get a sortable table (video, score,
-    spread, and the true score and error when known) linking to each section, and a histogram
-    of the scores.
+    :func:`video_section`), optional ``title`` and ``skipped`` ([{"video", "error"}]). Several
+    videos get a sortable table (video, score, spread, and the true score and error when some
+    are known) linking to each section, and a histogram of the scores.
     """
     videos = session["videos"]
     if not videos:
@@ -213,7 +213,7 @@ def score_page(session: dict) -> str:
     body += [f'<p class="note">skipped {escape(s["video"])}: {escape(s["error"])}</p>'
              for s in session.get("skipped") or []]
     if len(videos) > 1:
-        with_truth = all(v.get("true_score") is not None for v in videos)
+        with_truth = any(v.get("true_score") is not None for v in videos)
         columns = [("#", False), ("video", True), ("score", False), ("± spread", False)]
         columns += [("true", False), ("error", False)] if with_truth else []
         rows = []
@@ -223,7 +223,9 @@ def score_page(session: dict) -> str:
                      f'{escape(v["name"])}</a></td>',
                      f'<td data-value="{v["score"]:.6f}">{v["score"]:.2f}</td>',
                      f'<td data-value="{v["spread"]:.6f}">{v["spread"]:.2f}</td>']
-            if with_truth:
+            if with_truth and v.get("true_score") is None:
+                cells += ['<td data-value="">—</td>', '<td data-value="">—</td>']
+            elif with_truth:
                 error = v["score"] - v["true_score"]
                 cells += [f'<td data-value="{v["true_score"]:.6f}">{v["true_score"]:.2f}</td>',
                           f'<td data-value="{abs(error):.6f}">{error:+.2f}</td>']
@@ -231,7 +233,8 @@ def score_page(session: dict) -> str:
         scores = [v["score"] for v in videos]
         body.append(
             f'<h2>{len(videos)} videos</h2><p class="small muted">Click a column to sort; click a '
-            f'video to see where the model looked. Scores on the {escape(videos[0]["scale_description"])}.</p>'
+            f'video to see where the model looked. Scores on the '
+            f'{escape(videos[0]["scale_description"])}.</p>'
             f'<div class="plots"><table class="sortable videos"><thead><tr>{_sortable_header(columns)}'
             f'</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             f'<div><h3>Distribution of the scores (mean {np.mean(scores):.2f}, sd {np.std(scores):.2f})</h3>'
@@ -265,7 +268,8 @@ def evaluation_page(evaluation: dict) -> str:
     runs = evaluation["runs"]
     body = [f"<h1>{escape(evaluation['title'])}</h1>"]
     body += [model_card(card) for card in evaluation.get("models", [])]
-    rows = "".join(f'<tr><td class="text">{escape(r["name"])}</td><td class="text">{escape(r["checkpoint"])}</td>'
+    rows = "".join(f'<tr><td class="text">{escape(r["name"])}</td>'
+                   f'<td class="text">{escape(r["checkpoint"])}</td>'
                    f'<td>{r["samples"]}</td><td>{r["spearman"]:.4f}</td><td>{r["r_l2"]:.4f}</td></tr>'
                    for r in runs)
     if len(runs) > 1:
@@ -275,7 +279,8 @@ def evaluation_page(evaluation: dict) -> str:
     body.append(f'<h2>Test results</h2><p class="small muted">scores on the '
                 f'{escape(runs[0]["scale_description"])}; R-ℓ2 × 100</p>'
                 f'<table class="results"><thead><tr><th class="text">run</th><th class="text">checkpoint</th>'
-                f'<th>videos</th><th>Spearman ρ</th><th>R-ℓ2</th></tr></thead><tbody>{rows}</tbody></table>')
+                f'<th>videos</th><th>Spearman ρ</th><th>R-ℓ2</th></tr></thead>'
+                f'<tbody>{rows}</tbody></table>')
     for r in runs:  # the training figures are on the model cards
         for skipped in r.get("skipped") or []:
             body.append(f'<p class="note">{escape(r["name"])}: skipped unreadable '
@@ -292,7 +297,8 @@ def evaluation_page(evaluation: dict) -> str:
     worst = evaluation.get("worst") or []
     if worst:
         rows = "".join(f'<tr><td data-value="{i + 1}">{i + 1}</td><td class="text" '
-                       f'data-value="{escape(v["name"])}"><a href="#worst-{i + 1}">{escape(v["name"])}</a></td>'
+                       f'data-value="{escape(v["name"])}">'
+                       f'<a href="#worst-{i + 1}">{escape(v["name"])}</a></td>'
                        f'<td data-value="{v["true_score"]:.6f}">{v["true_score"]:.2f}</td>'
                        f'<td data-value="{v["score"]:.6f}">{v["score"]:.2f}</td>'
                        f'<td data-value="{abs(v["score"] - v["true_score"]):.6f}">'

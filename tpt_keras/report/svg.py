@@ -156,7 +156,8 @@ def histogram(values, width: int = 520, height: int = 200, bins: int = 12, label
     left, right, top, bottom = 40, 14, 10, 38
     plot_w, plot_h = width - left - right, height - top - bottom
     most = max(int(counts.max()), 1)
-    shapes = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>']
+    shapes = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+              'stroke="#333"/>']
     for i, count in enumerate(counts):
         x0 = left + plot_w * i / bins
         bar = plot_h * count / most

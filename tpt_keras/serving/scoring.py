@@ -180,7 +180,9 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
         dict with "score" (on ``scale``), "scale", "scores" (both scales), "exemplar_scores"
         (list, on ``scale``), "spread" (std over exemplars), "attention" (T, K) list,
         "top_clips", "picture", "steps" (the annotated step boundaries drawn as a band under
-        the attention map, when the run knows the video's steps: :func:`known_steps`; else None).
+        the attention map, when the run knows the video's steps: :func:`known_steps`; else None),
+        the timeline of :func:`video_timeline` ("parts" with their centres, peaks and bands in
+        frames and seconds, …) and "model" (:func:`model_card`).
     """
     from data_pipelines.io import decode
     from tpt_keras.experiment import score_scale
@@ -249,7 +251,7 @@ def score_result(video: str, outputs: dict, scorer: Scorer, group: str | None, s
 
 
 def video_timeline(video: str, num_frames: int, clip_frames, attention, steps,
-                   fps: float | None) -> dict:
+                   fps: float | None, step_names: dict | None = None) -> dict:
     """Where each part looks in ``video``'s own time (:mod:`tpt_keras.report.timeline`).
 
     Args:
@@ -258,6 +260,8 @@ def video_timeline(video: str, num_frames: int, clip_frames, attention, steps,
         attention: (T, K) the video's cross-attention.
         steps: :func:`known_steps` or None.
         fps: frames per second (``decode.frame_rate``) or None when unknown.
+        step_names: optional ``{label: name}`` of the step labels (FineDiving:
+            :func:`data_pipelines.datasets.finediving.step_names`); else the labels are shown.
 
     Returns:
         dict: ``name``, ``num_frames``, ``fps``, ``clip_frames`` (T,), ``parts`` (per part: centre
@@ -269,7 +273,7 @@ def video_timeline(video: str, num_frames: int, clip_frames, attention, steps,
     clip_frames = np.asarray(clip_frames).astype(int)
     spans = labels = None
     if steps:
-        labels = [str(label) for label in steps[1]]
+        labels = [str((step_names or {}).get(label, label)) for label in steps[1]]
         spans = timeline.step_spans(steps[0], labels, clip_frames, num_frames, fps)
     return {"name": os.path.basename(os.path.normpath(video)), "num_frames": int(num_frames),
             "fps": fps, "clip_frames": clip_frames.tolist(),
@@ -298,7 +302,8 @@ def _run_facts(run_dir: str, which: str) -> tuple[str, list]:
         if validation and os.path.isfile(paths.log):
             log = run_folder.finished_results(paths)
             if log["best"]:
-                facts.append((f"{validation} split in training", f"Spearman ρ {log['best']['spearman']:.4f}, "
+                facts.append((f"training log ({validation} split)",
+                              f"Spearman ρ {log['best']['spearman']:.4f}, "
                               f"R-ℓ2 {log['best']['r_l2']:.4f} (best epoch {log['best']['epoch']} of "
                               f"{log['epochs']}); last epoch ρ {log['last']['spearman']:.4f}"))
     return experiment.run_name(config), facts
@@ -389,15 +394,18 @@ def read_session_manifest(path: str) -> list[VideoItem]:
 def session_items(inputs, difficulty: float | None = None, group: str | None = None) -> list[VideoItem]:
     """The videos of ``tpt score``'s arguments, in order: each argument is a video file, a GIF
     or a frame folder (one video); a folder of videos (files, GIFs, frame folders inside, by
-    name); a glob pattern; or a ``.csv`` session manifest (:func:`read_session_manifest`).
+    name); a glob pattern; a ``.csv`` session manifest (:func:`read_session_manifest`); or a
+    :class:`VideoItem` (from Python: e.g. held-out samples with their true scores).
     ``difficulty`` and ``group`` apply to every video whose manifest row does not set them."""
     import glob
 
-    if isinstance(inputs, str):
+    if isinstance(inputs, (str, VideoItem)):
         inputs = [inputs]
     items = []
     for entry in inputs:
-        if entry.lower().endswith(".csv") and os.path.isfile(entry):
+        if isinstance(entry, VideoItem):
+            items.append(dataclasses.replace(entry))
+        elif entry.lower().endswith(".csv") and os.path.isfile(entry):
             items += read_session_manifest(entry)
         elif os.path.isdir(entry) and not _is_frame_folder(entry):
             inside = sorted(os.path.join(entry, name) for name in os.listdir(entry)
@@ -422,18 +430,23 @@ def session_items(inputs, difficulty: float | None = None, group: str | None = N
 
 
 def is_session(inputs) -> bool:
-    """True when ``tpt score``'s arguments name more than one video (or a folder, glob or
-    manifest of them)."""
-    if isinstance(inputs, str):
-        inputs = [inputs]
-    return len(inputs) > 1 or any(
-        (entry.lower().endswith(".csv") and os.path.isfile(entry))
-        or (os.path.isdir(entry) and not _is_frame_folder(entry))
-        or (not os.path.exists(entry) and any(c in entry for c in "*?[")) for entry in inputs)
+    """True when ``tpt score``'s arguments name more than one video: several arguments, a
+    manifest, a folder of videos (not a frame folder) or a glob pattern the shell left as is."""
+    import glob
+
+    def several(entry: str) -> bool:
+        if entry.lower().endswith(".csv") and os.path.isfile(entry):
+            return True
+        if os.path.isdir(entry):
+            return not _is_frame_folder(entry)
+        return not os.path.exists(entry) and glob.has_magic(entry)
+
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    return len(inputs) > 1 or any(several(entry) for entry in inputs)
 
 
 def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = "judges",
-                 thumbnails: bool = True) -> dict:
+                 thumbnails: bool = True, step_names: dict | None = None) -> dict:
     """Score one video with an already loaded :class:`Scorer`: the result of :func:`score_video`
     (without its picture) plus the timeline (:func:`video_timeline`), the true score, difficulty
     and group when known, and, with ``thumbnails``, each part's most attended frame as a JPEG
@@ -447,7 +460,8 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     steps = known_steps(item.path, model_path)
     result["steps"] = steps[0].tolist() if steps else None
     result.update(video_timeline(item.path, num_frames, frame_numbers[outputs["clip_frames"]],
-                                 outputs["attention"], steps, decode.frame_rate(item.path)))
+                                 outputs["attention"], steps, decode.frame_rate(item.path),
+                                 step_names))
     result.update(true_score=item.true_score, difficulty=item.difficulty, group=item.group)
     if thumbnails:
         result["thumbnails"] = part_thumbnails(frames, frame_numbers, result["parts"])
@@ -471,17 +485,19 @@ def part_thumbnails(frames, frame_numbers, parts) -> list[str]:
 
 def score_session(inputs, model_path: str, report: str | None = None,
                   difficulty: float | None = None, group: str | None = None,
-                  scale: str = "judges", progress: bool = True) -> dict:
+                  scale: str = "judges", progress: bool = True,
+                  step_names: dict | None = None) -> dict:
     """Score every video of ``inputs`` (:func:`session_items`) with one loaded model, one video
     in memory at a time, and write the report page when ``report`` is given.
 
     Unreadable videos are skipped and listed (the page names them); wrong ``--difficulty`` /
-    ``--group`` for the model is refused before any video is read.
+    ``--group`` for the model is refused before any video is read. ``step_names`` names the
+    annotated steps (:func:`video_timeline`).
 
     Returns:
         ``{"model": card, "videos": [result, …], "skipped": [{"video", "error"}], "report": path
         or None, "seconds": wall time}``; each result as :func:`score_loaded` (with its
-        thumbnails; :func:`session_json` drops them).
+        thumbnails; :func:`session_json` drops them) and its ``seconds``.
     """
     import sys
     import time
@@ -509,12 +525,14 @@ def score_session(inputs, model_path: str, report: str | None = None,
     for index, item in enumerate(items, start=1):
         began = time.perf_counter()
         try:
-            result = score_loaded(scorer, item, model_path, scale, thumbnails=bool(report))
+            result = score_loaded(scorer, item, model_path, scale, thumbnails=bool(report),
+                                  step_names=step_names)
         except (decode.VideoDecodeError, FileNotFoundError) as error:
             skipped.append({"video": item.path, "error": str(error)})
             if progress:
                 print(f"[{index}/{len(items)}] skipped {item.path}: {error}", file=sys.stderr, flush=True)
             continue
+        result["seconds"] = time.perf_counter() - began
         videos.append(result)
         if progress:
             print(f"[{index}/{len(items)}] {result['name']}: score {result['score']:.2f} "
