@@ -146,15 +146,14 @@ def test_session_benchmark_prints_its_table(exported):
 
 def test_timeline_of_a_video_names_its_steps():
     attention = np.array([[0.6, 0.1], [0.3, 0.2], [0.1, 0.7]])
-    outputs = {"attention": attention, "clip_frames": np.array([2, 6, 10])}
+    clip_frames = np.array([2, 6, 10])  # frame numbers in a 13-frame video
     steps = (np.array([0.5]), [4, 36])  # FineDiving label ids: Inward, then Entry
-    video = scoring.video_timeline("/x/dive.gif", np.zeros((13, 2, 2, 3), np.uint8), outputs, steps,
+    video = scoring.video_timeline("/x/dive.gif", 13, clip_frames, attention, steps,
                                    4.0, step_names={4: "Inward", 36: "Entry"})
     assert video["name"] == "dive.gif" and video["num_frames"] == 13
     assert video["step_labels"] == ["Inward", "Entry"]
     assert [(s["label"], s["end_frame"], s["end_seconds"]) for s in video["step_spans"]] == [
         ("Inward", 4.0, 1.0), ("Entry", 12.0, 3.0)]
     assert [p["thumbnail_frame"] for p in video["parts"]] == [2, 10]
-    unnamed = scoring.video_timeline("/x/dive.gif", np.zeros((13, 2, 2, 3), np.uint8), outputs,
-                                     steps, None)
+    unnamed = scoring.video_timeline("/x/dive.gif", 13, clip_frames, attention, steps, None)
     assert unnamed["step_labels"] == ["4", "36"] and unnamed["parts"][0]["centre_seconds"] is None
