@@ -11,21 +11,6 @@ from tpt_keras.tools.arguments import positive_int
 DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving")
 
 
-def _overrides(items) -> dict:
-    """``["epochs=3", "protocol.flip=false"]`` → ``{"epochs": 3, "protocol.flip": False}``
-    (values read as JSON, else kept as text)."""
-    result = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            result[key.strip()] = json.loads(value.strip())
-        except json.JSONDecodeError:
-            result[key.strip()] = value.strip()
-    return result
-
-
 def cmd_prepare(args) -> int:
     from tpt_keras.experiment import prepare
 
@@ -52,6 +37,7 @@ def cmd_prepare(args) -> int:
 def cmd_reproduce(args) -> int:
     import logging
 
+    from tpt_keras import experiment
     from tpt_keras.experiment import reproduce
 
     # one run after another evaluates many models: TensorFlow's retracing notices say nothing here
@@ -59,7 +45,8 @@ def cmd_reproduce(args) -> int:
 
     results = reproduce.reproduce(
         args.table, args.annotations, args.media_root, args.output, seeds=args.seeds,
-        epochs=args.epochs, overrides=_overrides(args.overrides), end_to_end=args.end_to_end,
+        epochs=args.epochs, overrides=experiment.parse_overrides(args.overrides),
+        end_to_end=args.end_to_end,
         weights=args.weights, deep=args.deep, batch_size=args.batch_size,
         num_bootstrap=args.bootstrap, verbose=0 if args.json else args.verbose,
         log=(lambda line: None) if args.json else print)

@@ -52,7 +52,7 @@ from tpt_keras.experiment.evaluation import (
     SEED_FOLDER, Run, evaluate_run, evaluate_seeds, load_run, parsing_report, predict_split,
     run_bank, run_name, seed_run_dirs)
 from tpt_keras.experiment.launch import (
-    TrainingInterrupted, check_inputs, resolve_config, train_run)
+    TrainingInterrupted, check_inputs, parse_overrides, resolve_config, train_run)
 from tpt_keras.experiment.report import format_parsing, format_results, format_seed_results
 from tpt_keras.runtime.run_folder import RunPaths, best_logged
 from tpt_keras.experiment.training import (
@@ -60,7 +60,7 @@ from tpt_keras.experiment.training import (
 
 __all__ = [
     "BACKBONE_NAME", "FEATURE_SOURCES", "NonFiniteLossError", "TrainingInterrupted",
-    "check_inputs", "resolve_config", "train_run", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
+    "check_inputs", "parse_overrides", "resolve_config", "train_run", "Run", "RunPaths", "SEED_FOLDER", "best_logged",
     "build_backbone", "build_model", "config_for_features", "default_features_dir", "eval_dataset",
     "evaluate_run", "evaluate_seeds", "extract_features", "feature_cache_backbone",
     "features_source", "format_parsing", "format_results",

@@ -83,7 +83,7 @@ def resolve_config(preset, overrides=(), *, action_class: str | None = None,
         if value is not None and not applies:
             raise ValueError(f"{flag} does not apply to the {config.dataset} dataset, which has "
                              f"no {'folds' if flag == '--fold' else 'classes or tasks'}: remove it")
-    values = _parse_overrides(overrides)
+    values = parse_overrides(overrides)
     if values:
         try:
             config = config.replace(**values)
@@ -105,7 +105,9 @@ def _preset(preset) -> TPTConfig:
     raise ValueError(f"unknown preset {preset!r}: not one of {', '.join(PRESETS)} and not a file")
 
 
-def _parse_overrides(overrides) -> dict:
+def parse_overrides(overrides) -> dict:
+    """``["epochs=3", "protocol.flip=false"]`` (``--set`` values) → ``{"epochs": 3,
+    "protocol.flip": False}``: each value read as JSON, else kept as text; a dict is copied."""
     if isinstance(overrides, dict):
         return dict(overrides)
     values = {}
