@@ -143,9 +143,9 @@ def test_spatial_transform_in_training_and_at_test(name):
     assert (len(corners) > 8) if row["random_crop"] else (corners == {centre}), name
 
 
-# ------------------------------------------------------------------ the two wrong results of issue 9
+# ------------------------------------------------------------------ whole-video sampling, JIGSAWS frames
 def test_custom_samples_the_whole_video_not_the_first_103_frames():
-    """Issue 9, item 1: a 400-frame video whose action is at frames 150..249."""
+    """A 400-frame video whose action is at frames 150..249: the custom protocol reaches it."""
     protocol = get_preset("custom").protocol
     for training, seed in ((False, None), (True, 1), (True, 2)):
         for role in ("query", "exemplar"):
@@ -155,7 +155,7 @@ def test_custom_samples_the_whole_video_not_the_first_103_frames():
 
 
 def test_jigsaws_is_256_by_341_centre_crop_never_flipped():
-    """Issue 9, item 2: not the MTL-AQA swapped 455×256 resize with random flips."""
+    """JIGSAWS frames: not the MTL-AQA swapped 455×256 resize with random flips."""
     protocol = get_preset("jigsaws").protocol
     assert protocol.resized_hw == (256, 341)
     frames = tf.constant(_coordinate_frames(160, 256, 341))
@@ -209,7 +209,7 @@ def test_importing_the_config_loads_neither_tensorflow_nor_a_dataset_adapter():
 @pytest.mark.slow
 def test_exported_clip_frames_span_a_400_frame_custom_video(tmp_path):
     """The SavedModel samples like the run's protocol: for a ``custom`` run, the middle frame of
-    each clip is spread over the whole 400-frame video (issue 9: it was 4 … 99)."""
+    each clip is spread over the whole 400-frame video (not packed into its first 103 frames)."""
     import keras
 
     from tpt_keras.serving import export

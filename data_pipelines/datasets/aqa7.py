@@ -130,3 +130,9 @@ def from_request(request) -> dict[str, list[Sample]]:
     """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
     return load(request.path, request.media_root, action_class=request.action_class,
                 check_paths=request.check_paths)
+
+
+def release_samples(annotation_dir: str, media_root: str) -> dict[str, list[Sample]]:
+    """Every annotated sample of the release (all six classes) by split, paths under
+    ``media_root`` (not checked)."""
+    return load(annotation_dir, media_root, action_class="all", check_paths=False)

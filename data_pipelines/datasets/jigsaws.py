@@ -118,3 +118,20 @@ def from_request(request) -> dict[str, list[Sample]]:
     """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
     return load(request.path, request.media_root, task=request.action_class, fold=request.fold,
                 check_paths=request.check_paths)
+
+
+def release_samples(annotation_dir: str, videos_root: str) -> dict[str, list[Sample]]:
+    """Every trial of the release, one entry per task (its four folds together), paths under
+    ``videos_root`` (not checked)."""
+    tasks = safe_pickle.load(os.path.join(annotation_dir, "splits.pkl"))
+    result = {}
+    for task in (t for t in TASKS if t in tasks):
+        splits = load(annotation_dir, videos_root, task=task, fold=0, check_paths=False)
+        result[task] = splits["train"] + splits["test"]
+    return result
+
+
+def decoded_folder(sample: Sample, output: str) -> str:
+    """Where a trial's decoded frames go: ``output/{trial}_capture1/``, the first place
+    :func:`load` looks for them."""
+    return os.path.join(output, f"{sample.key}_capture1")

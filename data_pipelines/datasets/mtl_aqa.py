@@ -104,3 +104,8 @@ def from_request(request) -> dict[str, list[Sample]]:
     """:func:`load` for a :class:`data_pipelines.datasets.LoadRequest` (the registry's entry)."""
     return load(request.path, request.media_root, use_difficulty=request.use_difficulty,
                 check_paths=request.check_paths)
+
+
+def release_samples(annotation_dir: str, media_root: str) -> dict[str, list[Sample]]:
+    """Every annotated sample of the release by split, paths under ``media_root`` (not checked)."""
+    return load(annotation_dir, media_root, check_paths=False)

@@ -104,6 +104,18 @@ class Dataset:
         has_steps: its samples carry per-frame step labels (the parsing metric applies).
         row_name: an evaluation row's name, formatted with ``name``, ``action_class``, ``fold``
             and ``dd`` (``"DD"`` / ``"no DD"``).
+        release_samples: for a dataset with a public release, ``(annotations, media_root) ->
+            {split: [Sample]}``, every annotated sample of the release with its expected path
+            (``tpt prepare`` checks them; a callable or ``"module:function"``); None: no release.
+        frame_pattern: the file names of the release's frame folders (``"{:06d}.jpg"``), as
+            ``tpt prepare --decode-to`` writes them.
+        frame_regex: the frame file names the release has (a regular expression; ``prepare``
+            reports others as a numbering problem).
+        first_frame: the number of a folder's first frame in the release; None: any (frame
+            numbers of the source broadcast).
+        decoded_folder: ``(sample, output) -> folder``: where ``tpt prepare --decode-to`` writes
+            the frames of a sample shipped as a video; None: the sample's own path below
+            ``output``.
     """
 
     name: str
@@ -123,6 +135,11 @@ class Dataset:
     info_groups: tuple[str, str] | None = None
     has_steps: bool = False
     row_name: str = "{name}"
+    release_samples: str | Callable | None = None
+    frame_pattern: str | None = None
+    frame_regex: str | None = None
+    first_frame: int | None = None
+    decoded_folder: str | Callable | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -231,6 +248,11 @@ def names(*sources: str) -> tuple[str, ...]:
     return tuple(name for name, dataset in _REGISTRY.items() if not sources or dataset.source in sources)
 
 
+def releases() -> tuple[str, ...]:
+    """The registered datasets with a public release layout that ``tpt prepare`` checks."""
+    return tuple(name for name, dataset in _REGISTRY.items() if dataset.release_samples)
+
+
 def preset_owner(preset: str) -> Dataset | None:
     """The dataset whose ``preset_settings`` define ``preset``, or None."""
     return next((d for d in _REGISTRY.values() if preset in d.preset_settings), None)
@@ -244,18 +266,26 @@ for _record in (
     Dataset(name="mtl_aqa", title="MTL-AQA", load=f"{_ADAPTERS}.mtl_aqa:from_request",
             source="annotations", protocol="mtl_aqa", presets=("mtl_aqa_dd", "mtl_aqa_nodd"),
             group_rule="the difficulty degree with DD (e.g. '3.2'), else one group (all)",
-            row_name="{name} ({dd})"),
+            row_name="{name} ({dd})", release_samples=f"{_ADAPTERS}.mtl_aqa:release_samples",
+            frame_pattern="{:06d}.jpg", frame_regex=r"\d+\.jpg"),
     Dataset(name="aqa7", title="AQA-7", load=f"{_ADAPTERS}.aqa7:from_request", source="annotations",
             protocol="aqa7", presets=("aqa7",), classes=AQA7_CLASSES, default_class="diving",
             group_rule="the action class", to_judges=f"{_ADAPTERS}.aqa7:denormalise_score",
-            training_scale="per-class normalised 0–100", row_name="{name} {action_class}"),
+            training_scale="per-class normalised 0–100", row_name="{name} {action_class}",
+            release_samples=f"{_ADAPTERS}.aqa7:release_samples", frame_pattern="img_{:05d}.jpg",
+            frame_regex=r"img_\d{5}\.jpg", first_frame=1),
     Dataset(name="jigsaws", title="JIGSAWS", load=f"{_ADAPTERS}.jigsaws:from_request",
             source="annotations", protocol="jigsaws", presets=("jigsaws",), classes=JIGSAWS_TASKS,
-            default_class="suturing", num_folds=4, row_name="{name} {action_class} fold {fold}"),
+            default_class="suturing", num_folds=4, row_name="{name} {action_class} fold {fold}",
+            release_samples=f"{_ADAPTERS}.jigsaws:release_samples", frame_pattern="img_{:05d}.jpg",
+            frame_regex=r"img_\d{5}\.jpg", first_frame=1,
+            decoded_folder=f"{_ADAPTERS}.jigsaws:decoded_folder"),
     Dataset(name="finediving", title="FineDiving", load=f"{_ADAPTERS}.finediving:from_request",
             source="annotations", protocol="finediving", presets=("finediving",),
             group_rule="the action type (dive number, e.g. '407c')", has_steps=True,
-            info_groups=("action_types", "action types (dive numbers, the groups)")),
+            info_groups=("action_types", "action types (dive numbers, the groups)"),
+            release_samples=f"{_ADAPTERS}.finediving:release_samples", frame_pattern="{:05d}.jpg",
+            frame_regex=r"\d{5,}\.jpg"),  # {frame:05d}: at least 5 digits
     Dataset(name="custom", title="a manifest", load=f"{_ADAPTERS}.manifest:from_request",
             source="manifest", protocol="custom", presets=("custom",),
             group_rule="the manifest's group column (default all)"),

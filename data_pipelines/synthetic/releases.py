@@ -45,7 +45,8 @@ from data_pipelines.io import safe_pickle
 DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving")
 # Planted defects, named as `tpt prepare` names what it finds.
 DEFECTS = ("missing", "missing_frame", "unreadable", "numbering")
-VIDEO_DEFECTS = ("missing", "unreadable")  # JIGSAWS ships videos: no frame to drop or rename
+VIDEO_DEFECTS = ("missing", "unreadable")  # a release of videos: no frame to drop or rename
+ALLOWED_DEFECTS = {"jigsaws": VIDEO_DEFECTS}  # JIGSAWS ships videos; the others frame folders
 # Frames the MTL-AQA protocol reads at most at training time: start 3 + jitter 3 + 103.
 MTL_AQA_MIN_FRAMES = 109
 AQA7_FRAMES = 103
@@ -322,7 +323,7 @@ def make_release(dataset: str, source: str, root: str, *, per_split: int = 4, de
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     if per_split < 2:
         raise ValueError(f"per_split must be at least 2 (Spearman's ρ needs 2 test videos), got {per_split}")
-    allowed = VIDEO_DEFECTS if dataset == "jigsaws" else DEFECTS
+    allowed = ALLOWED_DEFECTS.get(dataset, DEFECTS)
     kinds = list(allowed) if defects == "all" else list(defects)
     for kind in kinds:
         if kind not in allowed:

@@ -8,9 +8,6 @@ import os
 
 from tpt_keras.tools.arguments import positive_int
 
-DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving")
-
-
 def cmd_prepare(args) -> int:
     from tpt_keras.experiment import prepare
 
@@ -77,7 +74,9 @@ def cmd_export_preset(args) -> int:
 def add_prepare_command(commands) -> None:
     """The ``tpt prepare`` subcommand."""
     parser = commands.add_parser("prepare", help="check a downloaded release before training")
-    parser.add_argument("dataset", choices=DATASETS, help="which release")
+    from data_pipelines import datasets
+
+    parser.add_argument("dataset", choices=datasets.releases(), help="which release")
     parser.add_argument("--annotations", required=True, help="the release's annotation folder")
     parser.add_argument("--media-root", required=True,
                         help="folder of the frame folders / videos, as the release lays them out")
@@ -96,7 +95,9 @@ def add_reproduce_command(commands) -> None:
     """The ``tpt reproduce`` subcommand."""
     parser = commands.add_parser("reproduce", help="a paper table: prepare → extract → train → "
                                                    "evaluate, beside the published numbers")
-    parser.add_argument("table", choices=DATASETS, help="mtl_aqa (w/ and w/o DD), aqa7 (six classes), "
+    from tpt_keras.experiment.reproduce import TABLES
+
+    parser.add_argument("table", choices=TABLES, help="mtl_aqa (w/ and w/o DD), aqa7 (six classes), "
                                                         "jigsaws (3 tasks × 4 folds), finediving")
     parser.add_argument("--annotations", required=True, help="the release's annotation folder")
     parser.add_argument("--media-root", required=True, help="folder of the frame folders / videos")

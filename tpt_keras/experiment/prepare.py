@@ -34,24 +34,11 @@ import json
 import os
 import re
 
+from data_pipelines import datasets
 from data_pipelines.io import headers
 
-DATASETS = ("mtl_aqa", "aqa7", "jigsaws", "finediving")
 BLOCKING = ("missing", "empty", "unreadable", "sizes")
 WARNINGS = ("missing_frame", "numbering", "short")
-# The preset whose protocol decides how many frames each dataset needs.
-PROTOCOL_PRESETS = {"mtl_aqa": "mtl_aqa_dd", "aqa7": "aqa7", "jigsaws": "jigsaws",
-                    "finediving": "finediving"}
-# How each release names frames: the pattern, an example, and the first number (None: any, e.g.
-# frame numbers in the source broadcast). JIGSAWS frames are those `decode_videos` writes.
-FRAME_NAMES = {
-    "mtl_aqa": (r"\d+\.jpg", "000123.jpg", None),
-    "aqa7": (r"img_\d{5}\.jpg", "img_00001.jpg", 1),
-    "jigsaws": (r"img_\d{5}\.jpg", "img_00001.jpg", 1),
-    "finediving": (r"\d{5,}\.jpg", "03095.jpg", None),  # {frame:05d}: at least 5 digits
-}
-FRAME_PATTERNS = {"mtl_aqa": "{:06d}.jpg", "aqa7": "img_{:05d}.jpg", "jigsaws": "img_{:05d}.jpg",
-                  "finediving": "{:05d}.jpg"}
 FIRST_NAMES = 3  # names listed per problem kind and split in the summary
 
 
@@ -85,26 +72,18 @@ def required_frames(protocol) -> int | None:
 
 def dataset_samples(dataset: str, annotations: str, media_root: str) -> dict:
     """Every annotated sample of a release by split, paths under ``media_root`` (not checked):
-    MTL-AQA and FineDiving ``train`` / ``test``; AQA-7 ``train`` / ``test`` of all six classes;
-    JIGSAWS one entry per task (its four folds)."""
-    from data_pipelines.datasets import aqa7, finediving, jigsaws, mtl_aqa
+    the registry's ``release_samples`` of ``dataset`` (MTL-AQA and FineDiving ``train`` /
+    ``test``; AQA-7 ``train`` / ``test`` of all six classes; JIGSAWS one entry per task)."""
+    return datasets.resolve(release(dataset).release_samples)(annotations, media_root)
 
-    if dataset == "mtl_aqa":
-        return mtl_aqa.load(annotations, media_root, check_paths=False)
-    if dataset == "aqa7":
-        return aqa7.load(annotations, media_root, action_class="all", check_paths=False)
-    if dataset == "finediving":
-        return finediving.load(annotations, media_root, check_paths=False)
-    if dataset == "jigsaws":
-        from data_pipelines.io import safe_pickle
 
-        tasks = safe_pickle.load(os.path.join(annotations, "splits.pkl"))
-        result = {}
-        for task in (t for t in jigsaws.TASKS if t in tasks):
-            splits = jigsaws.load(annotations, media_root, task=task, fold=0, check_paths=False)
-            result[task] = splits["train"] + splits["test"]
-        return result
-    raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+def release(dataset: str):
+    """The registry record of ``dataset``, refused (naming those there are) without a release."""
+    record = datasets.get(dataset)
+    if not record.release_samples:
+        raise ValueError(f"{dataset} has no public release layout to check; the releases are "
+                         f"{', '.join(datasets.releases())}")
+    return record
 
 
 def _number(name: str) -> int | None:
@@ -113,7 +92,9 @@ def _number(name: str) -> int | None:
 
 
 def _check_numbering(names: list[str], dataset: str, need: int, check: SampleCheck) -> None:
-    pattern, example, first = FRAME_NAMES[dataset]
+    record = datasets.get(dataset)
+    pattern, first = record.frame_regex, record.first_frame
+    example = record.frame_pattern.format(123 if first is None else first)
     odd = [name for name in names if not re.fullmatch(pattern, name)]
     numbers = [_number(name) for name in names]
     if odd:
@@ -187,11 +168,10 @@ def check_release(dataset: str, annotations: str, media_root: str, *, deep: bool
     """
     from tpt_keras.config import get_preset
 
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    release(dataset)
     if not os.path.isdir(media_root):
         raise FileNotFoundError(f"{media_root}: media folder (--media-root) not found")
-    need = required_frames(get_preset(PROTOCOL_PRESETS[dataset]).protocol)
+    need = required_frames(get_preset(release(dataset).presets[0]).protocol)
     splits = dataset_samples(dataset, annotations, media_root)
     samples = [s for items in splits.values() for s in items]
     split_of = {id(s): name for name, items in splits.items() for s in items}
@@ -301,10 +281,11 @@ def _video_of(sample) -> str | None:
 
 
 def frame_folder_for(sample, dataset: str, media_root: str, output: str) -> str:
-    """Where :func:`decode_videos` writes a sample's frames: JIGSAWS ``output/{trial}_capture1/``
-    (the first place the adapter looks), others the sample's folder relative to ``media_root``."""
-    if dataset == "jigsaws":
-        return os.path.join(output, f"{sample.key}_capture1")
+    """Where :func:`decode_videos` writes a sample's frames: the registry's ``decoded_folder``
+    (JIGSAWS ``output/{trial}_capture1/``), else the sample's folder relative to ``media_root``."""
+    record = release(dataset)
+    if record.decoded_folder:
+        return datasets.resolve(record.decoded_folder)(sample, output)
     video = _video_of(sample) or sample.path
     relative = os.path.relpath(os.path.splitext(video)[0] if os.path.isfile(video) else video, media_root)
     return os.path.join(output, relative)
@@ -331,7 +312,7 @@ def _decode_one(video: str, folder: str, pattern: str, first: int) -> int:
 def decode_videos(dataset: str, annotations: str, media_root: str, output: str, *,
                   workers: int = 4, progress: bool = True) -> dict:
     """Decode every annotated sample's video into a frame folder under ``output`` named and
-    numbered as the presets read (:data:`FRAME_PATTERNS`; :func:`frame_folder_for`).
+    numbered as the presets read (the registry's ``frame_pattern``; :func:`frame_folder_for`).
 
     Parallel (``workers`` threads); resumable: a folder is written as ``NAME.partial`` and renamed
     when complete, so finished folders are skipped and a killed one is redone.
@@ -339,8 +320,8 @@ def decode_videos(dataset: str, annotations: str, media_root: str, output: str, 
     Returns:
         ``{"decoded": [key], "skipped_existing": [key], "no_video": [key], "failed": [(key, msg)]}``.
     """
-    pattern = FRAME_PATTERNS[dataset]
-    first = FRAME_NAMES[dataset][2] or 0
+    record = release(dataset)
+    pattern, first = record.frame_pattern, record.first_frame or 0
     samples = [s for items in dataset_samples(dataset, annotations, media_root).values() for s in items]
     result = {"decoded": [], "skipped_existing": [], "no_video": [], "failed": []}
     jobs = {}
