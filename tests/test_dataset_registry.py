@@ -124,13 +124,13 @@ def test_toy_dataset_through_the_command_line(toy, tmp_path, capsys):
     # a scale ×10 keeps the ranks: Spearman is the same on both
     assert row["by_scale"]["judges"]["spearman"] == pytest.approx(row["by_scale"]["normalised"]["spearman"])
 
+    # a SavedModel takes frames: a run on features from no known video backbone is refused in one
+    # line naming the run and why, and leaves no version folder
     status, out, err = _cli(capsys, "export", run, "--base-dir", tmp_path / "models")
-    if status == 0:  # an exporter that serves features-only models writes the version folder
-        assert os.path.isdir(tmp_path / "models" / "tpt" / "1"), out
-    else:  # else one line naming the run and why: its features come from no known video backbone
-        lines = err.strip().splitlines()
-        assert status == 2 and lines[0].startswith("tpt export: error: ") and str(run) in lines[0], err
-        assert "'toy'" in lines[0] and not os.path.exists(tmp_path / "models" / "tpt" / "1")
+    lines = err.strip().splitlines()
+    assert status == 2 and lines[0].startswith("tpt export: error: ") and str(run) in lines[0], err
+    assert "precomputed features" in lines[0] and "cannot be exported" in lines[0]
+    assert not os.path.exists(tmp_path / "models" / "tpt" / "1")
 
 
 # The built-in records hold, for each dataset, what the library decided before there was a

@@ -21,7 +21,7 @@ import os
 # The registry is plain Python (no adapter is imported), so the config can use it cheaply.
 from data_pipelines.datasets.registry import (  # noqa: F401 (the package's public names)
     AQA7_CLASSES, JIGSAWS_TASKS, REGISTRY, Dataset, LoadRequest, get, names, preset_owner, register,
-    unregister)
+    releases, resolve, unregister)
 
 ADAPTERS = ("mtl_aqa", "aqa7", "jigsaws", "finediving", "manifest")
 

@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 
-from data_pipelines.datasets import AQA7_CLASSES
-from tpt_keras.config import JIGSAWS_TASKS, get_preset
+from data_pipelines.datasets import AQA7_CLASSES, JIGSAWS_TASKS
+from tpt_keras.config import get_preset
 
 # The published numbers each table is compared with: Spearman's ρ and R-ℓ2 × 100 (None: not
 # published). TPT: Bai et al., "Action Quality Assessment with Temporal Parsing Transformer",
