@@ -181,6 +181,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     start = time.time()
     os.makedirs(args.output, exist_ok=True)
+    from tpt_keras.runtime import startup
+
+    startup.import_tensorflow()  # without the start-up noise of a machine without a GPU
     import tensorflow as tf
 
     # The demo trains and encodes with four models in one process; TensorFlow's notice that
