@@ -153,6 +153,27 @@ def read_test_frames(video: str, protocol):
         video, lambda count: protocol_lib.temporal_indices(count, protocol, start))
 
 
+STEP_TABLE = "Sub_action_Types_Table.pkl"  # FineDiving's {label: sub-action name}
+
+
+def named_steps(labels, video: str) -> list:
+    """Step labels → FineDiving's sub-action names (``4`` → ``"Inward"``) from its table
+    ``Sub_action_Types_Table.pkl``, found in a folder above ``video`` or in its ``Annotations/``
+    (the release's layout); the labels themselves when there is no table."""
+    from data_pipelines.io import safe_pickle
+
+    folder = os.path.dirname(os.path.abspath(os.path.normpath(video)))
+    for _ in range(6):
+        for candidate in (os.path.join(folder, STEP_TABLE),
+                          os.path.join(folder, "Annotations", STEP_TABLE)):
+            if os.path.isfile(candidate):
+                table = safe_pickle.load(candidate)
+                if isinstance(table, dict):
+                    return [str(table.get(int(label), label)) for label in labels]
+        folder = os.path.dirname(folder)
+    return list(labels)
+
+
 def default_picture(video: str) -> str:
     """``<video name>_attention.png`` in the current folder (never beside the video: dataset
     folders are often read-only)."""
@@ -212,7 +233,8 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
         outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
         clip_frame_numbers=numbers, clip_seconds=decode.frame_times(video, numbers),
         title=f"{os.path.basename(os.path.normpath(video))}: score {shown[0]:.2f}",
-        step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
+        step_boundaries=steps[0] if steps else None,
+        step_labels=named_steps(steps[1], video) if steps else None)
     result["steps"] = steps[0].tolist() if steps else None
     result["picture"] = picture
     return result
