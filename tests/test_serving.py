@@ -438,6 +438,8 @@ import numpy as np
 import tensorflow as tf
 from tpt_keras.serving import client
 
+# the client itself brings no model code (loading a SavedModel may register the package's classes)
+model_code = [m for m in sys.modules if m.startswith(("tpt_keras.models", "tpt_keras.layers", "tpt_keras.experiment"))]
 uint8_frames = tf.constant(np.random.default_rng(1).integers(0, 255, (12, 20, 24, 3)), tf.uint8)
 report = {}
 for kind, (path, calls) in json.loads(sys.argv[1]).items():
@@ -466,7 +468,6 @@ for kind, (path, calls) in json.loads(sys.argv[1]).items():
     except tf.errors.InvalidArgumentError as error:
         raw = str(error)
     report[kind] = {"scores": scores, "refusals": refusals, "raw": raw}
-model_code = [m for m in sys.modules if m.startswith(("tpt_keras.models", "tpt_keras.layers", "tpt_keras.experiment"))]
 print(json.dumps({"report": report, "model_code": model_code}))
 """
 
@@ -489,7 +490,7 @@ def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path)
                             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     fresh = json.loads(result.stdout.strip().splitlines()[-1])
-    assert fresh["model_code"] == []  # TensorFlow and the serving client only
+    assert fresh["model_code"] == []  # the client needs TensorFlow and numpy only
     report = fresh["report"]
     for kind, row in report.items():
         assert len(row["scores"]) == 1 and np.isfinite(row["scores"][0]), kind
@@ -548,3 +549,18 @@ def test_readme_rest_bodies_score_through_the_json_rules(tmp_path):
         out = signature(**rest_inputs(body, signature))
         assert np.isfinite(float(out["score"])), kind
         assert out["attention"].shape == (T, K)
+
+
+def test_attention_picture_clip_axis_carries_frames_and_seconds(tmp_path):
+    assert visualize.clip_tick_labels(3, [4, 9, 14], [0.16, 0.36, 0.56]) == [
+        "0\nf4\n0.2s", "1\nf9\n0.4s", "2\nf14\n0.6s"]
+    assert visualize.clip_tick_labels(2, [4, 9]) == ["0\nf4", "1\nf9"]
+    assert visualize.clip_axis_label([4], [0.1]) == "clip / middle frame (f) / time (s)"
+    assert visualize.COLOUR_BAR_LABEL == "attention weight (softmax over clips)"
+    attention = np.full((4, 2), 0.25)
+    for band in (None, [1.5]):
+        path = visualize.plot_attention(attention, str(tmp_path / f"a{band}.png"),
+                                        clip_frames=np.zeros((4, 8, 8, 3), np.uint8),
+                                        clip_frame_numbers=[1, 3, 5, 7], clip_seconds=[0.04, 0.12, 0.2, 0.28],
+                                        step_boundaries=band, step_labels=["Inward", "Entry"] if band else None)
+        assert os.path.getsize(path) > 5000
