@@ -226,8 +226,6 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     from tpt_keras import visualize
 
     steps = known_steps(video, model_path)
-    from data_pipelines.io import decode
-
     numbers = frame_numbers[outputs["clip_frames"]]  # the middle frame of each clip, in the video
     picture = visualize.plot_attention(
         outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
