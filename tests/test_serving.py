@@ -449,10 +449,12 @@ for kind, (path, calls) in json.loads(sys.argv[1]).items():
         scores.append(float(out["score"]))
     wrapped = client.load(path)
     refusals = {}
-    for name, kwargs in [("no frames", {"frames": np.zeros((0, 20, 24, 3), np.uint8)}),
-                         ("rank", {"frames": np.zeros((20, 24, 3), np.uint8)}),
-                         ("dtype", {"frames": np.zeros((4, 20, 24, 3), np.float32)}),
-                         ("no difficulty", {"frames": uint8_frames}),
+    good = {name: value for name, value in (("difficulty", 2.5), ("group", wrapped.groups[0]))
+            if name in wrapped.inputs}
+    for name, kwargs in [("no frames", {**good, "frames": np.zeros((0, 20, 24, 3), np.uint8)}),
+                         ("rank", {**good, "frames": np.zeros((20, 24, 3), np.uint8)}),
+                         ("dtype", {**good, "frames": np.zeros((4, 20, 24, 3), np.float32)}),
+                         ("frames only", {"frames": uint8_frames}),
                          ("no group", {"frames": uint8_frames, "difficulty": 2.5}),
                          ("bad difficulty", {"frames": uint8_frames, "difficulty": float("nan"), "group": "a"})]:
         try:
@@ -484,7 +486,11 @@ def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path)
     paths = {}
     for kind in KINDS:
         calls = [call for call, kinds in README_CALLS.items() if kind in kinds]
-        paths[kind] = (export.export_serving(_serving_of(kind), str(tmp_path / kind)), calls)
+        serving = _serving_of(kind)
+        path = export.export_serving(serving, str(tmp_path / kind))
+        with open(os.path.join(path, "tpt_export.json"), "w", encoding="utf-8") as handle:
+            json.dump(export.export_info(serving, "run", "best"), handle)  # as tpt export writes it
+        paths[kind] = (path, calls)
     result = subprocess.run([sys.executable, "-c", FRESH_README, json.dumps(paths)],
                             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -499,11 +505,12 @@ def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path)
         # the raw signature: TensorFlow's framing, the sentence inside, no tensor dump
         assert "assertion failed: [the video has no frames]" in row["raw"] and len(row["raw"]) < 1000
     difficulty = "this model was trained with difficulty degrees: pass difficulty=DD (the dive's degree of difficulty)"
-    assert report["dd"]["refusals"]["no difficulty"] == difficulty
-    assert report["dd_one_group"]["refusals"]["no difficulty"] == difficulty
-    assert report["finediving"]["refusals"]["no difficulty"] == difficulty
-    assert report["groups"]["refusals"]["no difficulty"] == (
+    assert report["dd"]["refusals"]["frames only"] == difficulty
+    assert report["dd_one_group"]["refusals"]["frames only"] == difficulty
+    assert report["finediving"]["refusals"]["frames only"] == difficulty
+    assert report["groups"]["refusals"]["frames only"] == (
         "this model's exemplars depend on the video's group: pass group=, one of a, b")
+    assert report["no_dd"]["refusals"]["frames only"] is None  # frames are all it takes
     assert report["dd_one_group"]["refusals"]["no group"] is None  # one group: not an input
     assert report["finediving"]["refusals"]["no group"] is None  # the nearest difficulty's group
     assert report["no_dd"]["refusals"]["no group"] == (
