@@ -211,3 +211,23 @@ def test_unreadable_finds_bad_sources_without_decoding_videos(tmp_path, png_fold
     assert sorted(bad) == ["/etc/passwd", str(corrupt)]
     assert bad["/etc/passwd"].startswith("/etc/passwd: unknown video format")
     assert bad[str(corrupt)].startswith(f"{corrupt}: corrupt or unreadable video")
+
+
+def test_frame_times_from_the_video_rate_and_the_gif_durations(tmp_path, png_folder):
+    from PIL import Image
+
+    frames = np.random.default_rng(0).integers(0, 255, (12, 16, 16, 3)).astype(np.uint8)
+    video = decode.write_video(str(tmp_path / "v.mp4"), frames, fps=25)
+    np.testing.assert_allclose(decode.frame_times(video, [0, 5, 10]), [0.0, 0.2, 0.4])  # n / 25
+    gif = str(tmp_path / "g.gif")
+    images = [Image.fromarray(frame) for frame in frames[:3]]
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=[100, 200, 300], loop=0)
+    np.testing.assert_allclose(decode.frame_times(gif, [0, 1, 2]), [0.0, 0.1, 0.3])  # 0, 0.1, 0.1+0.2
+    assert decode.frame_times(png_folder[0], [0, 1]) is None  # a frame folder has no timing
+
+
+def test_read_frames_with_indices_returns_the_resolved_positions(png_folder):
+    folder, written = png_folder
+    frames, numbers = decode.read_frames_with_indices(folder, lambda n: [n - 1, 0, 0])
+    np.testing.assert_array_equal(numbers, [11, 0, 0])  # 12 frames
+    np.testing.assert_array_equal(frames, written[[11, 0, 0]])

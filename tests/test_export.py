@@ -91,8 +91,8 @@ def test_bad_inputs_get_clear_errors(exported):
     empty = tf.zeros([0, 32, 32, 3], tf.uint8)
     with pytest.raises(tf.errors.InvalidArgumentError, match="the video has no frames"):
         signature(frames=empty)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"frames \[32,32,3\] is not compatible with expected shape"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"assertion failed: \[frames must be one "
+                       r"video: a uint8 tensor of shape \(frames, height, width, 3\)\]"):
         signature(frames=tf.zeros([32, 32, 3], tf.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
         signature(frames=tf.zeros([10, 32, 32, 3], tf.float32))

@@ -2,6 +2,8 @@
 take a group, and how `tpt score` checks it. The SavedModel itself is checked end to end in
 tests/test_finediving_cli.py."""
 
+import os
+
 import pytest
 
 from data_pipelines.samples import Sample
@@ -41,3 +43,18 @@ def test_score_group_is_optional_beside_difficulty_and_checked():
     # without difficulty the group stays required
     with pytest.raises(ValueError, match="pass --group"):
         scoring.check_arguments(["frames", "group"], ["a", "b"], None, None)
+
+
+def test_step_labels_are_named_from_the_sub_action_table(shared_data, tmp_path):
+    """The release's layout: FineDiving/Annotations/Sub_action_Types_Table.pkl beside the frames."""
+    import shutil
+
+    root = tmp_path / "FineDiving"
+    (root / "Annotations").mkdir(parents=True)
+    shutil.copy(os.path.join(shared_data, "FineDiving", "Sub_action_Types_Table.pkl"), root / "Annotations")
+    video = root / "frames" / "FINAWorldChampionships2019_Women10m_final_r1" / "0"
+    video.mkdir(parents=True)
+    # labels of a dive: Inward, 2.5 Soms.Pike, Entry (the table's 4, 15, 36)
+    names = scoring.find_step_names(str(video))
+    assert [names[label] for label in (4, 15, 36)] == ["Inward", "2.5 Soms.Pike", "Entry"]
+    assert scoring.find_step_names(str(tmp_path / "elsewhere")) is None

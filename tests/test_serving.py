@@ -414,3 +414,159 @@ def test_evaluate_warns_on_a_collapsed_model_and_says_so_in_the_plot(tmp_path, m
     assert "warning: " + row["name"] + ": collapsed predictions" in report.format_results(results)
     assert titles and "\nCOLLAPSED: prediction spread 0.001 of the targets'" in titles[0]
     assert os.path.isfile(row["plot"])
+
+
+# ------------------------------------------------------------------ the README's serving calls
+def _readme():
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md"), encoding="utf-8") as handle:
+        return handle.read()
+
+
+# The README's Python calls, as written there, and the kinds of model each is for.
+README_CALLS = {
+    "out = score(frames=uint8_frames)": ["no_dd"],
+    "out = score(frames=uint8_frames, difficulty=tf.constant([3.2]))": ["dd", "dd_one_group"],
+    'out = score(frames=uint8_frames, group=tf.constant("b"))': ["groups"],
+    'out = score(frames=uint8_frames, difficulty=tf.constant([3.0]), group=tf.constant("205b"))': ["finediving"],
+}
+# kind → the README's REST body (by its position in the README's JSON block)
+README_BODIES = {"no_dd": 0, "dd": 1, "dd_one_group": 1, "groups": 2, "finediving": 3}
+
+FRESH_README = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+from tpt_keras.serving import client
+
+uint8_frames = tf.constant(np.random.default_rng(1).integers(0, 255, (12, 20, 24, 3)), tf.uint8)
+report = {}
+for kind, (path, calls) in json.loads(sys.argv[1]).items():
+    served = tf.saved_model.load(path)
+    score = served.signatures["serving_default"]
+    scores = []
+    for call in calls:
+        exec(call)
+        scores.append(float(out["score"]))
+    wrapped = client.load(path)
+    refusals = {}
+    good = {name: value for name, value in (("difficulty", 2.5), ("group", wrapped.groups[0]))
+            if name in wrapped.inputs}
+    for name, kwargs in [("no frames", {**good, "frames": np.zeros((0, 20, 24, 3), np.uint8)}),
+                         ("rank", {**good, "frames": np.zeros((20, 24, 3), np.uint8)}),
+                         ("dtype", {**good, "frames": np.zeros((4, 20, 24, 3), np.float32)}),
+                         ("frames only", {"frames": uint8_frames}),
+                         ("no group", {"frames": uint8_frames, "difficulty": 2.5}),
+                         ("bad difficulty", {"frames": uint8_frames, "difficulty": float("nan"), "group": "a"})]:
+        try:
+            wrapped(**kwargs)
+            refusals[name] = None
+        except client.ServingError as error:
+            refusals[name] = str(error)
+    try:
+        score(frames=tf.zeros([0, 20, 24, 3], tf.uint8), **({"difficulty": tf.constant([2.5])} if "difficulty" in wrapped.inputs else {}), **({"group": tf.constant("a")} if "group" in wrapped.inputs else {}))
+        raw = None
+    except tf.errors.InvalidArgumentError as error:
+        raw = str(error)
+    report[kind] = {"scores": scores, "refusals": refusals, "raw": raw}
+print(json.dumps({"report": report}))
+"""
+
+
+@pytest.mark.slow
+def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path):
+    """Every Python call of the README on the kind of model it is for, in a process that imports
+    TensorFlow, numpy and the serving client only; each refusal's first line."""
+    import json
+    import subprocess
+    import sys
+
+    readme = _readme()
+    for call in README_CALLS:
+        assert call in readme
+    paths = {}
+    for kind in KINDS:
+        calls = [call for call, kinds in README_CALLS.items() if kind in kinds]
+        serving = _serving_of(kind)
+        path = export.export_serving(serving, str(tmp_path / kind))
+        with open(os.path.join(path, "tpt_export.json"), "w", encoding="utf-8") as handle:
+            json.dump(export.export_info(serving, "run", "best"), handle)  # as tpt export writes it
+        paths[kind] = (path, calls)
+    result = subprocess.run([sys.executable, "-c", FRESH_README, json.dumps(paths)],
+                            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    report = fresh["report"]
+    for kind, row in report.items():
+        assert len(row["scores"]) == 1 and np.isfinite(row["scores"][0]), kind
+        refusals = row["refusals"]
+        assert refusals["no frames"] == "the video has no frames"
+        assert refusals["rank"] == "frames must be one video: a uint8 tensor of shape (frames, height, width, 3)"
+        assert refusals["dtype"] == "frames must be uint8 (values 0–255), got float32"
+        # the raw signature: TensorFlow's framing, the sentence inside, no tensor dump
+        assert "assertion failed: [the video has no frames]" in row["raw"] and len(row["raw"]) < 1000
+    difficulty = "this model was trained with difficulty degrees: pass difficulty=DD (the dive's degree of difficulty)"
+    assert report["dd"]["refusals"]["frames only"] == difficulty
+    assert report["dd_one_group"]["refusals"]["frames only"] == difficulty
+    assert report["finediving"]["refusals"]["frames only"] == difficulty
+    assert report["groups"]["refusals"]["frames only"] == (
+        "this model's exemplars depend on the video's group: pass group=, one of a, b")
+    assert report["no_dd"]["refusals"]["frames only"] is None  # frames are all it takes
+    assert report["dd_one_group"]["refusals"]["no group"] is None  # one group: not an input
+    assert report["finediving"]["refusals"]["no group"] is None  # the nearest difficulty's group
+    assert report["no_dd"]["refusals"]["no group"] == (
+        "this model was trained without difficulty degrees: drop difficulty")
+    assert report["finediving"]["refusals"]["bad difficulty"] == "difficulty must be finite"  # checked first
+    assert report["dd"]["refusals"]["bad difficulty"] == (
+        "this model has one group ('all') or picks it by the difficulty: drop group")
+
+
+def rest_inputs(body: dict, signature) -> dict:
+    """TF Serving's REST rules for a columnar request (``{"inputs": {name: value}}``): each value
+    a JSON scalar or nested list, turned into a tensor of the dtype the signature declares for
+    that name (strings as they are; ``{"b64": …}`` would be bytes); the row form is not used."""
+    import base64
+
+    assert set(body) <= {"signature_name", "inputs"} and isinstance(body["inputs"], dict)
+    specs = signature.structured_input_signature[1]
+    assert set(body["inputs"]) <= set(specs), f"unknown inputs {set(body['inputs']) - set(specs)}"
+    tensors = {}
+    for name, value in body["inputs"].items():
+        dtype = specs[name].dtype
+        if dtype == tf.string:
+            value = base64.b64decode(value["b64"]) if isinstance(value, dict) else value
+            tensors[name] = tf.constant(value, tf.string)
+        else:
+            tensors[name] = tf.constant(np.array(value, dtype=dtype.as_numpy_dtype))
+    return tensors
+
+
+@pytest.mark.slow
+def test_readme_rest_bodies_score_through_the_json_rules(tmp_path):
+    import json
+
+    block = _readme().split("**TF Serving's REST API.**")[1].split("```json")[1].split("```")[0]
+    bodies = [json.loads(line) for line in block.strip().splitlines()]
+    assert len(bodies) == 4
+    for kind, index in README_BODIES.items():
+        body = json.loads(json.dumps(bodies[index]))  # what travels: JSON text
+        signature = tf.saved_model.load(export.export_serving(_serving_of(kind), str(tmp_path / kind)))\
+            .signatures["serving_default"]
+        assert set(body["inputs"]) == set(signature.structured_input_signature[1]), kind
+        out = signature(**rest_inputs(body, signature))
+        assert np.isfinite(float(out["score"])), kind
+        assert out["attention"].shape == (T, K)
+
+
+def test_attention_picture_clip_axis_carries_frames_and_seconds(tmp_path):
+    assert visualize.clip_tick_labels(3, [4, 9, 14], [0.16, 0.36, 0.56]) == [
+        "0\nf4\n0.2s", "1\nf9\n0.4s", "2\nf14\n0.6s"]
+    assert visualize.clip_tick_labels(2, [4, 9]) == ["0\nf4", "1\nf9"]
+    assert visualize.clip_axis_label([4], [0.1]) == "clip / middle frame (f) / time (s)"
+    assert visualize.COLOUR_BAR_LABEL == "attention weight (softmax over clips)"
+    attention = np.full((4, 2), 0.25)
+    for band in (None, [1.5]):
+        path = visualize.plot_attention(attention, str(tmp_path / f"a{band}.png"),
+                                        clip_frames=np.zeros((4, 8, 8, 3), np.uint8),
+                                        clip_frame_numbers=[1, 3, 5, 7], clip_seconds=[0.04, 0.12, 0.2, 0.28],
+                                        step_boundaries=band, step_labels=["Inward", "Entry"] if band else None)
+        assert os.path.getsize(path) > 5000

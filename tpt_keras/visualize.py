@@ -112,10 +112,14 @@ def plot_attention(attention: np.ndarray, path: str, clip_frames: np.ndarray | N
     num_clips, num_queries = attention.shape
     top = most_attended_clips(attention)
     band = step_boundaries is not None
-    heights = [1.2] + ([0.25] if band else []) + ([1.0] if clip_frames is not None else [])
+    tick_lines = 1 + (clip_frame_numbers is not None) + (clip_seconds is not None)
+    # with the step band (no tight layout), an empty row under the clip axis leaves room for its
+    # tick lines above the frame titles
+    gap = [0.12 * tick_lines + 0.15] if clip_frames is not None and band else []
+    heights = [1.2] + ([0.25] if band else []) + gap + ([1.0] if clip_frames is not None else [])
     rows = len(heights)
-    figure = plt.figure(figsize=(max(6.0, 0.45 * num_clips), 2.2 + 1.8 * (clip_frames is not None)
-                                 + 0.5 * band))
+    figure = plt.figure(figsize=(max(6.0, 0.5 * num_clips), 2.2 + 1.8 * (clip_frames is not None)
+                                 + 0.5 * band + 0.3 * (tick_lines - 1)))
     grid = figure.add_gridspec(rows, max(num_queries, 1), height_ratios=heights)
     axis = figure.add_subplot(grid[0, :])
     image = axis.imshow(attention.T, aspect="auto", cmap="viridis", interpolation="nearest")

@@ -243,7 +243,7 @@ class Serving(tf.Module):
             nearest = tf.cast(tf.argmin(tf.abs(self._difficulty - value)), tf.int32)
             if group is None:
                 return nearest, value
-            with tf.control_dependencies([_require(tf.equal(tf.size(group), 1), GROUP_COUNT)]):
+            with tf.control_dependencies([value, _require(tf.equal(tf.size(group), 1), GROUP_COUNT)]):
                 name = tf.reshape(group, [-1])[0]
             index = tf.cond(tf.equal(name, ""), lambda: nearest, lambda: self._named_group(name))
             return index, value
@@ -255,7 +255,9 @@ class Serving(tf.Module):
     def _score(self, frames, difficulty=None, group=None):
         from tpt_keras.ops.exemplar_scores import aggregate_exemplar_scores
 
-        group, query_difficulty = self._group(difficulty, group)
+        frames = self._checked_frames(frames)  # the frames' refusals first, then the others
+        with tf.control_dependencies([frames]):
+            group, query_difficulty = self._group(difficulty, group)
         parts, attention, middles = self._encode(frames)
         exemplar_parts = self.bank_parts[group]  # (E, K, d)
         count = tf.shape(exemplar_parts)[0]

@@ -160,6 +160,27 @@ def read_test_frames(video: str, protocol):
     return frames, numbers, counted[-1]
 
 
+STEP_TABLE = "Sub_action_Types_Table.pkl"  # FineDiving's {label: sub-action name}
+
+
+def find_step_names(video: str) -> dict | None:
+    """FineDiving's ``{step label: sub-action name}`` (``4`` → ``"Inward"``) from its table
+    ``Sub_action_Types_Table.pkl``, found in a folder above ``video`` or in its ``Annotations/``
+    (the release's layout); None when there is no table (the labels are shown)."""
+    from data_pipelines.io import safe_pickle
+
+    folder = os.path.dirname(os.path.abspath(os.path.normpath(video)))
+    for _ in range(6):
+        for candidate in (os.path.join(folder, STEP_TABLE),
+                          os.path.join(folder, "Annotations", STEP_TABLE)):
+            if os.path.isfile(candidate):
+                table = safe_pickle.load(candidate)
+                if isinstance(table, dict):
+                    return {int(label): str(name) for label, name in table.items()}
+        folder = os.path.dirname(folder)
+    return None
+
+
 def default_picture(video: str) -> str:
     """``<video name>_attention.png`` in the current folder (never beside the video: dataset
     folders are often read-only)."""
@@ -200,16 +221,18 @@ def score_video(video: str, model_path: str, difficulty: float | None = None,
     from tpt_keras import visualize
 
     steps = known_steps(video, model_path)
+    names = find_step_names(video) if steps else None
     numbers = frame_numbers[outputs["clip_frames"]]  # the middle frame of each clip, in the video
     picture = visualize.plot_attention(
         outputs["attention"], picture, clip_frames=frames[outputs["clip_frames"]],
         clip_frame_numbers=numbers, clip_seconds=decode.frame_times(video, numbers),
         title=f"{os.path.basename(os.path.normpath(video))}: score {result['score']:.2f}",
-        step_boundaries=steps[0] if steps else None, step_labels=steps[1] if steps else None)
+        step_boundaries=steps[0] if steps else None,
+        step_labels=[(names or {}).get(int(label), label) for label in steps[1]] if steps else None)
     result["steps"] = steps[0].tolist() if steps else None
     result["picture"] = picture
     result.update(video_timeline(video, num_frames, numbers, outputs["attention"], steps,
-                                 decode.frame_rate(video)),
+                                 decode.frame_rate(video), names),
                   model=model_card(model_path))
     return result
 
@@ -261,7 +284,7 @@ def video_timeline(video: str, num_frames: int, clip_frames, attention, steps,
         steps: :func:`known_steps` or None.
         fps: frames per second (``decode.frame_rate``) or None when unknown.
         step_names: optional ``{label: name}`` of the step labels (FineDiving:
-            :func:`data_pipelines.datasets.finediving.step_names`); else the labels are shown.
+            :func:`find_step_names`); else the labels are shown.
 
     Returns:
         dict: ``name``, ``num_frames``, ``fps``, ``clip_frames`` (T,), ``parts`` (per part: centre
@@ -458,6 +481,8 @@ def score_loaded(scorer: Scorer, item: VideoItem, model_path: str, scale: str = 
     outputs = scorer(frames, item.difficulty, item.group)
     result, outputs = score_result(item.path, outputs, scorer, item.group, scale)
     steps = known_steps(item.path, model_path)
+    if steps and step_names is None:
+        step_names = find_step_names(item.path)
     result["steps"] = steps[0].tolist() if steps else None
     result.update(video_timeline(item.path, num_frames, frame_numbers[outputs["clip_frames"]],
                                  outputs["attention"], steps, decode.frame_rate(item.path),
