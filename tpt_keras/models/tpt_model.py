@@ -351,9 +351,7 @@ class TPTModel(keras.Model):
             size = tf.constant(micro, tf.int32)
             local_units = (batch + size - 1) // size
         units = sum_over_replicas(tf.cast(local_units, "float32"))
-        counts = None
-        if cfg.loss_normalization == "global":
-            counts = sum_over_replicas(self.interval_counts(self.pair_targets(inputs)[0]))
+        counts = self._update_interval_counts(inputs)
 
         def unit_gradients(index):
             unit = tf.nest.map_structure(lambda x: x[index * size:(index + 1) * size], inputs)
@@ -374,12 +372,19 @@ class TPTModel(keras.Model):
         self.optimizer.apply(gradients, variables)
         return self._record(terms)
 
+    def _update_interval_counts(self, inputs):
+        """The (2, N) interval counts of the whole update (this batch summed over the replicas)
+        under ``"global"`` normalisation; None under ``"per_replica"`` (each unit its own)."""
+        if self.config.loss_normalization != "global":
+            return None
+        return sum_over_replicas(self.interval_counts(self.pair_targets(inputs)[0]))
+
     @staticmethod
     def _accumulate(unit_gradients, count):
         """Sum of ``unit_gradients(i)``'s gradients and mean of its terms over i < ``count``, one
         unit after the other (a ``tf.while_loop``: one unit's activations in memory at a time)."""
-        zeros, first_terms = unit_gradients(0)
-        initial = (tf.constant(1, tf.int32), zeros, first_terms)
+        first_gradients, first_terms = unit_gradients(0)
+        initial = (tf.constant(1, tf.int32), first_gradients, first_terms)
 
         def body(index, gradients, terms):
             new_gradients, new_terms = unit_gradients(index)
@@ -406,7 +411,9 @@ class TPTModel(keras.Model):
                 "tpt_keras.experiment.callbacks.evaluate(model, dataset), the "
                 "tpt_keras.experiment.callbacks.ValidationSpearman callback during fit, or `tpt evaluate`.")
         outputs = self(inputs, training=False)
-        return self._record(self.compute_pair_losses(inputs, outputs))
+        units = sum_over_replicas(tf.constant(1.0))  # the batch of each replica is one unit
+        return self._record(self.compute_pair_losses(inputs, outputs,
+                                                     self._update_interval_counts(inputs), units))
 
     def predict_step(self, data):
         inputs = _unpack(data)
