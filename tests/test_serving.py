@@ -417,8 +417,8 @@ def test_evaluate_warns_on_a_collapsed_model_and_says_so_in_the_plot(tmp_path, m
 
 
 # ------------------------------------------------------------------ the README's serving calls
-def _readme():
-    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md"), encoding="utf-8") as handle:
+def _readme(name="README.md"):
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), name), encoding="utf-8") as handle:
         return handle.read()
 
 
@@ -429,7 +429,7 @@ README_CALLS = {
     'out = score(frames=uint8_frames, group=tf.constant("b"))': ["groups"],
     'out = score(frames=uint8_frames, difficulty=tf.constant([3.0]), group=tf.constant("205b"))': ["finediving"],
 }
-# kind → the README's REST body (by its position in the README's JSON block)
+# kind → the REST body of docs/serving.md (by its position in its JSON block)
 README_BODIES = {"no_dd": 0, "dd": 1, "dd_one_group": 1, "groups": 2, "finediving": 3}
 
 FRESH_README = r"""
@@ -544,7 +544,7 @@ def rest_inputs(body: dict, signature) -> dict:
 def test_readme_rest_bodies_score_through_the_json_rules(tmp_path):
     import json
 
-    block = _readme().split("**TF Serving's REST API.**")[1].split("```json")[1].split("```")[0]
+    block = _readme("docs/serving.md").split("**TF Serving's REST API.**")[1].split("```json")[1].split("```")[0]
     bodies = [json.loads(line) for line in block.strip().splitlines()]
     assert len(bodies) == 4
     for kind, index in README_BODIES.items():
