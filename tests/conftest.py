@@ -13,6 +13,22 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+SHARED_RUN_FIXTURES = ("tiny_video_run",)  # session fixtures that train: built once per process
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``-n 2 --dist loadgroup``, as ``make test`` runs) one worker takes a
+    whole test file, so module fixtures are built once; the files that share a trained session
+    fixture (``SHARED_RUN_FIXTURES``) go to the same worker, so it is trained once too."""
+    def file_of(item):
+        return item.nodeid.split("::", 1)[0]
+
+    sharing = {file_of(item): name for item in items for name in SHARED_RUN_FIXTURES
+               if name in getattr(item, "fixturenames", ())}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(sharing.get(file_of(item), file_of(item))))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
     """``../shared/data`` beside the checkout (real MTL-AQA, AQA-7, JIGSAWS files, a diving GIF)."""
