@@ -76,7 +76,24 @@ def tiny_finediving(shared_data, tmp_path_factory):
             "test": test, "labels": {k: list(annotations[k]["frames_labels"]) for k in test}}
 
 
-def test_train_evaluate_export_score(tiny_finediving, capsys):
+def _load_each_export_once(monkeypatch):
+    """From here on ``tf.saved_model.load`` loads each folder once: the test and every `tpt score`
+    share one loaded export (loading its I3D graph takes seconds; what is scored is unchanged).
+    Returns the folder of every call, so that the test can check that each load was shared."""
+    loaded, calls, load = {}, [], tf.saved_model.load
+
+    def once(path, *args, **kwargs):
+        key = os.path.realpath(path)
+        calls.append(key)
+        if key not in loaded:
+            loaded[key] = load(path, *args, **kwargs)
+        return loaded[key]
+
+    monkeypatch.setattr(tf.saved_model, "load", once)  # the module TensorFlow holds now
+    return calls
+
+
+def test_train_evaluate_export_score(tiny_finediving, monkeypatch, capsys):
     data = tiny_finediving
     root = data["root"]
     cache, run = str(root / "features"), str(root / "run")
@@ -84,7 +101,7 @@ def test_train_evaluate_export_score(tiny_finediving, capsys):
     assert cli.main(["extract-features", "finediving", *source, "--cache", cache,
                      "--batch-size", "4", *TINY]) == 0
     assert cli.main(["train", "finediving", *source, "--features", cache, "--output", run,
-                     "--epochs", "2", "--verbose", "0", *TINY, *MODEL]) == 0
+                     "--epochs", "1", "--verbose", "0", *TINY, *MODEL]) == 0
     assert "step_loss" in open(os.path.join(run, "log.csv")).readline()
     capsys.readouterr()
 
@@ -109,6 +126,7 @@ def test_train_evaluate_export_score(tiny_finediving, capsys):
     capsys.readouterr()
     path = os.path.join(base, "fd", "1")
     info = json.load(open(os.path.join(path, "tpt_export.json")))
+    loaded_exports = _load_each_export_once(monkeypatch)
     assert info["inputs"] == ["frames", "difficulty", "group"]
     assert info["groups"] == sorted(TYPES)
     signature = tf.saved_model.load(path).signatures["serving_default"]
@@ -140,3 +158,4 @@ def test_train_evaluate_export_score(tiny_finediving, capsys):
     assert "one of 205b, 305b" in capsys.readouterr().err
     assert cli.main(["score", video, "--model", path, "--difficulty", "3.0",
                      "--picture", str(root / "dive2.png")]) == 0
+    assert loaded_exports == [os.path.realpath(path)] * 4  # this test's load and 3 `tpt score`s

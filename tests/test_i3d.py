@@ -348,6 +348,7 @@ def test_default_jit_compile_follows_the_device():
 # Live comparison with the original Flax implementation
 
 
+@pytest.mark.slow
 @pytest.mark.parity
 def test_parity_with_original_flax_i3d(kinetics_i3d, capsys):
     for package, install in (("jax", "pip install -e '.[parity]'"),

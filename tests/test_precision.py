@@ -12,7 +12,6 @@ from _multiworker_worker import (
     build_tpt_model,
     make_pairs,
     make_tpt_pairs,
-    tpt_available,
 )
 from tpt_keras.runtime import precision
 
@@ -118,7 +117,6 @@ def test_tiny_model_trains_under_mixed_precision(policy):
     _check_loss_scaling(model.optimizer, policy)
 
 
-@pytest.mark.skipif(not tpt_available(), reason="tpt_keras.models.tpt_model not importable yet")
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_tpt_model_trains_under_mixed_precision(policy):
     import tensorflow as tf
