@@ -176,7 +176,7 @@ def test_a_nan_first_epoch_does_not_make_best_nan(tmp_path):
                    "2,0.8,1.2,0.125\n")
     assert experiment.best_logged(str(log)) == 0.25
     results = run_folder.finished_results(run_folder.RunPaths(str(tmp_path)))
-    assert results["best"] == {"epoch": 2, "spearman": 0.25, "r_l2": 1.5}
+    assert results["best"] == {"epoch": 2, "spearman": 0.25, "r_l2": 1.5, "spread_ratio": None}
     assert results["last"]["epoch"] == 3
 
 

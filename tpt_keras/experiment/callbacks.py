@@ -73,9 +73,12 @@ def predict_scores(model, eval_dataset):
 
 
 def evaluate(model, eval_dataset) -> dict[str, float]:
-    """``{"spearman": rho, "r_l2": relative L2 x 100}`` of ``model`` on ``eval_dataset``."""
+    """``{"spearman": rho, "r_l2": relative L2 x 100, "spread_ratio": std(pred) / std(true)}``
+    of ``model`` on ``eval_dataset`` (:func:`tpt_keras.ops.metrics.spread_ratio`: below
+    ``metrics.COLLAPSE_FRACTION`` the model has collapsed)."""
     pred, true = predict_scores(model, eval_dataset)
-    return {"spearman": metrics.spearman(pred, true), "r_l2": metrics.r_l2(pred, true)}
+    return {"spearman": metrics.spearman(pred, true), "r_l2": metrics.r_l2(pred, true),
+            "spread_ratio": metrics.spread_ratio(pred, true)}
 
 
 class ValidationSpearman(keras.callbacks.Callback):

@@ -353,6 +353,7 @@ def _extract(config: TPTConfig, splits, cache: str, skip_bad: bool) -> None:
 def _train_one(config: TPTConfig, splits, run_dir: str, features, where: dict, *, strategy,
                skip_bad: bool, verbose: int, jit_compile: bool, end_to_end: bool) -> dict:
     from tpt_keras.experiment import training
+    from tpt_keras.ops import metrics
 
     where.update(step="epoch", run=run_dir, epoch=None)
     callbacks = [_epoch_tracker(where)]
@@ -368,6 +369,11 @@ def _train_one(config: TPTConfig, splits, run_dir: str, features, where: dict, *
                  "best: none (no epoch had a finite Spearman)")
     print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
           f"(epoch {last['epoch']}) → {run_dir}", flush=True)
+    ratio = last.get("spread_ratio")
+    if ratio is not None and ratio < metrics.COLLAPSE_FRACTION:
+        print(f"warning: the last model's predictions have collapsed: their spread is {ratio:.3f} "
+              f"of the validation targets' (below {metrics.COLLAPSE_FRACTION:g}); every video gets "
+              "about the same score, so its Spearman ranks noise", flush=True)
     return {**results, "run": run_dir}
 
 

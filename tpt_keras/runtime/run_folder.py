@@ -261,12 +261,14 @@ def best_logged(log_csv: str, column: str = "val_spearman") -> float | None:
 
 def finished_results(paths: RunPaths) -> dict:
     """Validation metrics of the logged epochs: ``best`` (highest finite Spearman, None if none
-    was finite), ``last``, ``epochs``."""
+    was finite), ``last``, ``epochs``; each with ``epoch``, ``spearman``, ``r_l2`` and
+    ``spread_ratio`` (std of the predictions over std of the targets; None where not logged)."""
     rows = read_log(paths.log)
     if not rows:
         raise ValueError(f"{paths.log}: no finished epoch logged")
     pick = lambda row: {"epoch": int(row["epoch"]) + 1, "spearman": float(row["val_spearman"]),  # noqa: E731
-                        "r_l2": float(row["val_r_l2"])}
+                        "r_l2": float(row["val_r_l2"]),
+                        "spread_ratio": finite_or_none(row.get("val_spread_ratio"))}
     finite = [row for row in rows if finite_or_none(row.get("val_spearman")) is not None]
     best = max(finite, key=lambda row: float(row["val_spearman"])) if finite else None
     return {"best": pick(best) if best else None, "last": pick(rows[-1]), "epochs": len(rows)}
