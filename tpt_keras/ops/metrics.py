@@ -76,7 +76,8 @@ def fisher_z_mean(rhos) -> float:
         raise ValueError("fisher_z_mean needs at least one correlation.")
     if np.any(np.abs(rhos) > 1):
         raise ValueError(f"correlations must lie in [-1, 1]; received {rhos.tolist()}.")
-    return float(np.tanh(np.mean(np.arctanh(rhos))))
+    with np.errstate(divide="ignore"):  # ρ = ±1 is z = ±inf, and tanh brings it back exactly
+        return float(np.tanh(np.mean(np.arctanh(rhos))))
 
 
 def seed_statistics(predictions, true, num_bootstrap: int = 1000, seed: int = 0) -> dict:
