@@ -97,6 +97,16 @@ def _refusals(tmp):
         json.dumps(get_preset("synthetic", seed=5).to_dict()))
     out = str(tmp / "run")
     train = ["train", "synthetic", "--output", out]
+    # an export's folder as `tpt export` writes it: frames, a difficulty and a dive number
+    export = tmp / "export"
+    export.mkdir()
+    (export / "saved_model.pb").write_bytes(b"")
+    (export / "tpt_export.json").write_text(json.dumps({
+        "inputs": ["difficulty", "frames", "group"], "groups": ["205b", "407c"],
+        "difficulty_range": [1.0, 7.0]}))
+    video = tmp / "video.gif"
+    video.write_bytes(b"GIF89a")
+    score = ["score", str(video), "--model", str(export)]
     return [
         (train + ["--manifest", "x.csv"], "--manifest does not apply to the synthetic dataset"),
         (train + ["--annotations", str(tmp)], "--annotations does not apply to the synthetic"),
@@ -123,6 +133,10 @@ def _refusals(tmp):
         (["score", str(tmp / "no.mp4"), "--model", str(tmp)], f"{tmp / 'no.mp4'}: no such file"),
         (["extract-features", "synthetic", "--manifest", "x.csv", "--cache", str(tmp)],
          "--manifest does not apply to the synthetic dataset"),
+        (score, "this model was trained with difficulty degrees: pass --difficulty DD (trained on 2–3.5)"),
+        (score + ["--difficulty", "9"], "--difficulty 9 is outside the accepted [1, 7]"),
+        (score + ["--difficulty", "3", "--group", "zzz"],
+         "--group 'zzz' is not a group of this model's training set: it must be one of 205b, 407c"),
     ]
 
 

@@ -175,8 +175,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_score(args) -> int:
+    from tpt_keras.runtime import startup
     from tpt_keras.serving import scoring
 
+    scoring.check_export_arguments(args.model, args.difficulty, args.group)  # before TensorFlow
+    startup.import_tensorflow()
     if args.report or scoring.is_session(args.video):
         session = scoring.score_session(args.video, args.model, report=args.report,
                                         difficulty=args.difficulty, group=args.group,
@@ -349,7 +352,8 @@ def _add_score_command(commands) -> None:
                        help="write one self-contained HTML page: per video the score and its spread, "
                             "a timeline of where each part looks, their frames; a table for several")
     score.add_argument("--json", action="store_true", help="emit JSON (both scales)")
-    score.set_defaults(handler=cmd_score, must_exist={"video": "path", "model": "folder"})
+    score.set_defaults(handler=cmd_score, must_exist={"video": "path", "model": "folder"},
+                       needs_tensorflow=False)  # cmd_score checks --difficulty / --group first
 
 
 def _add_tune_command(commands) -> None:

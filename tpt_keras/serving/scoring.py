@@ -88,6 +88,20 @@ def check_arguments(inputs, groups, difficulty, group, difficulty_range=None) ->
         raise ValueError(f"this model chooses its exemplars {rule}: drop --group")
 
 
+def check_export_arguments(model_path: str, difficulty: float | None, group: str | None) -> None:
+    """:func:`check_arguments` against an export's ``tpt_export.json`` (its inputs, groups and
+    accepted difficulties), without TensorFlow: a wrong ``--difficulty`` or ``--group`` is
+    refused before the model loads. A run folder is checked once its model is built."""
+    info_path = os.path.join(model_path, "tpt_export.json")
+    if not (is_saved_model(model_path) and os.path.isfile(info_path)):
+        return
+    with open(info_path, encoding="utf-8") as handle:
+        info = json.load(handle)
+    bounds = info.get("difficulty_range")
+    check_arguments(info.get("inputs") or ["frames"], info.get("groups") or ["all"], difficulty,
+                    group, tuple(bounds) if bounds else None)
+
+
 def load_scorer(model_path: str) -> Scorer:
     """The :class:`Scorer` of a SavedModel folder or of a run folder."""
     if is_saved_model(model_path):
