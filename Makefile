@@ -1,6 +1,7 @@
 # Two entry points; each does all set-up on a fresh machine.
 #   make demo   the main job on built-in data
-#   make test   the test suite (CI runs this); make test FAST=1 skips the slow tests
+#   make test   the test suite (CI runs this) on two pytest-xdist workers, one test file per
+#               worker at a time (tests/conftest.py); make test FAST=1 skips the slow tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,4 +21,4 @@ demo: $(STAMP)
 	$(BIN)/python -m tpt_keras.tools.demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests $(if $(FAST),-m "not slow",)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests $(if $(FAST),-m "not slow",)
