@@ -1,6 +1,7 @@
 # Two entry points; each does all set-up on a fresh machine.
 #   make demo   the main job on built-in data
-#   make test   the test suite (CI runs this); make test FAST=1 skips the slow tests
+#   make test   the test suite (CI runs this) on two pytest-xdist workers, one test file per
+#               worker at a time (tests/conftest.py); make test FAST=1 skips the slow tests
 #               (installs Debian's chromium first where it is missing: the report pages' tests)
 PYTHON ?= python3
 VENV := .venv
@@ -33,4 +34,4 @@ browser:
 	  echo "could not install chromium: the browser tests will skip"
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q tests $(if $(FAST),-m "not slow",)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests $(if $(FAST),-m "not slow",)

