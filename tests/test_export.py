@@ -176,7 +176,9 @@ def test_export_refuses_runs_without_a_video_path(tmp_path, capsys):
     splits = experiment.synthetic_splits(config, cache, num_train=40, num_test=12)
     experiment.train(config, splits, str(tmp_path / "run"), features_dir=cache, verbose=0)
     status = cli.main(["export", str(tmp_path / "run"), "--base-dir", str(tmp_path / "out")])
-    assert status == 2 and "no video" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert status == 2 and "not on Kinetics I3D features" in err and "cannot be exported" in err
+    assert not os.path.exists(tmp_path / "out" / "tpt" / "1")  # nothing written
 
 
 def test_choose_exemplars_per_group_with_the_fill_rule():

@@ -516,8 +516,9 @@ def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path)
     assert report["no_dd"]["refusals"]["no group"] == (
         "this model was trained without difficulty degrees: drop difficulty")
     assert report["finediving"]["refusals"]["bad difficulty"] == "difficulty must be finite"  # checked first
-    assert report["dd"]["refusals"]["bad difficulty"] == (
-        "this model has one group ('all') or picks it by the difficulty: drop group")
+    assert report["dd"]["refusals"]["bad difficulty"] == "this model picks the group by the difficulty: drop group"
+    assert report["no_dd"]["refusals"]["bad difficulty"] == "this model was trained without difficulty degrees: drop difficulty"
+    assert report["dd_one_group"]["refusals"]["bad difficulty"] == "this model has one group ('all'): drop group"
 
 
 def rest_inputs(body: dict, signature) -> dict:

@@ -91,8 +91,9 @@ class ServedModel:
                 raise ServingError(f"group must be a string, one of {', '.join(self.groups)}")
             arguments["group"] = tf.constant(group or "", tf.string)
         elif group is not None:
-            raise ServingError(f"this model has one group ({self.groups[0]!r}) or picks it by the "
-                               "difficulty: drop group")
+            rule = (f"has one group ({self.groups[0]!r})" if len(self.groups) == 1
+                    else "picks the group by the difficulty")
+            raise ServingError(f"this model {rule}: drop group")
         return arguments
 
 
