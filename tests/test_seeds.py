@@ -58,8 +58,9 @@ def test_train_seeds_and_evaluate_them(tmp_path, capsys):
     from tpt_keras.config import TPTConfig
 
     output = str(tmp_path / "seeds")
+    tiny = [f"--set={name}=16" for name in ("feature_dim", "hidden_dim", "ffn_dim", "head_hidden_dim")]
     assert cli.main(["train", "synthetic", "--output", output, "--seeds", "2", "--epochs", "2",
-                     "--verbose", "0", "--set", "batch_size=64"]) == 0
+                     "--verbose", "0", "--set", "batch_size=64", *tiny]) == 0
     assert sorted(p.name for p in (tmp_path / "seeds").iterdir() if p.name.startswith("seed_")) == \
         ["seed_0", "seed_1"]
     assert [TPTConfig.load(tmp_path / "seeds" / f"seed_{s}" / "config.json").seed for s in (0, 1)] == [0, 1]
