@@ -5,12 +5,13 @@ features, with everything else as the faithful presets train: PyTorch's initial 
 per-interval regression means within each (``accumulate_steps=8``,
 ``loss_normalization="per_replica"``), the last partial batch of an epoch kept.
 
-    PYTHONPATH=. python benchmarks/faithful_training.py [--epochs 10 --seeds 0 1 2]
+    PYTHONPATH=. python benchmarks/faithful_training.py [--epochs 15 --seeds 0 1 2]
 
 For each seed and initialisation it prints the first five epochs' training losses (total, rank),
 the validation Spearman of every epoch, and the test Spearman of the epoch that validation selects
-beside that of the last epoch; then the mean ± std over seeds. The synthetic preset's small sizes
-and learning rates (CPU-cheap: about two minutes on 2 quiet cores at the default size).
+beside that of the last epoch; then the mean ± std over seeds (the table in docs/model.md). The
+synthetic preset's learning rates at small sizes: about 9 minutes on 2 shared CPU cores at the
+default size; ``--seeds 0 --epochs 5`` for a quick look.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ def format_tables(results, seeds) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--width", type=int, default=32, help="feature and model width")
-    parser.add_argument("--train", type=int, default=100, help="training videos (100: 5 steps of "
-                        "24 pairs, the last of 4)")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--width", type=int, default=64, help="feature and model width")
+    parser.add_argument("--train", type=int, default=140, help="training videos (140: 6 steps of "
+                        "24 pairs, the last of 20)")
     parser.add_argument("--val", type=int, default=40)
     parser.add_argument("--test", type=int, default=60)
     parser.add_argument("--output", help="folder for the feature cache (default: a temporary one)")

@@ -248,9 +248,9 @@ def test_tpt_mirrored_matches_one_device(mirrored_tpt):
 # ------------------------------------------------------------------ TPTModel's own mirrored checks
 
 
-def _run_tpt_script(mode, out):
+def _run_tpt_script(mode, out, timeout=TIMEOUT_S):
     done = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(out)], env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
+                          capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (f"{mode} script failed:\n{done.stdout[-3000:]}\n"
                                   f"{done.stderr[-6000:]}")
     return dict(np.load(out))
@@ -330,7 +330,9 @@ def test_tpt_fit_three_steps_mirrored_equals_one_device(tpt_train):
 def accumulation(tmp_path_factory):
     """One subprocess on 4 logical CPUs: the tiny TPTModel with 4 accumulated micro-batches on one
     device and with 4 replicas under MirroredStrategy; and one epoch on synthetic features."""
-    return _run_tpt_script("accumulate", tmp_path_factory.mktemp("accumulate") / "out.npz")
+    # ~2 minutes of CPU (six fits, four of them on 4 replicas): more on a busy machine.
+    return _run_tpt_script("accumulate", tmp_path_factory.mktemp("accumulate") / "out.npz",
+                           timeout=4 * TIMEOUT_S)
 
 
 @pytest.mark.slow

@@ -131,7 +131,9 @@ class TPTConfig:
             taken within each micro-batch / replica) or "global" (each interval's mean counts its
             samples over the whole step, so the update does not depend on how the step is split).
         keep_last_batch: keep the last, partial batch of an epoch (the original's DataLoader):
-            ceil(N / batch_size) steps per epoch instead of floor. One replica only.
+            ceil(N / batch_size) steps per epoch instead of floor. Several replicas cannot share a
+            partial batch: there it needs N to be a multiple of batch_size (train on one device
+            with accumulate_steps for the same update).
     """
 
     # --- data protocol ---
