@@ -332,10 +332,11 @@ def accumulation(tmp_path_factory):
     device and with 4 replicas under MirroredStrategy; and one epoch on synthetic features."""
     # ~2 minutes of CPU (six fits, four of them on 4 replicas): more on a busy machine.
     return _run_tpt_script("accumulate", tmp_path_factory.mktemp("accumulate") / "out.npz",
-                           timeout=4 * TIMEOUT_S)
+                           timeout=2 * TIMEOUT_S)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the accumulation fixture may take 2 × TIMEOUT_S
 @pytest.mark.parametrize("normalization", ["per_replica", "global"])
 def test_accumulated_update_equals_mirrored_replicas(accumulation, normalization):
     """Two updates of 8 pairs: 4 micro-batches of 2 on one device equal 4 replicas of 2 pairs
@@ -360,6 +361,7 @@ def test_accumulated_update_equals_mirrored_replicas(accumulation, normalization
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the accumulation fixture may take 2 × TIMEOUT_S
 def test_per_replica_and_global_normalisation_differ_here(accumulation):
     """The scenario above is not blind to the normalisation: its two runs log different
     regression losses."""
@@ -368,6 +370,7 @@ def test_per_replica_and_global_normalisation_differ_here(accumulation):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the accumulation fixture may take 2 × TIMEOUT_S
 def test_accumulated_epoch_equals_mirrored_epoch_on_synthetic_features(accumulation):
     """One epoch of 48 synthetic training videos, 24 pairs a step: 4 micro-batches of 6 on one
     device and 4 replicas of 6 end with the same weights (1e-5)."""
