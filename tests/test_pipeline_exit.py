@@ -27,7 +27,7 @@ from data_pipelines.samples import Sample
 folder, bad = sys.argv[1], sys.argv[2]
 good = decode.write_video(folder + "/ok.mp4", np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3)))
 samples = [Sample(key=f"k{i}", path=good, score=float(i)) for i in range(6)] + [Sample(key="bad", path=bad, score=3.0)]
-dataset = reader.video_pair_dataset(samples, 2, False, protocol="custom", resize_height=24, resize_width=24, crop_size=16,
+dataset = reader.video_pair_dataset(samples, 2, False, protocol="custom", seed=0, resize_height=24, resize_width=24, crop_size=16,
                                     num_clips=2, clip_len=4)
 inputs = keras.Input((2, 4, 16, 16, 3))
 model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))

@@ -335,7 +335,7 @@ def test_video_eval_and_clips_datasets(video_samples):
     train, test = samples[:3], [samples[4]]
     test = [Sample(key="t", path=samples[4].path, score=70.0, difficulty=2.0, group="a", split="test")]
     dataset = reader.video_eval_dataset(test, train, batch_size=1, use_difficulty=True, protocol="mtl_aqa",
-                                        num_exemplars=4, test_exemplar_start=3, with_keys=True)
+                                        num_exemplars=4, seed=0, test_exemplar_start=3, with_keys=True)
     (batch,) = list(dataset.as_numpy_iterator())
     assert batch["query"].shape == (1, 20, 8, 224, 224, 3)
     assert batch["exemplars"].shape == (1, 4, 20, 8, 224, 224, 3)
@@ -368,7 +368,7 @@ def test_video_reader_bad_video(video_samples, caplog):
                                                skip_log=log).as_numpy_iterator())
     assert [key for key, _ in kept] == [b"v2"] and kept[0][1].dtype == np.uint8
     assert log.count == 1 and "bad.mp4" in caplog.text
-    pairs = reader.video_pair_dataset(broken, batch_size=1, use_difficulty=False, seed=0, epochs=1,
+    pairs = reader.video_pair_dataset(broken, batch_size=1, use_difficulty=False, protocol="mtl_aqa", seed=0, epochs=1,
                                       uint8=True, skip_bad=True, skip_log=log)
     queries = [round((int(b["query"][0, 0, 0, 112, 112, 1]) - 20) / 30) for b in pairs.as_numpy_iterator()]
     assert 1 <= len(queries) <= 3 and log.count >= 2  # pairs touching bad.mp4 are dropped, never zero-filled
@@ -390,11 +390,12 @@ def test_every_pipeline_runs_without_the_autotuner(tmp_path, video_samples):
     videos, _ = video_samples
     datasets = {
         "feature pairs": reader.feature_pair_dataset(cache, samples, 4, True, seed=5),
-        "feature eval": reader.feature_eval_dataset(cache, samples[:2], samples[2:], 2, True, num_exemplars=2),
-        "video pairs": reader.video_pair_dataset(videos[:4], 2, True),
-        "video eval": reader.video_eval_dataset(videos[3:4], videos[:3], 1, True, num_exemplars=2,
-                                                empty_group="all"),
-        "video clips": reader.video_clips_dataset(videos[:2]),
+        "feature eval": reader.feature_eval_dataset(cache, samples[:2], samples[2:], 2, True,
+                                                    num_exemplars=2, seed=0),
+        "video pairs": reader.video_pair_dataset(videos[:4], 2, True, protocol="mtl_aqa", seed=0),
+        "video eval": reader.video_eval_dataset(videos[3:4], videos[:3], 1, True, protocol="mtl_aqa",
+                                                num_exemplars=2, seed=0, empty_group="all"),
+        "video clips": reader.video_clips_dataset(videos[:2], "mtl_aqa"),
     }
     for name, dataset in datasets.items():
         options = dataset.options()

@@ -116,7 +116,7 @@ def test_tpt_beats_the_holistic_baseline_on_held_out_videos(tmp_path):
     intervals = compute_intervals([target(s, True) for s in train], [s.group for s in train],
                                   max_value=cfg.score_max)
     evaluation_data = reader.feature_eval_dataset(cache, test, train, 50, use_difficulty=True,
-                                                  num_exemplars=cfg.num_exemplars)
+                                                  num_exemplars=cfg.num_exemplars, seed=cfg.seed)
     results = {}
     for part_encoder in ("decoder", "holistic"):
         keras.utils.set_random_seed(cfg.seed)

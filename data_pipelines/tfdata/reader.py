@@ -213,7 +213,7 @@ def _feature_lookup(features: np.ndarray, shape: tuple[int, int]):
 
 
 def feature_pair_dataset(cache: FeatureCache, train_samples: Sequence[Sample], batch_size: int,
-                         use_difficulty: bool, seed: int = 12, epochs: int | None = None,
+                         use_difficulty: bool, seed: int, epochs: int | None = None,
                          input_context=None, first_epoch: int = 0,
                          step_boundaries: Sequence | None = None,
                          keep_last_batch: bool = False) -> tf.data.Dataset:
@@ -299,7 +299,7 @@ def _eval_element_fn(test_samples: Sequence[Sample], train_samples: Sequence[Sam
 
 
 def feature_eval_dataset(cache: FeatureCache, test_samples: Sequence[Sample], train_samples: Sequence[Sample],
-                         batch_size: int, use_difficulty: bool, num_exemplars: int = 10, seed: int = 0,
+                         batch_size: int, use_difficulty: bool, num_exemplars: int, seed: int,
                          input_context=None, empty_group: str = "error", with_keys: bool = False) -> tf.data.Dataset:
     """Test samples with their exemplar banks, from cached features (in test-list order, not shuffled).
 
@@ -394,7 +394,7 @@ def _tf_video(path, seed, options: _Options, training: bool, role: str, skip_log
 
 
 def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_difficulty: bool,
-                       protocol: str | VideoProtocol = "mtl_aqa", seed: int = 12,
+                       protocol: str | VideoProtocol, seed: int,
                        epochs: int | None = None, input_context=None, first_epoch: int = 0,
                        skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
                        step_boundaries: Sequence | None = None, keep_last_batch: bool = False,
@@ -441,8 +441,8 @@ def video_pair_dataset(train_samples: Sequence[Sample], batch_size: int, use_dif
 
 
 def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[Sample], batch_size: int,
-                       use_difficulty: bool, protocol: str | VideoProtocol = "mtl_aqa",
-                       num_exemplars: int = 10, seed: int = 0, input_context=None, empty_group: str = "error",
+                       use_difficulty: bool, protocol: str | VideoProtocol,
+                       num_exemplars: int, seed: int, input_context=None, empty_group: str = "error",
                        with_keys: bool = False, skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
                        **video_options) -> tf.data.Dataset:
     """Test videos with their exemplar videos (test transform: centre crop, no flip).
@@ -492,7 +492,7 @@ def video_eval_dataset(test_samples: Sequence[Sample], train_samples: Sequence[S
     return _finish(_drop_failed(dataset), per_replica, drop_remainder=False)
 
 
-def video_clips_dataset(samples: Sequence[Sample], protocol: str | VideoProtocol = "mtl_aqa",
+def video_clips_dataset(samples: Sequence[Sample], protocol: str | VideoProtocol,
                         role: str = "query", batch_size: int | None = None, training: bool = False, seed: int = 0,
                         skip_bad: bool = False, skip_log: decode.SkipLog | None = None,
                         **video_options) -> tf.data.Dataset:
@@ -524,7 +524,7 @@ def video_clips_dataset(samples: Sequence[Sample], protocol: str | VideoProtocol
     return dataset.prefetch(PREFETCH_BATCHES).with_options(_options())
 
 
-def make_clips_fn(protocol: str | VideoProtocol = "mtl_aqa", role: str = "query", **video_options):
+def make_clips_fn(protocol: str | VideoProtocol, role: str = "query", **video_options):
     """A ``sample → float32 (20, 8, crop, crop, 3)`` function (test transform, eager) for
     :func:`features.extract_to_cache`. Raises :class:`decode.VideoDecodeError` for a bad video."""
     options = _Options(protocol, **video_options)
