@@ -411,3 +411,21 @@ def test_sigterm_in_a_run_is_a_keyboard_interrupt_that_names_the_epoch():
             os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGINT)  # the second one at once
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_run_config_without_the_update_fields_reads_as_one_batch_per_update(tmp_path):
+    """A config.json written without accumulate_steps / loss_normalization / keep_last_batch
+    describes a run of one batch per update, the whole batch's mean, full batches: it reads as
+    such (so a custom run resumes), not with the faithful defaults (8, per replica, kept)."""
+    import json
+
+    from tpt_keras.config import get_preset
+
+    values = get_preset("custom").to_dict()
+    for name in ("accumulate_steps", "loss_normalization", "keep_last_batch"):
+        del values[name]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    config = run_folder.load_saved_config(str(path))
+    assert (config.accumulate_steps, config.loss_normalization, config.keep_last_batch) == (1, "global", False)
+    assert config == get_preset("custom")

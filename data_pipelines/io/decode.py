@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from data_pipelines.io.headers import frame_sort_key  # noqa: F401 (the order of frame files; no TensorFlow there)
+
 logger = logging.getLogger(__name__)
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -101,13 +103,6 @@ def source_kind(path: str) -> str:
         f"unknown video format '{extension}'; expected a frame folder, .gif or one of "
         f"{', '.join(VIDEO_EXTENSIONS)}",
     )
-
-
-def frame_sort_key(name: str) -> tuple:
-    """Natural sort key of a frame file name: digit runs compare as numbers, so ``2.jpg`` comes
-    before ``10.jpg``; zero-padded names (``img_00001.jpg``) keep their lexical order."""
-    parts = re.split(r"(\d+)", name)
-    return tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
 
 
 def list_frame_files(folder: str) -> list[str]:

@@ -7,7 +7,7 @@
 * :func:`video_info`: a container video's frame count (its video packets, counted without decoding)
   and frame size, with PyAV.
 * :func:`decode_image` / :func:`decode_video`: the full decode (Pillow / PyAV), for ``--deep``.
-* :func:`natural_key`: the order of frame files, numbers compared by value (``2.jpg`` before
+* :func:`frame_sort_key`: the order of frame files, numbers compared by value (``2.jpg`` before
   ``10.jpg``): the order in which :mod:`data_pipelines.io.decode` reads a frame folder.
 """
 
@@ -35,7 +35,7 @@ class HeaderError(ValueError):
         self.reason = reason
 
 
-def natural_key(name: str) -> tuple:
+def frame_sort_key(name: str) -> tuple:
     """Sort key of a file name: digit runs compare as numbers, so ``2.jpg`` comes before
     ``10.jpg``; zero-padded names (``img_00001.jpg``) keep their lexical order."""
     parts = re.split(r"(\d+)", name)

@@ -272,9 +272,9 @@ def _write_pickle(path: str, value) -> None:
 # Defects
 # ---------------------------------------------------------------------------------------------
 def _frame_files(folder: str) -> list[str]:
-    from data_pipelines.io.headers import natural_key
+    from data_pipelines.io.headers import frame_sort_key
 
-    return sorted(os.listdir(folder), key=natural_key)
+    return sorted(os.listdir(folder), key=frame_sort_key)
 
 
 def _plant(kind: str, key: str, path: str) -> Defect:

@@ -133,7 +133,7 @@ def check_sample(sample, dataset: str, need: int, deep: bool = False) -> SampleC
             check.problems["short"] = f"{frames} frames, the protocol reads {need}"
         return check
     names = sorted((n for n in os.listdir(path) if n.lower().endswith(headers.FRAME_EXTENSIONS)),
-                   key=headers.natural_key)
+                   key=headers.frame_sort_key)
     if not names:
         check.problems["empty"] = f"{path} holds no .jpg/.jpeg/.png frames"
         return check

@@ -274,7 +274,21 @@ def finished_results(paths: RunPaths) -> dict:
     return {"best": pick(best) if best else None, "last": pick(rows[-1]), "epochs": len(rows)}
 
 
+# A run's config.json without these fields was trained one batch per update, with each interval's
+# mean over the whole batch and the last partial batch dropped: read it as such, so that it
+# resumes as it trained (the fields' defaults are the faithful presets' update).
+UPDATE_OF_RUNS_WITHOUT_THE_FIELDS = {"accumulate_steps": 1, "loss_normalization": "global",
+                                     "keep_last_batch": False}
+
+
 def load_saved_config(path: str) -> TPTConfig:
     """The ``config.json`` of a run; a damaged file is named."""
-    read_json(path)  # a damaged file is named
-    return TPTConfig.load(path)
+    values = read_json(path)  # a damaged file is named
+    missing = {key: value for key, value in UPDATE_OF_RUNS_WITHOUT_THE_FIELDS.items()
+               if isinstance(values, dict) and key not in values}
+    if not missing:
+        return TPTConfig.load(path)
+    try:
+        return TPTConfig.from_dict({**values, **missing})
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
