@@ -151,3 +151,13 @@ def test_reproduce_end_to_end_on_a_stand_in(tmp_path, shared_data, capsys):
     assert weighed["name"] == "reproduce_finediving_weights"  # the trained table is kept
     assert os.path.isfile(os.path.join(output, "reproduce_finediving_weights.json"))
     assert weighed["rows"][0]["best"]["mean"]["spearman"] == pytest.approx(meta["test"]["spearman"])
+
+
+def test_the_update_line_names_micro_batches_and_normalisation():
+    from tpt_keras.config import get_preset
+
+    assert reproduce.update_line(get_preset("mtl_aqa_dd")) == (
+        "update: 24 pairs as 8 micro-batches of 3 (each interval's mean within a micro-batch): "
+        "the original's 8 GPUs × 3 pairs, accumulated on one device")
+    assert reproduce.update_line(get_preset("custom", batch_size=12)) == (
+        "update: 12 pairs as 1 micro-batch of 12 (each interval's mean over the whole batch)")

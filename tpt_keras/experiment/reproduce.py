@@ -230,6 +230,19 @@ def _predictions(run_dirs: list[str], which: str, model=None, splits=None, confi
     return np.stack(predictions), true, keys
 
 
+def update_line(config) -> str:
+    """How one Adam step of ``config`` is made, in a line: the batch, the micro-batches and the
+    loss normalisation (``accumulate_steps`` micro-batches of ceil(batch / K) pairs)."""
+    k = config.accumulate_steps
+    pairs = -(-config.batch_size // k)
+    scope = ("each interval's mean within a micro-batch" if config.loss_normalization == "per_replica"
+             else "each interval's mean over the whole batch")
+    origin = (": the original's 8 GPUs × 3 pairs, accumulated on one device"
+              if (k, pairs, config.loss_normalization) == (8, 3, "per_replica") else "")
+    return (f"update: {config.batch_size} pairs as {k} micro-batch{'es' if k > 1 else ''} of "
+            f"{pairs} ({scope}){origin}")
+
+
 def reproduce(table: str, annotations: str, media_root: str, output: str, *, seeds: int = 1,
               epochs: int | None = None, overrides: dict | None = None, end_to_end: bool = False,
               weights: str | None = None, deep: bool = False, batch_size: int = 4,
@@ -278,6 +291,7 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
         f" → {os.path.join(output, 'prepare.json')}")
     timings["prepare"] = time.perf_counter() - started
     configs = [(spec, run_config(spec, overrides, epochs)) for spec in specs]
+    log(update_line(configs[0][1]))
     if weights:
         configs = _weights_runs(weights, configs)
     runs = [(spec, config, _without(load_splits(config, annotations, media_root, check_paths=False), left_out))
