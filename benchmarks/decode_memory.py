@@ -3,11 +3,11 @@
 Writes H.264 .mp4 videos of 30, 200 and 2000 frames (256 × 256, moving gradients), then for each
 measures the peak resident memory that reading one clip layout's frames adds to a process:
 
-* **whole decode** (the old decoder): every frame decoded to RGB and kept, then the needed ones
+* **whole decode** (a naive decoder): every frame decoded to RGB and kept, then the needed ones
   selected;
 * **streaming** (``decode.read_frames(path, indices)``): frames decoded in order up to the last
   needed one, only the needed ones kept;
-* **whole video** (``decode.read_frames(path)``): what ``tpt score`` read before it sampled;
+* **whole video** (``decode.read_frames(path)``): the whole video, as a scorer that samples after decoding reads it;
 * **tpt score** (:func:`tpt_keras.serving.scoring.read_test_frames` with the ``custom`` preset's
   protocol): what it reads now, the protocol's frames only.
 
@@ -43,7 +43,7 @@ def layout(num_frames: int) -> np.ndarray:
 
 
 def whole_decode(path: str, indices: np.ndarray) -> np.ndarray:
-    """The old decoder: every frame to RGB, kept, then selected."""
+    """A naive decoder: every frame to RGB, kept, then selected."""
     import av
 
     with av.open(path) as container:
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"peak RSS growth of reading one clip layout ({LAYOUT_FRAMES} positions) from an H.264 "
           f"{size}×{size} .mp4, MiB")
     print(f"{'frames':>7} {'distinct needed':>16} {'bound (needed × frame)':>23} {'whole decode':>13} "
-          f"{'streaming':>10} {'tpt score before: whole video':>30} {'tpt score':>10}")
+          f"{'streaming':>10} {'tpt score, whole video':>30} {'tpt score':>10}")
     with tempfile.TemporaryDirectory() as folder:
         for num_frames in lengths:
             path = os.path.join(folder, f"v{num_frames}.mp4")

@@ -1,4 +1,4 @@
-"""FineDiving end to end through the command line (issue 11, done-means and item 7): a tiny
+"""FineDiving end to end through the command line: a tiny
 FineDiving-layout folder — annotation pickles holding a few real dives of
 ../shared/data/FineDiving, frames made here — extracts features, trains with step supervision,
 evaluates with the parsing metric, exports a SavedModel whose signature takes the dive number

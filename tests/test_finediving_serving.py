@@ -1,4 +1,4 @@
-"""Serving with groups beside the difficulty (issue 11, item 7), the fast parts: which models
+"""Serving with groups beside the difficulty, the fast parts: which models
 take a group, and how `tpt score` checks it. The SavedModel itself is checked end to end in
 tests/test_finediving_cli.py."""
 

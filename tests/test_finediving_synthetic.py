@@ -101,7 +101,7 @@ def _stats(samples):
 
 @pytest.mark.slow
 def test_trained_tpt_parses_clearly_better_than_uniform_attention(shared_data, tmp_path):
-    """Issue 11, item 6: TPT trained a few epochs on the synthetic_finediving preset (the
+    """TPT trained a few epochs on the synthetic_finediving preset (the
     `tpt train synthetic_finediving` path) parses the test dives far better than uniform,
     untrained attention — whose figures the test computes itself: every part boundary at
     (T - 1) / 2 = 9.5, so the error of boundary b is |b - 9.5|."""

@@ -1,8 +1,8 @@
 """A decode error inside tf.data ends the program with its message; it never hangs at exit.
 
-Before the fix, a failing element left parallel-map/prefetch workers decoding ahead; the
-interpreter's shutdown caught them inside Python and the process sat in a futex wait forever after
-printing the traceback (issue "Nothing lost, nothing hung", item 7).
+Without care, a failing element leaves parallel-map/prefetch workers decoding ahead; the
+interpreter's shutdown catches them inside Python and the process sits in a futex wait forever
+after printing the traceback (``data_pipelines.io.tf_python`` prevents it).
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Several seeds, honestly reported (issue 11, item 8): mean ± std over seeds and a bootstrap
+"""Several seeds, honestly reported: mean ± std over seeds and a bootstrap
 interval over test videos, against hand computations and a naive loop."""
 
 import math

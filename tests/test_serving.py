@@ -135,7 +135,7 @@ def test_score_arguments_are_checked_before_any_work(inputs, difficulty, group, 
     scoring.check_arguments(["frames", "difficulty"], ["2.0"], 2.5, None, (1.0, 6.0))  # fine
 
 
-# ------------------------------------------------------------------ one exemplar rule (issue 9 item 4)
+# ------------------------------------------------------------------ one exemplar rule
 def test_every_test_video_of_a_group_votes_with_the_exports_set():
     train = _train(True) + [Sample(key="x", path="", score=1.0, difficulty=3.0, group="3.0")]
     test = [Sample(key=f"t{i}", path="", score=1.0, difficulty=d, group=f"{d:.1f}", split="test")
@@ -155,7 +155,7 @@ def test_every_test_video_of_a_group_votes_with_the_exports_set():
     assert mask[0].tolist() == [1, 1, 1, 0]  # group 2.0 has 3 members: fill rule
 
 
-# ------------------------------------------------------------------ scales (item 23)
+# ------------------------------------------------------------------ scales
 def test_judges_scale_inverts_the_aqa7_normalisation():
     # diving range 21.6–102.6: 50 → 21.6 + 0.5 × 81 = 62.1; gym_vault 12.3–16.87: 0 → 12.3
     np.testing.assert_allclose(score_scale.to_judges([50.0, 0.0], ["diving", "gym_vault"], "aqa7"),
@@ -202,7 +202,7 @@ def test_format_results_names_rows_scale_and_plots():
     assert "skipped unreadable v.mp4: corrupt" in text
 
 
-# ------------------------------------------------------------------ unreadable test video (item 12)
+# ------------------------------------------------------------------ unreadable test video
 def test_unreadable_test_video_is_named_or_skipped(tmp_path):
     from data_pipelines.io import decode
 
@@ -219,7 +219,7 @@ def test_unreadable_test_video_is_named_or_skipped(tmp_path):
     assert log.items[0][0] == str(bad)
 
 
-# ------------------------------------------------------------------ Keras evaluate path (item 20)
+# ------------------------------------------------------------------ Keras evaluate path
 def test_keras_evaluate_on_a_test_protocol_dataset_points_at_validation_spearman():
     config = _config(True)
     model = TPTModel(config, experiment.model_intervals(config, _train(True)))
@@ -234,7 +234,7 @@ def test_keras_evaluate_on_a_test_protocol_dataset_points_at_validation_spearman
         model.evaluate(dataset, verbose=0)
 
 
-# ------------------------------------------------------------------ public loader (item 19)
+# ------------------------------------------------------------------ public loader
 def test_public_loader_round_trips_a_model(tmp_path):
     import tpt_keras
 

@@ -1,4 +1,4 @@
-"""Optional step supervision (issue 11, item 5) and the parsing metric in evaluation (item 4):
+"""Optional step supervision and the parsing metric in evaluation:
 the loss against hand computations, the pair reader carrying step boundaries, the model's total,
 and the step band of the attention picture."""
 
