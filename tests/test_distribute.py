@@ -166,7 +166,7 @@ def test_gather_predictions_on_one_replica_is_the_identity():
 # ------------------------------------------------------------------ MirroredStrategy, 2 logical CPUs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def mirrored(tmp_path_factory):
     """One subprocess: the tiny model trained on 1 device and on 2 logical CPU replicas."""
     return _run_worker("mirrored", tmp_path_factory.mktemp("mirrored") / "out.npz")
@@ -215,7 +215,7 @@ def test_logical_cpus_cannot_be_resplit_after_start(mirrored):
 # ------------------------------------------------------------------ the real TPTModel, mirrored
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def mirrored_tpt(tmp_path_factory):
     return _run_worker("mirrored-tpt", tmp_path_factory.mktemp("mirrored_tpt") / "out.npz")
 
@@ -256,13 +256,13 @@ def _run_tpt_script(mode, out, timeout=TIMEOUT_S):
     return dict(np.load(out))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def tpt_units(tmp_path_factory):
     """One subprocess (~8 s): interval_regression_loss and predict_scores on 2 logical CPUs."""
     return _run_tpt_script("units", tmp_path_factory.mktemp("tpt_units") / "out.npz")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def tpt_train(tmp_path_factory):
     """One subprocess (~25 s): the tiny TPTModel, 3 fit steps with SGD and with Adam, on 2 replicas
     and on one device."""
@@ -326,7 +326,7 @@ def test_tpt_fit_three_steps_mirrored_equals_one_device(tpt_train):
 # ------------------------------------------------------------------ accumulation = replicas
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def accumulation(tmp_path_factory):
     """One subprocess on 4 logical CPUs: the tiny TPTModel with 4 accumulated micro-batches on one
     device and with 4 replicas under MirroredStrategy; and one epoch on synthetic features."""
@@ -388,7 +388,7 @@ def test_accumulated_epoch_equals_mirrored_epoch_on_synthetic_features(accumulat
 # ------------------------------------------------------------------ MultiWorkerMirroredStrategy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def multi_worker(tmp_path_factory):
     """Two worker processes on 127.0.0.1, one CPU replica each; returns both workers' arrays."""
     workdir = tmp_path_factory.mktemp("multi_worker")

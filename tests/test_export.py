@@ -31,7 +31,7 @@ print(json.dumps({"scores": scores, "tpt_keras_loaded": "tpt_keras" in sys.modul
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def exported(tiny_video_run, tmp_path_factory):
     base = tmp_path_factory.mktemp("saved_models")
     status = cli.main(["export", tiny_video_run["run"], "--name", "tiny", "--version", "3",

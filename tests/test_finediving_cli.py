@@ -41,7 +41,7 @@ def _naive_boundaries(labels, num_clips=20, clip_len=8, stride=5):
     return bounds
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def tiny_finediving(shared_data, tmp_path_factory):
     source = shared_data / "FineDiving"
     annotations = safe_pickle.load(source / "FineDiving_fine-grained_annotation.pkl")

@@ -282,7 +282,7 @@ def _decode_clips(clips):
     return video, frame_index
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def video_samples(tmp_path_factory):
     root = tmp_path_factory.mktemp("videos")
     samples = []

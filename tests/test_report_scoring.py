@@ -15,7 +15,7 @@ from tpt_keras.serving import export, scoring
 import browser
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def exported(tiny_video_run, tmp_path_factory):
     return export.export_run(tiny_video_run["run"], base_dir=str(tmp_path_factory.mktemp("saved")))
 

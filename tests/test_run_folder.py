@@ -29,7 +29,7 @@ def _splits(cache, config):
     return experiment.synthetic_splits(config, cache, num_train=48, num_test=16)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def finished(tmp_path_factory):
     """A finished 2-epoch run (3 steps per epoch) on tiny synthetic features."""
     root = tmp_path_factory.mktemp("finished")
@@ -302,7 +302,7 @@ def _best_saves(log_csv):
     return saves
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def uninterrupted(tmp_path_factory):
     """One uninterrupted `tpt train` of _CLI in its own process: the weights every other run
     must end with."""

@@ -110,7 +110,7 @@ TINY = dict(epochs=2, feature_dim=16, hidden_dim=16, ffn_dim=16, num_heads=2, he
 TINY_SPACE = tuning.SearchSpace(num_queries=(3, 4), hidden_dim=(16, 32))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def search(tmp_path_factory):
     root = tmp_path_factory.mktemp("tune")
     config = get_preset("synthetic", **TINY)
