@@ -36,7 +36,7 @@ def as_markdown(output: str) -> str:
     for line in output.splitlines():
         if line.startswith("|"):
             if text:
-                parts.append("```text\n" + "\n".join(text) + "\n```\n")
+                parts.append("```text\n" + "\n".join(text) + "\n```")
                 text = []
             if parts and not parts[-1].startswith("|"):
                 parts.append("")
@@ -46,7 +46,7 @@ def as_markdown(output: str) -> str:
                 parts.append("")
             text.append(line)
     if text:
-        parts.append("```text\n" + "\n".join(text) + "\n```\n")
+        parts.append("```text\n" + "\n".join(text) + "\n```")
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
