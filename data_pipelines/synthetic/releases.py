@@ -156,6 +156,23 @@ def _scaled(score: float, low: float, high: float) -> float:
 # ---------------------------------------------------------------------------------------------
 # The four releases: annotations cut to the chosen keys, then the media
 # ---------------------------------------------------------------------------------------------
+def _frame_pattern(dataset: str) -> str:
+    """The release's frame file names, from the dataset registry (what ``tpt prepare`` checks)."""
+    from data_pipelines import datasets
+
+    return datasets.get(dataset).frame_pattern
+
+
+def _write_annotations(root: str, annotation_file: str, annotations: dict, split_files: dict,
+                       train: list, test: list) -> None:
+    """The annotation pickle cut to the chosen keys, and one split pickle per split."""
+    _write_pickle(os.path.join(root, "annotations", annotation_file),
+                  {key: annotations[key] for key in train + test})
+    chosen = {"train": train, "test": test}
+    for split, name in split_files.items():
+        _write_pickle(os.path.join(root, "annotations", name), chosen[split])
+
+
 def _mtl_aqa(source: str, root: str, count: int, size: int, rng) -> tuple[dict, dict]:
     from data_pipelines.datasets import mtl_aqa
 
@@ -164,21 +181,19 @@ def _mtl_aqa(source: str, root: str, count: int, size: int, rng) -> tuple[dict, 
               for split, name in mtl_aqa.SPLIT_FILES.items()}
     train, test = _choose(splits["train"], splits["test"],
                           lambda key: float(annotations[key]["difficulty"]), count)
-    chosen = {"train": train, "test": test}
-    _write_pickle(os.path.join(root, "annotations", mtl_aqa.ANNOTATION_FILE),
-                  {key: annotations[key] for key in train + test})
-    for split, name in mtl_aqa.SPLIT_FILES.items():
-        _write_pickle(os.path.join(root, "annotations", name), chosen[split])
+    _write_annotations(root, mtl_aqa.ANNOTATION_FILE, annotations, mtl_aqa.SPLIT_FILES, train, test)
+    pattern = _frame_pattern("mtl_aqa")
     folders = {}
     for key in train + test:
         record = annotations[key]
         length = max(MTL_AQA_MIN_FRAMES, int(record["end_frame"]) - int(record["start_frame"]) + 1)
         first = int(record["start_frame"])
         folder = os.path.join(root, "media", mtl_aqa.dive_key(*key))
-        _write_frames(folder, [f"{first + i:06d}.jpg" for i in range(length)],
+        _write_frames(folder, [pattern.format(first + i) for i in range(length)],
                       _scaled(float(record["final_score"]), 0, 110), size, rng)
         folders[mtl_aqa.dive_key(*key)] = folder
-    return {split: [mtl_aqa.dive_key(*k) for k in keys] for split, keys in chosen.items()}, folders
+    return {"train": [mtl_aqa.dive_key(*k) for k in train],
+            "test": [mtl_aqa.dive_key(*k) for k in test]}, folders
 
 
 def _aqa7(source: str, root: str, count: int, size: int, rng) -> tuple[dict, dict]:
@@ -203,7 +218,7 @@ def _aqa7(source: str, root: str, count: int, size: int, rng) -> tuple[dict, dic
             name = aqa7.CLASSES[int(class_id) - 1]
             key = f"{name}_{int(index):03d}"
             folder = os.path.join(root, "media", f"{name}-out", f"{int(index):03d}")
-            _write_frames(folder, [f"img_{i:05d}.jpg" for i in range(1, AQA7_FRAMES + 1)],
+            _write_frames(folder, [_frame_pattern("aqa7").format(i) for i in range(1, AQA7_FRAMES + 1)],
                           _scaled(score / 100.0, *low_high[name]), size, rng)
             keys[split].append(key)
             folders[key] = folder
@@ -241,20 +256,19 @@ def _finediving(source: str, root: str, count: int, size: int, rng) -> tuple[dic
     annotations = {(str(e), int(i)): v for (e, i), v in annotations.items()}
     train, test = _choose(splits["train"], splits["test"],
                           lambda key: str(annotations[key]["action_type"]), count)
-    chosen = {"train": train, "test": test}
-    _write_pickle(os.path.join(root, "annotations", finediving.ANNOTATION_FILE),
-                  {key: annotations[key] for key in train + test})
-    for split, name in finediving.SPLIT_FILES.items():
-        _write_pickle(os.path.join(root, "annotations", name), chosen[split])
+    _write_annotations(root, finediving.ANNOTATION_FILE, annotations, finediving.SPLIT_FILES,
+                       train, test)
+    pattern = _frame_pattern("finediving")
     folders = {}
     for key in train + test:
         record = annotations[key]
         first = int((coarse.get(key) or {}).get("start_frame", 0))
         folder = os.path.join(root, "media", key[0], str(key[1]))
-        names = [f"{first + i:05d}.jpg" for i in range(len(record["frames_labels"]))]
+        names = [pattern.format(first + i) for i in range(len(record["frames_labels"]))]
         _write_frames(folder, names, _scaled(float(record["dive_score"]), 0, 110), size, rng)
         folders[finediving.dive_key(*key)] = folder
-    return {split: [finediving.dive_key(*k) for k in keys] for split, keys in chosen.items()}, folders
+    return {"train": [finediving.dive_key(*k) for k in train],
+            "test": [finediving.dive_key(*k) for k in test]}, folders
 
 
 _BUILDERS = {"mtl_aqa": _mtl_aqa, "aqa7": _aqa7, "jigsaws": _jigsaws, "finediving": _finediving}
