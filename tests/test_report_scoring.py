@@ -46,7 +46,7 @@ def test_what_counts_as_a_session(tmp_path):
     with pytest.raises(ValueError, match="matches no file"):
         scoring.session_items([str(tmp_path / "*.webm")])
     (tmp_path / "bad.csv").write_text("video,score\nx,1\n")
-    with pytest.raises(ValueError, match="needs a 'path' column"):
+    with pytest.raises(ValueError, match="bad.csv, line 1: header \\['video', 'score'\\] lacks required column\\(s\\) \\['path'\\]"):
         scoring.session_items([str(tmp_path / "bad.csv")])
 
 

@@ -80,6 +80,42 @@ def _check_splits(csv_path: str, result: dict, lines: dict) -> None:
                               f"least one more row {split!r}")
 
 
+def read_rows(csv_path: str, required=REQUIRED_COLUMNS, allowed=REQUIRED_COLUMNS + OPTIONAL_COLUMNS):
+    """The non-blank rows of a manifest-like CSV, in file order: ``(line, values, path)`` with
+    the values stripped and ``path`` resolved against the CSV's folder. The header must hold the
+    ``required`` columns and (unless ``allowed`` is None) no column outside ``allowed``; every
+    problem is an :class:`AnnotationError` naming the file and the line."""
+    csv_path = require_file(csv_path, "manifest CSV")
+    base = os.path.dirname(os.path.abspath(csv_path))
+    with io.StringIO(_read_text(csv_path), newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in (reader.fieldnames or [])]
+        missing = [name for name in required if name not in header]
+        if missing:
+            raise AnnotationError(f"{csv_path}, line 1: header {header} lacks required column(s) {missing}")
+        unknown = [name for name in header if allowed is not None and name not in allowed]
+        if unknown:
+            raise AnnotationError(f"{csv_path}, line 1: unknown column(s) {unknown}; allowed {list(allowed)}")
+        reader.fieldnames = header
+        for row in reader:
+            where = f"{csv_path}, line {reader.line_num}"
+            if None in row:
+                raise AnnotationError(f"{where}: more values than columns")
+            values = {name: (value or "").strip() for name, value in row.items()}
+            if not any(values.values()):
+                continue
+            for name in required:
+                if not values.get(name):
+                    raise AnnotationError(f"{where}: empty required column '{name}'")
+            path = values["path"]
+            yield reader.line_num, values, path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def number(values: dict, column: str, csv_path: str, line: int) -> float | None:
+    """A row's numeric column (finite, of a judged magnitude), or None when it is empty."""
+    return _number(values[column], column, f"{csv_path}, line {line}") if values.get(column) else None
+
+
 def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
     """Read a manifest CSV.
 
@@ -90,48 +126,25 @@ def load(csv_path: str, check_paths: bool = True) -> dict[str, list[Sample]]:
     Returns:
         ``{split: [Sample, ...]}`` in file order, always with ``"train"`` and ``"test"`` (maybe empty).
     """
-    csv_path = require_file(csv_path, "manifest CSV")
-    base = os.path.dirname(os.path.abspath(csv_path))
     result: dict[str, list[Sample]] = {"train": [], "test": []}
     seen: dict[str, int] = {}
-    with io.StringIO(_read_text(csv_path), newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in (reader.fieldnames or [])]
-        missing = [name for name in REQUIRED_COLUMNS if name not in header]
-        if missing:
-            raise AnnotationError(f"{csv_path}, line 1: header {header} lacks required column(s) {missing}")
-        unknown = [name for name in header if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-        if unknown:
-            raise AnnotationError(f"{csv_path}, line 1: unknown column(s) {unknown}; allowed "
-                                  f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}")
-        reader.fieldnames = header
-        for row in reader:
-            line = reader.line_num
-            where = f"{csv_path}, line {line}"
-            if None in row:
-                raise AnnotationError(f"{where}: more values than columns")
-            values = {name: (value or "").strip() for name, value in row.items()}
-            if not any(values.values()):
-                continue
-            for name in REQUIRED_COLUMNS:
-                if not values.get(name):
-                    raise AnnotationError(f"{where}: empty required column '{name}'")
-            score = _number(values["score"], "score", where)
-            difficulty = _number(values["difficulty"], "difficulty", where) if values.get("difficulty") else 1.0
-            if difficulty <= 0:
-                raise AnnotationError(f"{where}: difficulty must be > 0, got {difficulty}")
-            path = values["path"]
-            resolved = path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
-            if check_paths:
-                check_media(resolved, csv_path, f"line {line}")
-            key = values.get("key") or path
-            if key in seen:
-                raise AnnotationError(f"{where}: duplicate key {key!r} (first on line {seen[key]})")
-            seen[key] = line
-            split = values.get("split") or "train"
-            sample = Sample(key=key, path=resolved, score=score, difficulty=difficulty,
-                            group=values.get("group") or "all", split=split)
-            result.setdefault(split, []).append(sample)
+    for line, values, resolved in read_rows(csv_path):
+        where = f"{csv_path}, line {line}"
+        score = number(values, "score", csv_path, line)
+        difficulty = number(values, "difficulty", csv_path, line)
+        difficulty = 1.0 if difficulty is None else difficulty
+        if difficulty <= 0:
+            raise AnnotationError(f"{where}: difficulty must be > 0, got {difficulty}")
+        if check_paths:
+            check_media(resolved, csv_path, f"line {line}")
+        key = values.get("key") or values["path"]
+        if key in seen:
+            raise AnnotationError(f"{where}: duplicate key {key!r} (first on line {seen[key]})")
+        seen[key] = line
+        split = values.get("split") or "train"
+        sample = Sample(key=key, path=resolved, score=score, difficulty=difficulty,
+                        group=values.get("group") or "all", split=split)
+        result.setdefault(split, []).append(sample)
     if not seen:
         raise AnnotationError(f"{csv_path}: no samples")
     _check_splits(csv_path, result, seen)

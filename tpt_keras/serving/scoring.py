@@ -396,33 +396,15 @@ def _is_video_file(name: str) -> bool:
 
 
 def read_session_manifest(path: str) -> list[VideoItem]:
-    """A CSV of videos to score: header ``path`` and, optional, ``difficulty``, ``group``,
-    ``score`` (the judges' score, shown beside the prediction) — a training manifest works as is
-    (other columns are ignored). Relative paths are resolved against the CSV's folder."""
-    import csv
+    """A CSV of videos to score, read as a training manifest is
+    (:func:`data_pipelines.datasets.manifest.read_rows`): header ``path`` and, optional,
+    ``difficulty``, ``group``, ``score`` (the judges' score, shown beside the prediction) — a
+    training manifest works as is (its other columns are ignored)."""
+    from data_pipelines.datasets import manifest
 
-    items = []
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if "path" not in (reader.fieldnames or []):
-            raise ValueError(f"{path}: a session manifest needs a 'path' column (header: "
-                             f"{', '.join(reader.fieldnames or [])})")
-        for line, row in enumerate(reader, start=2):
-            if not (row.get("path") or "").strip():
-                continue
-
-            def number(column):
-                text = (row.get(column) or "").strip()
-                if not text:
-                    return None
-                try:
-                    return float(text)
-                except ValueError:
-                    raise ValueError(f"{path}:{line}: column '{column}' is not a number: {text!r}") from None
-
-            video = os.path.join(os.path.dirname(os.path.abspath(path)), row["path"].strip())
-            items.append(VideoItem(video, number("difficulty"), (row.get("group") or "").strip() or None,
-                                   number("score")))
+    items = [VideoItem(video, manifest.number(values, "difficulty", path, line),
+                       values.get("group") or None, manifest.number(values, "score", path, line))
+             for line, values, video in manifest.read_rows(path, required=("path",), allowed=None)]
     if not items:
         raise ValueError(f"{path}: no videos listed")
     return items
