@@ -221,7 +221,6 @@ def _check_run_folders(config: TPTConfig, output: str, seeds: int | None) -> Non
                   "uninterrupted run)", flush=True)
 
 
-# Over 60 lines only by its docstring (every argument); the steps are named functions.
 def train_run(config: TPTConfig, output: str, *, annotations: str | None = None,
               manifest: str | None = None, media_root: str | None = None,
               features: str | None = None, end_to_end: bool = False, strategy: str = "auto",

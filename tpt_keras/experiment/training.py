@@ -130,8 +130,6 @@ def _stop_on_non_finite_loss():
     return StopOnNonFiniteLoss()
 
 
-# Over 60 lines only by its docstring (the resume contract and every argument); the steps are
-# the named functions below.
 def train(config: TPTConfig, splits: dict[str, list[Sample]], run_dir: str, *,
           features_dir: str | None = None, backbone_weights="kinetics400", verbose: int = 1,
           jit_compile: bool = False, eval_batch_size: int = 8, skip_bad: bool = False,
