@@ -215,9 +215,10 @@ def _predictions(run_dirs: list[str], which: str, model=None, splits=None, confi
     predictions, true, keys = [], None, None
     sources = run_dirs if model is None else [None]
     for path in sources:
+        checkpoint = which
         if model is None and which == "best" and not os.path.exists(run_folder.RunPaths(path).best):
-            which = "last"  # no epoch had a finite test ρ, so none was selected: the last one counts
-        run = (evaluation.load_run(path, which) if model is None else
+            checkpoint = "last"  # no epoch had a finite test ρ, none was selected: the last counts
+        run = (evaluation.load_run(path, checkpoint) if model is None else
                evaluation.Run(paths=run_folder.RunPaths(weights), config=config, model=model,
                               splits=splits, data={"features": features}))
         outputs = evaluation.predict_split(run, "test")
