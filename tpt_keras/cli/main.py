@@ -151,16 +151,16 @@ def cmd_evaluate(args) -> int:
                                             progress=not args.json, skip_bad=args.skip_bad)
         print(json.dumps(results, indent=2) if args.json else experiment.format_seed_results(results))
         return 0
-    results = experiment.evaluate_run(args.runs, which=args.checkpoint, split=args.split,
-                                      plot=args.plot, progress=not args.json, scale=args.scale,
-                                      skip_bad=args.skip_bad)
-    print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
+    options = dict(which=args.checkpoint, split=args.split, plot=args.plot,
+                   progress=not args.json, scale=args.scale, skip_bad=args.skip_bad)
     if args.report:
         from tpt_keras.serving import run_report
 
-        page = run_report.write_evaluation_report(args.runs, args.report, results,
-                                                  which=args.checkpoint, split=args.split,
-                                                  scale=args.scale, skip_bad=args.skip_bad)
+        results, page = run_report.evaluate_with_report(args.runs, args.report, **options)
+    else:
+        results, page = experiment.evaluate_run(args.runs, **options), None
+    print(json.dumps(results, indent=2) if args.json else experiment.format_results(results))
+    if page:
         print(f"report: {page}", file=sys.stderr if args.json else sys.stdout)
     return 0
 

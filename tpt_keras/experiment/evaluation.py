@@ -169,7 +169,8 @@ def _check_runs(run_dirs, configs) -> None:
 
 
 def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str | None = None,
-                 progress: bool = False, scale: str = "judges", skip_bad: bool = False) -> dict:
+                 progress: bool = False, scale: str = "judges", skip_bad: bool = False,
+                 on_predictions=None) -> dict:
     """Spearman and R-ℓ2 of one or several runs, with the average over runs.
 
     Several runs are the AQA-7 classes (one model each: average ρ by Fisher z) or the JIGSAWS
@@ -181,6 +182,9 @@ def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str |
         scale: ``"judges"`` or ``"normalised"`` (:mod:`tpt_keras.experiment.score_scale`): the scale of the
             metrics and plots (only AQA-7 has two; ρ is the same on both for one class).
         skip_bad: skip unreadable test videos (listed per row under "skipped").
+        on_predictions: called as ``on_predictions(run_dir, run, outputs)`` with each run's
+            :class:`Run` and its :func:`predict_split` outputs (e.g. to draw a report from the
+            same predictions instead of predicting again).
     """
     from tpt_keras import visualize
     from tpt_keras.experiment import score_scale
@@ -200,7 +204,8 @@ def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str |
     _check_runs(run_dirs, configs)
     rows, panels = [], []
     for run_dir in run_dirs:
-        row, pred, true = _evaluate_one(run_dir, which, split, scale, plot, progress, skip_bad)
+        row, pred, true = _evaluate_one(run_dir, which, split, scale, plot, progress, skip_bad,
+                                        on_predictions)
         panels.append((pred, true, row.pop("title")))
         rows.append(row)
     if plot:
@@ -213,7 +218,7 @@ def evaluate_run(run_dirs, which: str = "best", split: str = "test", plot: str |
 
 
 def _evaluate_one(run_dir: str, which: str, split: str, scale: str, plot: str | None,
-                  progress: bool, skip_bad: bool):
+                  progress: bool, skip_bad: bool, on_predictions=None):
     """One row of :func:`evaluate_run` (with its plot title under ``"title"``), and its predicted
     and true scores on ``scale``; without ``plot`` its scatter plot is drawn in the run folder."""
     from tpt_keras import visualize
@@ -222,6 +227,8 @@ def _evaluate_one(run_dir: str, which: str, split: str, scale: str, plot: str | 
 
     run = load_run(run_dir, which)
     outputs = predict_split(run, split, progress=progress, skip_bad=skip_bad)
+    if on_predictions is not None:
+        on_predictions(run_dir, run, outputs)
     dataset = run.config.dataset
     both = {"normalised": (outputs["pred"], outputs["true"]),
             "judges": (score_scale.to_judges(outputs["pred"], outputs["groups"], dataset),

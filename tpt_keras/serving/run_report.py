@@ -2,8 +2,8 @@
 
 The test table of :func:`tpt_keras.experiment.evaluate_run`, predicted against true scores, the
 parsing metric when the videos have annotated steps, and the videos with the largest errors, each
-with its timeline (:mod:`tpt_keras.report`). The per-video predictions come from
-:func:`tpt_keras.experiment.predict_split` (the same exemplars and protocol as the table).
+with its timeline (:mod:`tpt_keras.report`). The per-video predictions are the ones the table was
+computed from (:func:`evaluate_with_report` keeps them while ``evaluate_run`` predicts).
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def worst_video(sample, attention, boundaries, pred: float, true: float, per_exe
     return video
 
 
-def evaluation(run_dirs, results: dict, which: str = "best", split: str = "test",
-               scale: str = "judges", skip_bad: bool = False, worst: int = WORST) -> dict:
+def evaluation(run_dirs, results: dict, predictions: dict, which: str = "best",
+               split: str = "test", scale: str = "judges", worst: int = WORST) -> dict:
     """The dict of :func:`tpt_keras.report.pages.evaluation_page` for ``results`` of
-    :func:`tpt_keras.experiment.evaluate_run` on ``run_dirs`` (same arguments)."""
-    from tpt_keras import experiment
+    :func:`tpt_keras.experiment.evaluate_run` on ``run_dirs`` (same arguments), with
+    ``predictions``: ``{run_dir: (Run, predict_split outputs)}`` of that evaluation."""
     from tpt_keras.experiment import score_scale
     from tpt_keras.serving import scoring
 
@@ -73,8 +73,7 @@ def evaluation(run_dirs, results: dict, which: str = "best", split: str = "test"
         run_dirs = [run_dirs]
     panels, candidates = [], []
     for run_dir, row in zip(run_dirs, results["runs"]):
-        run = experiment.load_run(run_dir, which)
-        outputs = experiment.predict_split(run, split, skip_bad=skip_bad)
+        run, outputs = predictions[run_dir]
         by_key = {s.key: s for s in run.splits[split]}
         convert = ((lambda v, g: score_scale.to_judges(v, g, run.config.dataset)) if scale == "judges"
                    else (lambda v, g: np.asarray(v, np.float64)))
@@ -104,11 +103,21 @@ def evaluation(run_dirs, results: dict, which: str = "best", split: str = "test"
             "worst": videos}
 
 
-def write_evaluation_report(run_dirs, path: str, results: dict, which: str = "best",
-                            split: str = "test", scale: str = "judges", skip_bad: bool = False) -> str:
-    """Write the page of ``results`` (:func:`tpt_keras.experiment.evaluate_run` on ``run_dirs``
-    with the same arguments) to ``path``; returns the path."""
-    from tpt_keras import report
+def evaluate_with_report(run_dirs, path: str, which: str = "best", split: str = "test",
+                         plot: str | None = None, progress: bool = False, scale: str = "judges",
+                         skip_bad: bool = False) -> tuple[dict, str]:
+    """:func:`tpt_keras.experiment.evaluate_run` (same arguments) and the page of its results
+    written to ``path``, drawn from the predictions the evaluation made (each run predicted once).
+    Returns ``(results, page path)``."""
+    from tpt_keras import experiment, report
 
-    return report.write_evaluation_report(
-        evaluation(run_dirs, results, which, split, scale, skip_bad), path)
+    if isinstance(run_dirs, str):
+        run_dirs = [run_dirs]
+    predictions = {}
+    results = experiment.evaluate_run(
+        run_dirs, which=which, split=split, plot=plot, progress=progress, scale=scale,
+        skip_bad=skip_bad,
+        on_predictions=lambda run_dir, run, outputs: predictions.__setitem__(run_dir, (run, outputs)))
+    page = report.write_evaluation_report(
+        evaluation(run_dirs, results, predictions, which, split, scale), path)
+    return results, page
