@@ -34,4 +34,4 @@ browser:
 	  echo "could not install chromium: the browser tests will skip"
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests $(if $(FAST),-m "not slow",)
+	$(BIN)/python -m pytest -q -n 2 tests $(if $(FAST),-m "not slow",)

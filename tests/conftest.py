@@ -1,5 +1,6 @@
 """Shared test fixtures: where the real annotation files live, quiet TensorFlow, seeds."""
 
+import functools
 import os
 import pathlib
 
@@ -15,18 +16,51 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 SHARED_RUN_FIXTURES = ("tiny_video_run",)  # session fixtures that train: built once per process
 
+# The files with the most work (a minute or more of CPU each: subprocess scenarios, trained runs,
+# exports), handed out first so that the two workers finish together; every other file follows
+# in collection order. Only the suite's wall time depends on this list.
+LONGEST_FIRST = ("tests/test_distribute.py", "tests/test_experiment.py", "tests/test_run_folder.py",
+                 "tests/test_serving.py", "tests/test_reproduce.py", "tests/test_seeds.py",
+                 "tests/test_finediving_cli.py", "tests/test_benchmarks.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist: its file, or for the files that
+    use a trained session fixture (``SHARED_RUN_FIXTURES``), that fixture's name, so one worker
+    takes them all and trains it once. Read from the file's text: the controller that
+    schedules has no collected items, only node ids."""
+    return _file_unit(nodeid.split("::", 1)[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _file_unit(path: str) -> str:
+    try:
+        text = (REPO / path).read_text(encoding="utf-8")
+    except OSError:
+        return path
+    return next((name for name in SHARED_RUN_FIXTURES if name in text), path)
+
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``-n 2 --dist loadgroup``, as ``make test`` runs) one worker takes a
-    whole test file, so module fixtures are built once; the files that share a trained session
-    fixture (``SHARED_RUN_FIXTURES``) go to the same worker, so it is trained once too."""
-    def file_of(item):
-        return item.nodeid.split("::", 1)[0]
+    """The files of :data:`LONGEST_FIRST` first (in its order), then the rest as collected."""
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
-    sharing = {file_of(item): name for item in items for name in SHARED_RUN_FIXTURES
-               if name in getattr(item, "fixturenames", ())}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(sharing.get(file_of(item), file_of(item))))
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown where it is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """``make test``'s scheduler (``-n 2``): a worker takes a whole unit of work
+    (:func:`work_unit`), so module and session fixtures are built once, in the order the tests
+    were collected (longest first). pytest-xdist's own ``--dist loadgroup`` cannot be used: it
+    groups by renaming node ids, which pytest 9 ignores."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order: longest first
+    return ByWorkUnit(config, log)
 
 
 @pytest.fixture(scope="session")
