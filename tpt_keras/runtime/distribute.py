@@ -164,9 +164,9 @@ def fit(
     if validation_ds_fn is not None and validation_steps is None:
         validation_steps = steps_per_epoch_of(validation_ds_fn, strategy)
     callbacks = _checked_callbacks(callbacks, strategy)
+    build_variables(model, train_ds_fn, strategy)
     if backup_dir is not None:
         saver = backup.TrainingBackup(backup_dir, write=is_chief(strategy))
-        build_variables(model, train_ds_fn, strategy)
         restored = saver.restore(model)
         if restored is not None:
             initial_epoch = restored
@@ -181,7 +181,6 @@ def fit(
                          validation_data=val_ds, validation_steps=validation_steps,
                          initial_epoch=initial_epoch, verbose=verbose,
                          shuffle=False)  # the pipelines shuffle (deterministically, per epoch)
-    build_variables(model, train_ds_fn, strategy)  # outside the loop's tf.function
     loop = MultiWorkerLoop(model, strategy, callbacks=callbacks, steps_per_epoch=steps_per_epoch,
                            validation_steps=validation_steps, verbose=verbose)
     return loop.run(train_ds, epochs=epochs, initial_epoch=initial_epoch, val_ds=val_ds)
@@ -214,7 +213,9 @@ def _checked_callbacks(callbacks, strategy) -> list:
 
 def build_variables(model, train_ds_fn, strategy) -> None:
     """Create the model's and the optimizer's variables (one eager call on a local batch), before
-    a backup is restored into them and before the multi-worker loop's ``tf.function``."""
+    a backup is restored into them and before the first step is traced: a ``tf.function`` that
+    creates variables is traced twice (Keras builds the optimizer inside the first trace when the
+    model was not created under a strategy's scope), which doubles the start-up of a run."""
     if not model.built:
         first = next(iter(train_ds_fn(local_input_context(strategy)).take(1)))
         with strategy.scope():
