@@ -48,6 +48,44 @@ def test_bootstrap_interval_matches_a_naive_loop():
     assert low < result["mean"]["spearman"] < high
 
 
+def test_rows_average_by_fisher_z_by_hand():
+    true = np.array([1.0, 2.0, 3.0, 4.0])
+    swapped = np.array([[2.0, 1, 4, 3]])        # ρ = 1 - 6·4/(4·15) = 0.6
+    one_swap = np.array([[2.0, 1, 3, 4]])       # Σd² = 2: ρ = 1 - 12/60 = 0.8
+    result = metrics.grouped_seed_statistics([[(swapped, true)], [(one_swap, true)]],
+                                             num_bootstrap=10)
+    expected = math.tanh((math.atanh(0.6) + math.atanh(0.8)) / 2)
+    assert result["per_seed"][0]["spearman"] == pytest.approx(expected)
+    # R-ℓ2: every error of `swapped` is 1 on a range of 3 (100/9), `one_swap` has two of four (50/9)
+    assert result["per_seed"][0]["r_l2"] == pytest.approx((100 / 9 + 50 / 9) / 2)
+
+
+def test_grouped_interval_matches_a_naive_loop():
+    """A figure of two groups (two folds, then one run), two seeds: the documented draws, run
+    after run, and the nested Fisher-z means written out with scipy."""
+    rng = np.random.default_rng(5)
+    runs = []
+    for size in (12, 15, 20):
+        true = rng.uniform(0, 30, size)
+        runs.append((true + rng.normal(0, [[4.0], [9.0]], (2, size)), true))
+    result = metrics.grouped_seed_statistics([runs[:2], runs[2:]], num_bootstrap=60, seed=11)
+    z = np.arctanh
+    draw = np.random.default_rng(11)
+    draws = [draw.integers(0, t.size, (60, t.size)) for _, t in runs]
+
+    def rho(rows):  # mean over seeds of tanh(mean(z(tanh(mean(z(fold ρ)))), z(run ρ)))
+        values = []
+        for s in range(2):
+            r = [stats.spearmanr(p[s][i], t[i])[0] for (p, t), i in zip(runs, rows)]
+            values.append(np.tanh((z(np.tanh((z(r[0]) + z(r[1])) / 2)) + z(r[2])) / 2))
+        return np.mean(values)
+
+    everything = [np.arange(t.size) for _, t in runs]
+    assert result["mean"]["spearman"] == pytest.approx(rho(everything))
+    naive = [rho([d[b] for d in draws]) for b in range(60)]
+    assert result["ci95"]["spearman"] == pytest.approx(list(np.percentile(naive, [2.5, 97.5])))
+
+
 @pytest.mark.slow
 def test_train_seeds_and_evaluate_them(tmp_path, capsys):
     """`tpt train synthetic --seeds 2` makes seed_0/ and seed_1/; `tpt evaluate` over the folder

@@ -4,6 +4,8 @@
 * :func:`r_l2`: relative L2 distance, ``100 * mean(((pred - true) / (max(true) - min(true)))^2)``
   with max/min over the evaluated ground truth (reported x100, as in the paper's tables).
 * :func:`fisher_z_mean`: the AQA-7 average of per-class correlations, ``tanh(mean(atanh(rho)))``.
+* :func:`seed_statistics` / :func:`grouped_seed_statistics`: mean ± std over training seeds and
+  a bootstrap 95 % interval over the test videos, of one test set or of a figure made of several.
 * :func:`collapse_warning`: a model whose predictions barely vary (collapsed onto about one score):
   ``std(pred) < COLLAPSE_FRACTION · std(true)`` (population standard deviations, 0.1).
 """
@@ -99,23 +101,70 @@ def seed_statistics(predictions, true, num_bootstrap: int = 1000, seed: int = 0)
         scores equal) are left out. It says how much the reported mean depends on which test
         videos happen to be in the test set; the std says how much it depends on the seed.
     """
-    predictions = np.asarray(predictions, np.float64)
-    true = np.asarray(true, np.float64).reshape(-1)
-    if predictions.ndim != 2 or predictions.shape[1] != true.size:
-        raise ValueError(f"predictions must be (seeds, {true.size}); received {predictions.shape}.")
-    per_seed = [{"spearman": spearman(p, true), "r_l2": r_l2(p, true)} for p in predictions]
+    return grouped_seed_statistics([[(predictions, true)]], num_bootstrap, seed)
+
+
+def _combine(values: list, how: str) -> float:
+    """One figure of several runs' figures: Fisher-z mean (ρ) or plain mean (R-ℓ2); a single
+    value is itself. NaN when a correlation is not finite."""
+    if len(values) == 1:
+        return float(values[0])
+    values = np.asarray(values, np.float64)
+    if how == "fisher_z":
+        if np.any(~np.isfinite(values)):
+            return float("nan")
+        return fisher_z_mean(values)
+    return float(np.mean(values))
+
+
+def grouped_seed_statistics(groups, num_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """:func:`seed_statistics` of a figure made of several test sets: groups of runs.
+
+    For one seed, ρ is the Fisher-z mean over the groups of the Fisher-z mean over each group's
+    runs (R-ℓ2: plain means). One test set is one group of one run; a JIGSAWS task is one group
+    of four folds; the AQA-7 average is six groups of one class each.
+
+    Args:
+        groups: a list of groups, each a list of runs ``(predictions (S, N_r), true (N_r,))``,
+            every run with the same S seeds.
+        num_bootstrap: B resamples; each run's test videos are resampled on their own, with
+            ``np.random.default_rng(seed).integers(0, N_r, (B, N_r))`` drawn run after run; a
+            resample where a run's true scores are all equal is left out.
+        seed: the resampling seed.
+
+    Returns:
+        as :func:`seed_statistics`.
+    """
+    runs = [(np.asarray(p, np.float64), np.asarray(t, np.float64).reshape(-1))
+            for group in groups for p, t in group]
+    num_seeds = runs[0][0].shape[0] if runs[0][0].ndim == 2 else None
+    for p, t in runs:
+        if p.ndim != 2 or p.shape != (num_seeds, t.size):
+            raise ValueError(f"predictions must be (seeds, {t.size}), the same seeds for every "
+                             f"run; received {p.shape}.")
+    bounds = np.cumsum([0] + [len(group) for group in groups])
+    fns = {"spearman": (spearman, "fisher_z"), "r_l2": (r_l2, "mean")}
+
+    def figure(name, seed_index, rows=None):
+        fn, how = fns[name]
+        per_run = [fn(p[seed_index], t) if rows is None else fn(p[seed_index][r], t[r])
+                   for (p, t), r in zip(runs, rows or [None] * len(runs))]
+        with np.errstate(divide="ignore", invalid="ignore"):  # ρ = ±1: z = ±inf, tanh gives ±1
+            return _combine([_combine(per_run[a:b], how) for a, b in zip(bounds[:-1], bounds[1:])],
+                            how)
+
+    per_seed = [{name: figure(name, s) for name in fns} for s in range(num_seeds)]
     result = {"per_seed": per_seed, "mean": {}, "std": {}, "ci95": {}}
-    indices = np.random.default_rng(seed).integers(0, true.size, (int(num_bootstrap), true.size))
-    for name, fn in (("spearman", spearman), ("r_l2", r_l2)):
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, t.size, (int(num_bootstrap), t.size)) for _, t in runs]
+    resamples = [rows for rows in zip(*draws)
+                 if all(np.ptp(t[r]) > 0 for (_, t), r in zip(runs, rows))]
+    for name in fns:
         values = np.array([row[name] for row in per_seed])
         result["mean"][name] = float(values.mean())
         result["std"][name] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        means = []
-        for rows in indices:
-            if np.ptp(true[rows]) == 0:
-                continue
-            means.append(np.mean([fn(p[rows], true[rows]) for p in predictions]))
-        means = np.asarray(means)
+        means = np.array([np.mean([figure(name, s, list(rows)) for s in range(num_seeds)])
+                          for rows in resamples])
         means = means[np.isfinite(means)]
         result["ci95"][name] = ([float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
                                 if means.size else [float("nan"), float("nan")])
