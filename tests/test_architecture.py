@@ -59,13 +59,13 @@ RANKS = {
     "tpt_keras.experiment.training": 15,
     "tpt_keras.experiment.evaluation": 16,
     "tpt_keras.experiment.launch": 17,
-    "tpt_keras.experiment.reproduce": 17,
-    "tpt_keras.experiment": 18,
-    "tpt_keras.serving": 19,
-    "tpt_keras.tuning": 19,
-    "tpt_keras.tools": 20,
-    "tpt_keras.cli": 21,
-    "tpt_keras": 22,
+    "tpt_keras.experiment.reproduce": 18,
+    "tpt_keras.experiment": 19,
+    "tpt_keras.serving": 20,
+    "tpt_keras.tuning": 20,
+    "tpt_keras.tools": 21,
+    "tpt_keras.cli": 22,
+    "tpt_keras": 23,
 }
 # Packages whose every member (module or subpackage) must be a room of its own in RANKS: only the
 # package's own __init__ belongs to the package's room.

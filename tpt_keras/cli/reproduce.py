@@ -122,7 +122,9 @@ def add_reproduce_command(commands) -> None:
     parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2],
                         help="Keras fit verbosity (default 2: one line per epoch)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.set_defaults(handler=cmd_reproduce)
+    parser.set_defaults(handler=cmd_reproduce, needs_tensorflow=False,  # after the checks
+                        must_exist={"annotations": "folder", "media_root": "folder",
+                                    "weights": "folder"})
 
 
 def add_export_preset_command(commands) -> None:

@@ -12,7 +12,8 @@ The order is the contract:
    (unless a cache is given, or ``end_to_end`` fine-tunes I3D on the frames);
 4. the run (or one run per seed) with :func:`tpt_keras.experiment.training.train`.
 
-:func:`resolve_config` turns a preset name or file, ``KEY=VALUE`` overrides and the class /
+:func:`train_splits` is steps 2-4 on splits already read (``tpt reproduce`` trains its runs
+through it). :func:`resolve_config` turns a preset name or file, ``KEY=VALUE`` overrides and the class /
 task / fold / epochs choices into the configuration. Ctrl-C or SIGTERM ends a run with
 :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` whose message says where and how to resume).
 """
@@ -33,6 +34,11 @@ from tpt_keras.runtime import run_folder
 INPUT_FLAGS = {"annotations": "--annotations", "manifest": "--manifest",
                 "media_root": "--media-root"}
 FEATURES_FOLDER = "features"  # the cache a run extracts into, inside its folder
+
+
+def say(line: str) -> None:
+    """A progress line on standard output, at once (before a long step or a crash)."""
+    print(line, flush=True)
 
 
 def dataset_inputs(dataset: str) -> tuple[str, ...]:
@@ -186,16 +192,16 @@ def _check_modes(strategy: str, mixed_precision: str, jit_compile: str, per_repl
             raise ValueError(f"{flag} must be a whole number ≥ 1, got {value!r}")
 
 
-def fitted_batch_size(config: TPTConfig, num_train: int) -> TPTConfig:
+def fitted_batch_size(config: TPTConfig, num_train: int, log=say) -> TPTConfig:
     """``config`` with ``batch_size`` lowered to ``num_train`` when the training set is smaller
-    than one batch (an epoch then is one step), with a one-line notice saying so."""
+    than one batch (an epoch then is one step), with a one-line notice (to ``log``) saying so."""
     if config.batch_size <= num_train:
         return config
     if num_train < 1:
         raise ValueError("the training split has no videos")
-    print(f"batch_size {config.batch_size} → {num_train}: the training set has {num_train} "
-          f"videos, fewer than one batch of {config.batch_size} pairs (--set batch_size=N to "
-          "choose)", flush=True)
+    log(f"batch_size {config.batch_size} → {num_train}: the training set has {num_train} "
+        f"videos, fewer than one batch of {config.batch_size} pairs (--set batch_size=N to "
+        "choose)")
     return config.replace(batch_size=num_train)
 
 
@@ -210,15 +216,15 @@ def _check_run_folder(run_config: TPTConfig, run_dir: str) -> int:
     return training.check_run_folder(run_folder.RunPaths(run_dir), run_config)
 
 
-def _check_run_folders(config: TPTConfig, output: str, seeds: int | None) -> None:
+def _check_run_folders(config: TPTConfig, output: str, seeds: int | None, log=say) -> None:
     """Check every run folder of the request; say which ones resume or are finished."""
     for run_config, run_dir in run_folders(config, output, seeds):
         done, epochs = _check_run_folder(run_config, run_dir), run_config.epochs
         if done >= epochs:
-            print(f"{run_dir} has finished its {epochs} epochs: nothing to train", flush=True)
+            log(f"{run_dir} has finished its {epochs} epochs: nothing to train")
         elif done:
-            print(f"resuming {run_dir} after epoch {done} of {epochs} (same weights as an "
-                  "uninterrupted run)", flush=True)
+            log(f"resuming {run_dir} after epoch {done} of {epochs} (same weights as an "
+                "uninterrupted run)")
 
 
 def train_run(config: TPTConfig, output: str, *, annotations: str | None = None,
@@ -273,27 +279,58 @@ def train_run(config: TPTConfig, output: str, *, annotations: str | None = None,
     splits = data.run_splits(config, annotations=annotations, manifest=manifest,
                              media_root=media_root, features_dir=None if extract else features,
                              check_paths=not features or extract)
-    data.validation_split(splits)
-    if per_replica_batch is None:  # else the batch depends on the replicas: after TensorFlow
-        config = fitted_batch_size(config, len(splits["train"]))
-        _check_run_folders(config, output, seeds)
-    with _interrupted_message() as where:
-        config, strategy_ = _start_tensorflow(config, strategy, logical_cpus, per_replica_batch,
-                                              mixed_precision, jit_compile, len(splits["train"]))
-        if per_replica_batch is not None:
-            _check_run_folders(config, output, seeds)
-        if extract:
-            where["step"] = "feature extraction"
-            _extract(config, splits, features, skip_bad)
-        results = []
-        for run_config, run_dir in run_folders(config, output, seeds):
-            results.append(_train_one(run_config, splits, run_dir, features, where,
-                                      strategy=strategy_, skip_bad=skip_bad, verbose=verbose,
-                                      jit_compile=_jit(jit_compile), end_to_end=end_to_end))
+    results = train_splits(config, splits, output, features=features, extract=extract,
+                           end_to_end=end_to_end, strategy=strategy, logical_cpus=logical_cpus,
+                           mixed_precision=mixed_precision, jit_compile=jit_compile,
+                           per_replica_batch=per_replica_batch, seeds=seeds, skip_bad=skip_bad,
+                           verbose=verbose)
     if seeds:
         print(f"{seeds} seeds in {output}: `tpt evaluate {output}` reports mean ± std over them "
               "and a bootstrap interval over the test videos")
     return results
+
+
+def train_splits(config: TPTConfig, splits: dict, output: str, *, features: str | None = None,
+                 extract: bool = False, end_to_end: bool = False, strategy: str = "auto",
+                 logical_cpus: int | None = None, mixed_precision: str = "auto",
+                 jit_compile: str = "auto", per_replica_batch: int | None = None,
+                 seeds: int | None = None, skip_bad: bool = False, verbose: int = 1,
+                 log=say) -> list[dict]:
+    """Steps 2-4 of the module docstring on splits already read: the batch fitted to the
+    training set, the run folders checked, TensorFlow and the strategy, the features extracted
+    into ``features`` when ``extract``, then the run or one run per seed, Ctrl-C and SIGTERM
+    ending it with :class:`TrainingInterrupted`. :func:`train_run` (``tpt train``) and
+    ``tpt reproduce`` train through here.
+
+    Args:
+        splits: ``{"train": [...], "test": [...], ("val": [...])}`` samples.
+        features: the samples' feature cache (None: train on the frames, ``end_to_end``).
+        log: where the progress lines go.
+        The others: as :func:`train_run`.
+
+    Returns:
+        one result per run, as :func:`train_run`.
+    """
+    from tpt_keras.experiment import data
+
+    _check_modes(strategy, mixed_precision, jit_compile, per_replica_batch, seeds, logical_cpus)
+    data.validation_split(splits)
+    if per_replica_batch is None:  # else the batch depends on the replicas: after TensorFlow
+        config = fitted_batch_size(config, len(splits["train"]), log)
+        _check_run_folders(config, output, seeds, log)
+    with _interrupted_message() as where:
+        config, strategy_ = _start_tensorflow(config, strategy, logical_cpus, per_replica_batch,
+                                              mixed_precision, jit_compile, len(splits["train"]),
+                                              log)
+        if per_replica_batch is not None:
+            _check_run_folders(config, output, seeds, log)
+        if extract:
+            where["step"] = "feature extraction"
+            _extract(config, splits, features, skip_bad, log)
+        return [_train_one(run_config, splits, run_dir, features, where, strategy=strategy_,
+                           skip_bad=skip_bad, verbose=verbose, jit_compile=_jit(jit_compile),
+                           end_to_end=end_to_end, log=log)
+                for run_config, run_dir in run_folders(config, output, seeds)]
 
 
 def _jit(mode: str) -> bool:
@@ -303,7 +340,7 @@ def _jit(mode: str) -> bool:
 
 
 def _start_tensorflow(config: TPTConfig, strategy: str, logical_cpus, per_replica_batch,
-                      mixed_precision: str, jit_compile: str, num_train: int):
+                      mixed_precision: str, jit_compile: str, num_train: int, log=say):
     """TensorFlow, determinism (one replica), the strategy, the global batch and learning-rate
     rule, the dtype policy; prints one line that says what was chosen."""
     from tpt_keras.runtime import startup
@@ -326,15 +363,15 @@ def _start_tensorflow(config: TPTConfig, strategy: str, logical_cpus, per_replic
         scale = strategies.lr_multiplier(batch, reference_batch=config.batch_size)
         config = fitted_batch_size(config.replace(
             batch_size=batch, learning_rate=config.learning_rate * scale,
-            head_learning_rate=config.head_learning_rate * scale), num_train)
+            head_learning_rate=config.head_learning_rate * scale), num_train, log)
     policy = precision.resolve_precision(mixed_precision, purpose="train")
     keras.mixed_precision.set_global_policy(policy)
-    print(f"precision policy {policy}, XLA {'on' if _jit(jit_compile) else 'off'}, strategy "
-          f"{type(made).__name__} ({made.num_replicas_in_sync} replicas)", flush=True)
+    log(f"precision policy {policy}, XLA {'on' if _jit(jit_compile) else 'off'}, strategy "
+        f"{type(made).__name__} ({made.num_replicas_in_sync} replicas)")
     return config, made
 
 
-def _extract(config: TPTConfig, splits, cache: str, skip_bad: bool) -> None:
+def _extract(config: TPTConfig, splits, cache: str, skip_bad: bool, log=say) -> None:
     """Every sample's clip features into ``cache`` (resumable; a progress bar with ETA)."""
     from tpt_keras.experiment import data
 
@@ -342,15 +379,16 @@ def _extract(config: TPTConfig, splits, cache: str, skip_bad: bool) -> None:
     if os.path.isdir(cache) and not data.open_feature_cache(config, cache).missing(
             [s.key for s in unique]):
         return  # every video's features are in the cache already
-    print(f"clip features of {len(unique)} videos → {cache} (once; an interrupted extraction "
-          "resumes)", flush=True)
+    log(f"clip features of {len(unique)} videos → {cache} (once; an interrupted extraction "
+        "resumes)")
     _, report = data.extract_features(config, unique, cache, skip_bad=skip_bad)
-    print(f"features: {len(report.written)} extracted, {len(report.skipped_existing)} cached, "
-          f"{len(report.failed)} unreadable", flush=True)
+    log(f"features: {len(report.written)} extracted, {len(report.skipped_existing)} cached, "
+        f"{len(report.failed)} unreadable")
 
 
 def _train_one(config: TPTConfig, splits, run_dir: str, features, where: dict, *, strategy,
-               skip_bad: bool, verbose: int, jit_compile: bool, end_to_end: bool) -> dict:
+               skip_bad: bool, verbose: int, jit_compile: bool, end_to_end: bool,
+               log=say) -> dict:
     from tpt_keras.experiment import training
     from tpt_keras.ops import metrics
 
@@ -362,17 +400,17 @@ def _train_one(config: TPTConfig, splits, run_dir: str, features, where: dict, *
                              jit_compile=jit_compile, verbose=verbose, skip_bad=skip_bad,
                              strategy=strategy, extra_callbacks=callbacks)
     for key, message in results["skipped"]:
-        print(f"skipped {key}: {message}")
+        log(f"skipped {key}: {message}")
     best, last = results["best"], results["last"]
     best_text = (f"best {best['spearman']:.4f} (epoch {best['epoch']})" if best else
                  "best: none (no epoch had a finite Spearman)")
-    print(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
-          f"(epoch {last['epoch']}) → {run_dir}", flush=True)
+    log(f"validation Spearman: {best_text}, last {last['spearman']:.4f} "
+        f"(epoch {last['epoch']}) → {run_dir}")
     ratio = last.get("spread_ratio")
     if ratio is not None and ratio < metrics.COLLAPSE_FRACTION:
-        print(f"warning: the last model's predictions have collapsed: their spread is {ratio:.3f} "
-              f"of the validation targets' (below {metrics.COLLAPSE_FRACTION:g}); every video gets "
-              "about the same score, so its Spearman ranks noise", flush=True)
+        log(f"warning: the last model's predictions have collapsed: their spread is {ratio:.3f} "
+            f"of the validation targets' (below {metrics.COLLAPSE_FRACTION:g}); every video gets "
+            "about the same score, so its Spearman ranks noise")
     return {**results, "run": run_dir}
 
 

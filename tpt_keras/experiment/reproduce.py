@@ -105,77 +105,6 @@ def protocol_id(config) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics over seeds of a row made of runs (one run, the folds of a task, the rows of a table)
-# ---------------------------------------------------------------------------------------------
-def _combine(values, how: str) -> float:
-    from tpt_keras.ops import metrics
-
-    values = np.asarray(values, np.float64)
-    if how == "fisher_z":
-        if np.any(~np.isfinite(values)):
-            return float("nan")
-        with np.errstate(divide="ignore", invalid="ignore"):  # ρ = ±1: z = ±inf, tanh gives ±1 back
-            return metrics.fisher_z_mean(values)
-    return float(np.mean(values))
-
-
-def row_statistics(groups, num_bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Spearman and R-ℓ2 of a table row over S seeds, the row made of groups of runs.
-
-    A row's ρ for one seed is the Fisher-z mean over its groups of the Fisher-z mean over each
-    group's runs (R-ℓ2: plain means); a plain row is one group of one run, a JIGSAWS task one group
-    of four folds, the AQA-7 average six groups of one class each.
-
-    Args:
-        groups: a list of groups, each a list of runs ``(predictions (S, N_r), true (N_r,))``.
-        num_bootstrap: B resamples; each run's test videos are resampled on their own, with
-            ``np.random.default_rng(seed).integers(0, N_r, (B, N_r))`` drawn run after run.
-
-    Returns:
-        ``{"per_seed": [{"spearman", "r_l2"}], "mean", "std" (ddof 1; 0 for one seed),
-        "ci95": {"spearman": [low, high], "r_l2": [low, high]}}``: the interval is the 2.5th and
-        97.5th percentiles over the resamples of the mean over seeds; for one run it equals
-        :func:`tpt_keras.ops.metrics.seed_statistics`.
-    """
-    from tpt_keras.ops import metrics
-
-    runs = [(np.asarray(p, np.float64), np.asarray(t, np.float64).reshape(-1))
-            for group in groups for p, t in group]
-    sizes = [len(group) for group in groups]
-    num_seeds = runs[0][0].shape[0]
-    if any(p.ndim != 2 or p.shape != (num_seeds, t.size) for p, t in runs):
-        raise ValueError("every run needs predictions of shape (seeds, test videos), the same seeds")
-    fns = {"spearman": (metrics.spearman, "fisher_z"), "r_l2": (metrics.r_l2, "mean")}
-
-    def value(name, seed_index, rows=None):
-        fn, how = fns[name]
-        per_run = [fn(p[seed_index] if rows is None else p[seed_index][rows[i]],
-                      t if rows is None else t[rows[i]]) for i, (p, t) in enumerate(runs)]
-        bounds = np.cumsum([0] + sizes)
-        return _combine([_combine(per_run[a:b], how) for a, b in zip(bounds[:-1], bounds[1:])], how)
-
-    per_seed = [{name: value(name, s) for name in fns} for s in range(num_seeds)]
-    result = {"per_seed": per_seed, "mean": {}, "std": {}, "ci95": {}}
-    rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, t.size, (int(num_bootstrap), t.size)) for _, t in runs]
-    for name in fns:
-        values = np.array([row[name] for row in per_seed])
-        result["mean"][name] = float(values.mean())
-        result["std"][name] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        means = []
-        for b in range(int(num_bootstrap)):
-            rows = [draw[b] for draw in draws]
-            if any(np.ptp(t[r]) == 0 for (_, t), r in zip(runs, rows)):
-                continue
-            means.append(np.mean([value(name, s, rows) for s in range(num_seeds)]))
-        means = np.asarray(means)
-        means = means[np.isfinite(means)]
-        result["ci95"][name] = ([float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-                                if means.size else [float("nan"), float("nan")])
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
 # The stages
 # ---------------------------------------------------------------------------------------------
 def _without(splits: dict, keys: set) -> dict:
@@ -233,15 +162,18 @@ def _predictions(run_dirs: list[str], which: str, model=None, splits=None, confi
 
 def update_line(config) -> str:
     """How one Adam step of ``config`` is made, in a line: the batch, the micro-batches and the
-    loss normalisation (``accumulate_steps`` micro-batches of ceil(batch / K) pairs)."""
-    k = config.accumulate_steps
-    pairs = -(-config.batch_size // k)
+    loss normalisation (micro-batches of ceil(batch / ``accumulate_steps``) pairs, as many as
+    the batch fills)."""
+    from tpt_keras.models.tpt_model import micro_batch_size
+
+    pairs = micro_batch_size(config.batch_size, config.accumulate_steps)
+    units = -(-config.batch_size // pairs)
     scope = ("each interval's mean within a micro-batch" if config.loss_normalization == "per_replica"
              else "each interval's mean over the whole batch")
     origin = (": the original's 8 GPUs × 3 pairs, accumulated on one device"
-              if (k, pairs, config.loss_normalization) == (8, 3, "per_replica") else "")
-    return (f"update: {config.batch_size} pairs as {k} micro-batch{'es' if k > 1 else ''} of "
-            f"{pairs} ({scope}){origin}")
+              if (units, pairs, config.loss_normalization) == (8, 3, "per_replica") else "")
+    return (f"update: {config.batch_size} pairs as {units} micro-batch{'es' if units > 1 else ''} "
+            f"of {pairs} ({scope}){origin}")
 
 
 def reproduce(table: str, annotations: str, media_root: str, output: str, *, seeds: int = 1,
@@ -272,15 +204,18 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
         ``weights``, ``reproduce_TABLE_weights``), "source", "seeds", "selected_on", "note",
         "rows": [{"name", "runs",
         "published": {"spearman", "r_l2"}, "samples", "best": stats, "last": stats}], "left_out",
-        "prepare", "features", "timings"}`` (stats: :func:`row_statistics`).
+        "prepare", "features", "timings"}`` (stats:
+        :func:`tpt_keras.ops.metrics.grouped_seed_statistics`).
     """
-    from tpt_keras.experiment import evaluation, prepare
+    from tpt_keras.experiment import prepare
     from tpt_keras.experiment.data import load_splits
-    from tpt_keras.experiment.training import train
+    from tpt_keras.experiment.launch import train_splits
 
     if seeds < 1:
         raise ValueError(f"--seeds must be ≥ 1, got {seeds}")
-    specs = table_runs(table)
+    configs = [(spec, run_config(spec, overrides, epochs)) for spec in table_runs(table)]
+    if weights:
+        configs = _weights_runs(weights, configs)
     timings = {}
     os.makedirs(output, exist_ok=True)
     started = time.perf_counter()
@@ -291,10 +226,8 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
         f"{len(left_out)} left out (missing or damaged){': ' + ', '.join(sorted(left_out)[:5]) if left_out else ''}"
         f" → {os.path.join(output, 'prepare.json')}")
     timings["prepare"] = time.perf_counter() - started
-    configs = [(spec, run_config(spec, overrides, epochs)) for spec in specs]
+    _start_tensorflow()
     log(update_line(configs[0][1]))
-    if weights:
-        configs = _weights_runs(weights, configs)
     runs = [(spec, config, _without(load_splits(config, annotations, media_root, check_paths=False), left_out))
             for spec, config in configs]
 
@@ -310,18 +243,10 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
     started = time.perf_counter()
     run_dirs = {}
     for spec, config, splits in [] if weights else runs:
-        features = caches.get(protocol_id(config))
-        run_dirs[spec.name] = []
-        for index in range(seeds):
-            seed = config.seed + index
-            run_dir = os.path.join(output, "runs", spec.name, evaluation.SEED_FOLDER.format(seed))
-            result = train(config.replace(seed=seed), splits, run_dir, features_dir=features,
-                           verbose=verbose)
-            best = result["best"]
-            log(f"trained {spec.name} seed {seed}: last epoch {result['last']['epoch']}, "
-                f"best test ρ {best['spearman']:.4f} (epoch {best['epoch']})" if best else
-                f"trained {spec.name} seed {seed}: no epoch with a finite ρ")
-            run_dirs[spec.name].append(run_dir)
+        trained = train_splits(config, splits, os.path.join(output, "runs", spec.name),
+                               features=caches.get(protocol_id(config)), end_to_end=end_to_end,
+                               seeds=seeds, verbose=verbose, log=log)
+        run_dirs[spec.name] = [result["run"] for result in trained]
     timings["training"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -335,6 +260,18 @@ def reproduce(table: str, annotations: str, media_root: str, output: str, *, see
     with open(os.path.join(output, results["name"] + ".json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
     return results
+
+
+def _start_tensorflow() -> None:
+    """TensorFlow, after the checks that need none, with one-replica runs bit-identical
+    between processes (:func:`tpt_keras.runtime.strategies.make_deterministic`, before the first
+    op; nothing when it is too late)."""
+    from tpt_keras.runtime import startup
+
+    startup.import_tensorflow()
+    from tpt_keras.runtime import strategies
+
+    strategies.make_deterministic()
 
 
 def _weights_runs(weights: str, configs):
@@ -376,6 +313,10 @@ def _evaluate(table: str, runs, run_dirs: dict, caches: dict, weights, num_boots
 
 
 def _row(name: str, members, per_run: dict, published: dict, num_bootstrap: int, run_dirs) -> dict:
+    """A table row: its runs (a list, or a list of groups of runs for an average), the published
+    figures, and mean ± std / 95 % interval of its best and last models."""
+    from tpt_keras.ops import metrics
+
     nested = members if members and isinstance(members[0], list) else [members]
     spearman, r_l2 = published.get(name, (None, None))
     row = {"name": name, "runs": [run_dirs.get(m, []) for group in nested for m in group],
@@ -383,7 +324,7 @@ def _row(name: str, members, per_run: dict, published: dict, num_bootstrap: int,
            "samples": int(sum(per_run[(m, "best")][1].size for group in nested for m in group))}
     for which in ("best", "last"):
         groups = [[per_run[(m, which)][:2] for m in group] for group in nested]
-        row[which] = row_statistics(groups, num_bootstrap=num_bootstrap)
+        row[which] = metrics.grouped_seed_statistics(groups, num_bootstrap=num_bootstrap)
     return row
 
 
