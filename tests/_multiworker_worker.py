@@ -8,12 +8,12 @@ trackers. No dropout, so that runs on different devices are comparable. It train
 Adam, SGD's update is proportional to the gradient, so a missing 1/replicas loss scaling shows as
 different weights.
 
-Run as a script (logical devices and ``TF_CONFIG`` must be set before TensorFlow starts, so each
-scenario runs in its own process):
+``TF_CONFIG`` must be set before TensorFlow starts, so a multi-worker worker runs as a script:
 
-    python tests/_multiworker_worker.py mirrored OUT.npz          # one-device vs 2 logical CPUs
-    python tests/_multiworker_worker.py mirrored-tpt OUT.npz      # the same with TPTModel
     python tests/_multiworker_worker.py multi-worker OUT.npz      # one worker; needs TF_CONFIG
+
+The two-replica scenarios (:func:`mirrored_scenario`, :func:`mirrored_tpt_scenario`) run in the
+process that ``tests/test_distribute.py`` starts for every scenario on 2 logical CPUs.
 """
 
 from __future__ import annotations
@@ -308,27 +308,36 @@ def train(strategy, workdir, prefix, epochs=EPOCHS):
     return results
 
 
+def mirrored_scenario(strategy, workdir):
+    """The tiny model on ``strategy`` (2 logical CPUs) and on one device, and the refused re-split
+    of the CPU; arrays keyed ``mirrored_...``, ``one_...``, ``resplit_error``."""
+    results = {"replicas": np.array(strategy.num_replicas_in_sync)}
+    results.update(train(strategy, workdir, "mirrored"))
+    results.update(train(strategies.make_strategy("one-device"), workdir, "one"))
+    strategies.configure_logical_cpus(2)  # the split in place: a no-op
+    try:
+        strategies.configure_logical_cpus(3)
+        results["resplit_error"] = np.array("")
+    except RuntimeError as error:
+        results["resplit_error"] = np.array(str(error))
+    return results
+
+
+def mirrored_tpt_scenario(strategy):
+    """TPTModel on ``strategy`` and on one device, with Adam and with SGD without the regression
+    loss; arrays keyed ``mirrored_tpt...``, ``one_tpt...``."""
+    one_device = strategies.make_strategy("one-device")
+    results = {"replicas": np.array(strategy.num_replicas_in_sync)}
+    for sgd_without_reg in (False, True):
+        results.update(train_tpt(strategy, "mirrored", sgd_without_reg=sgd_without_reg))
+        results.update(train_tpt(one_device, "one", sgd_without_reg=sgd_without_reg))
+    return results
+
+
 def main(argv):
     mode, out = argv[1], argv[2]
     workdir = os.path.dirname(os.path.abspath(out))
-    if mode in ("mirrored", "mirrored-tpt"):
-        strategy = strategies.make_strategy("mirrored", logical_cpus=2)
-        one_device = strategies.make_strategy("one-device")
-        results = {"replicas": np.array(strategy.num_replicas_in_sync)}
-        if mode == "mirrored":
-            results.update(train(strategy, workdir, "mirrored"))
-            results.update(train(one_device, workdir, "one"))
-            strategies.configure_logical_cpus(2)  # the split in place: a no-op
-            try:
-                strategies.configure_logical_cpus(3)
-                results["resplit_error"] = np.array("")
-            except RuntimeError as error:
-                results["resplit_error"] = np.array(str(error))
-        else:
-            for sgd_without_reg in (False, True):
-                results.update(train_tpt(strategy, "mirrored", sgd_without_reg=sgd_without_reg))
-                results.update(train_tpt(one_device, "one", sgd_without_reg=sgd_without_reg))
-    elif mode == "multi-worker":
+    if mode == "multi-worker":
         strategy = strategies.make_strategy("auto")
         assert strategies.is_multi_worker(strategy), type(strategy)
         results = {"replicas": np.array(strategy.num_replicas_in_sync)}

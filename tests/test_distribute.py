@@ -1,12 +1,12 @@
 """tpt_keras.experiment.{strategies,distribute,backup,multi_worker}: strategies, the learning-rate rule, fit() under every strategy.
 
-Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so the mirrored and
-multi-worker scenarios run ``tests/_multiworker_worker.py`` in subprocesses and compare the
-arrays it saves. Every comparison is against one device with the same global batch.
-
-The real TPTModel's own mirrored scenarios (its losses, ``evaluation.predict_scores``, three
-``fit`` steps) run this file as a script: ``python tests/test_distribute.py units|train OUT.npz``
-(see ``_tpt_script_main`` at the end).
+Logical CPU devices and TF_CONFIG must be set before TensorFlow starts, so the scenarios run in
+subprocesses and the tests compare the arrays they save. Every comparison is against one device
+with the same global batch. Every scenario on 2 logical CPUs (the tiny model of
+``tests/_multiworker_worker.py``, TPTModel's losses, ``evaluation.predict_scores`` and ``fit``
+steps) runs in one process: ``python tests/test_distribute.py two-replicas FOLDER``; the
+accumulation scenario on 4 logical CPUs in another (``accumulate OUT.npz``); each multi-worker
+worker in its own (see ``_tpt_script_main`` at the end).
 """
 
 import json
@@ -40,13 +40,6 @@ def _env(**extra):
     env.pop("TF_CONFIG", None)
     env.update(extra)
     return env
-
-
-def _run_worker(mode, out):
-    done = subprocess.run([sys.executable, WORKER, mode, str(out)], env=_env(),
-                          capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert done.returncode == 0, f"{mode} worker failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
-    return dict(np.load(out))
 
 
 def _free_ports(count):
@@ -166,10 +159,25 @@ def test_gather_predictions_on_one_replica_is_the_identity():
 # ------------------------------------------------------------------ MirroredStrategy, 2 logical CPUs
 
 
+def _run_tpt_script(mode, out, timeout=TIMEOUT_S):
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(out)], env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, (f"{mode} script failed:\n{done.stdout[-3000:]}\n"
+                                  f"{done.stderr[-6000:]}")
+    return out
+
+
 @pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
-def mirrored(tmp_path_factory):
-    """One subprocess: the tiny model trained on 1 device and on 2 logical CPU replicas."""
-    return _run_worker("mirrored", tmp_path_factory.mktemp("mirrored") / "out.npz")
+def two_replicas(tmp_path_factory):
+    """One subprocess on 2 logical CPUs for every two-replica scenario of this file (one
+    TensorFlow start): a folder of ``NAME.npz``, one per scenario."""
+    return _run_tpt_script("two-replicas", tmp_path_factory.mktemp("two_replicas"))
+
+
+@pytest.fixture(scope="session")
+def mirrored(two_replicas):
+    """The tiny model trained on 1 device and on 2 logical CPU replicas."""
+    return dict(np.load(two_replicas / "mirrored.npz"))
 
 
 def test_mirrored_matches_one_device(mirrored):
@@ -215,9 +223,9 @@ def test_logical_cpus_cannot_be_resplit_after_start(mirrored):
 # ------------------------------------------------------------------ the real TPTModel, mirrored
 
 
-@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
-def mirrored_tpt(tmp_path_factory):
-    return _run_worker("mirrored-tpt", tmp_path_factory.mktemp("mirrored_tpt") / "out.npz")
+@pytest.fixture(scope="session")
+def mirrored_tpt(two_replicas):
+    return dict(np.load(two_replicas / "mirrored_tpt.npz"))
 
 
 @pytest.mark.slow
@@ -248,25 +256,16 @@ def test_tpt_mirrored_matches_one_device(mirrored_tpt):
 # ------------------------------------------------------------------ TPTModel's own mirrored checks
 
 
-def _run_tpt_script(mode, out, timeout=TIMEOUT_S):
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), mode, str(out)], env=_env(),
-                          capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, (f"{mode} script failed:\n{done.stdout[-3000:]}\n"
-                                  f"{done.stderr[-6000:]}")
-    return dict(np.load(out))
+@pytest.fixture(scope="session")
+def tpt_units(two_replicas):
+    """interval_regression_loss and predict_scores on 2 logical CPUs."""
+    return dict(np.load(two_replicas / "tpt_units.npz"))
 
 
-@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
-def tpt_units(tmp_path_factory):
-    """One subprocess (~8 s): interval_regression_loss and predict_scores on 2 logical CPUs."""
-    return _run_tpt_script("units", tmp_path_factory.mktemp("tpt_units") / "out.npz")
-
-
-@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
-def tpt_train(tmp_path_factory):
-    """One subprocess (~25 s): the tiny TPTModel, 3 fit steps with SGD and with Adam, on 2 replicas
-    and on one device."""
-    return _run_tpt_script("train", tmp_path_factory.mktemp("tpt_train") / "out.npz")
+@pytest.fixture(scope="session")
+def tpt_train(two_replicas):
+    """The tiny TPTModel, 3 fit steps with SGD and with Adam, on 2 replicas and on one device."""
+    return dict(np.load(two_replicas / "tpt_train.npz"))
 
 
 def test_regression_loss_counts_each_interval_over_the_global_batch(tpt_units):
@@ -330,9 +329,9 @@ def test_tpt_fit_three_steps_mirrored_equals_one_device(tpt_train):
 def accumulation(tmp_path_factory):
     """One subprocess on 4 logical CPUs: the tiny TPTModel with 4 accumulated micro-batches on one
     device and with 4 replicas under MirroredStrategy; and one epoch on synthetic features."""
-    # ~2 minutes of CPU (six fits, four of them on 4 replicas): more on a busy machine.
-    return _run_tpt_script("accumulate", tmp_path_factory.mktemp("accumulate") / "out.npz",
-                           timeout=2 * TIMEOUT_S)
+    # ~1.5 minutes of CPU (six fits, three of them on 4 replicas): more on a busy machine.
+    out = tmp_path_factory.mktemp("accumulate") / "out.npz"
+    return dict(np.load(_run_tpt_script("accumulate", out, timeout=2 * TIMEOUT_S)))
 
 
 @pytest.mark.slow
@@ -462,8 +461,9 @@ def test_multi_worker_trains_the_tpt_model_identically_on_both_workers(multi_wor
 
 
 # ------------------------------------------------------------------ the script (subprocess side)
-# ``python tests/test_distribute.py units|train OUT.npz``: the real TPTModel on 2 logical CPU
-# replicas and on one device. Everything TensorFlow happens inside these functions, after
+# ``python tests/test_distribute.py two-replicas FOLDER`` (2 logical CPUs) and
+# ``python tests/test_distribute.py accumulate OUT.npz`` (4): the real TPTModel on the replicas
+# and on one device. Everything TensorFlow happens inside these functions, after
 # ``_tpt_script_main`` has split the CPU (importing this module runs no TensorFlow op).
 
 _TPT_SEED, _TPT_BATCH, _TPT_STEPS = 5, 8, 3
@@ -664,11 +664,23 @@ def _accumulate(strategy, results):
             results[f"epoch_{prefix}_w{i:03d}"] = np.asarray(weight.numpy())
 
 
+def _two_replicas(folder):
+    """Every scenario on 2 logical CPUs, each saved as ``folder/NAME.npz``."""
+    strategy = strategies.make_strategy("mirrored", logical_cpus=2)  # before any TF op
+    np.savez(os.path.join(folder, "mirrored.npz"), **worker.mirrored_scenario(strategy, folder))
+    np.savez(os.path.join(folder, "mirrored_tpt.npz"), **worker.mirrored_tpt_scenario(strategy))
+    for name, scenario in (("tpt_units", _tpt_units), ("tpt_train", _tpt_train)):
+        results = {"replicas": np.array(strategy.num_replicas_in_sync)}
+        scenario(strategy, results)
+        np.savez(os.path.join(folder, f"{name}.npz"), **results)
+
+
 def _tpt_script_main(mode, out):
-    replicas = 4 if mode == "accumulate" else 2
-    strategy = strategies.make_strategy("mirrored", logical_cpus=replicas)  # before any TF op
+    if mode == "two-replicas":
+        return _two_replicas(out)
+    strategy = strategies.make_strategy("mirrored", logical_cpus=4)  # before any TF op
     results = {"replicas": np.array(strategy.num_replicas_in_sync)}
-    {"units": _tpt_units, "train": _tpt_train, "accumulate": _accumulate}[mode](strategy, results)
+    {"accumulate": _accumulate}[mode](strategy, results)
     np.savez(out, **results)
 
 
