@@ -14,7 +14,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-SHARED_RUN_FIXTURES = ("tiny_video_run",)  # session fixtures that train: built once per process
+# Session fixtures of one trained run (the run, its export): built once per process, so the files
+# that use any of them go to the same worker.
+SHARED_RUN_FIXTURES = ("tiny_video_run", "tiny_video_export")
 
 # The files with the most work (a minute or more of CPU each: subprocess scenarios, trained runs,
 # exports), handed out first so that the two workers finish together; every other file follows
@@ -26,8 +28,8 @@ LONGEST_FIRST = ("tests/test_distribute.py", "tests/test_experiment.py", "tests/
 
 def work_unit(nodeid: str) -> str:
     """The unit of work a test belongs to under pytest-xdist: its file, or for the files that
-    use a trained session fixture (``SHARED_RUN_FIXTURES``), that fixture's name, so one worker
-    takes them all and trains it once. Read from the file's text: the controller that
+    use the shared trained run (``SHARED_RUN_FIXTURES``) one unit, so one worker takes them all
+    and trains and exports the run once. Read from the file's text: the controller that
     schedules has no collected items, only node ids."""
     return _file_unit(nodeid.split("::", 1)[0])
 
@@ -38,7 +40,7 @@ def _file_unit(path: str) -> str:
         text = (REPO / path).read_text(encoding="utf-8")
     except OSError:
         return path
-    return next((name for name in SHARED_RUN_FIXTURES if name in text), path)
+    return "shared run" if any(name in text for name in SHARED_RUN_FIXTURES) else path
 
 
 def pytest_collection_modifyitems(config, items):
@@ -93,6 +95,18 @@ def tiny_video_run(tmp_path_factory):
     experiment.train(config, splits, run_dir, features_dir=cache, verbose=0)
     return {"run": run_dir, "manifest": manifest, "features": cache, "splits": splits,
             "config": config, "root": root}
+
+
+@pytest.fixture(scope="session")
+def tiny_video_export(tiny_video_run, tmp_path_factory) -> str:
+    """``tiny_video_run`` exported as `tpt export RUN --name tiny --version 3` writes it: the
+    SavedModel folder ``BASE/tiny/3``."""
+    from tpt_keras.cli import main as cli
+
+    base = tmp_path_factory.mktemp("saved_models")
+    assert cli.main(["export", tiny_video_run["run"], "--name", "tiny", "--version", "3",
+                     "--base-dir", str(base)]) == 0
+    return str(base / "tiny" / "3")
 
 
 @pytest.fixture(scope="session")

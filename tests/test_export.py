@@ -31,13 +31,10 @@ print(json.dumps({"scores": scores, "tpt_keras_loaded": "tpt_keras" in sys.modul
 """
 
 
-@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
-def exported(tiny_video_run, tmp_path_factory):
-    base = tmp_path_factory.mktemp("saved_models")
-    status = cli.main(["export", tiny_video_run["run"], "--name", "tiny", "--version", "3",
-                       "--base-dir", str(base)])
-    assert status == 0
-    return str(base / "tiny" / "3")
+@pytest.fixture
+def exported(tiny_video_export):
+    """The tiny run's SavedModel, exported once by the command line (conftest.py)."""
+    return tiny_video_export
 
 
 def test_layout_and_signatures_listed_by_saved_model_cli(exported):

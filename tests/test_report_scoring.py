@@ -10,14 +10,15 @@ import pytest
 
 from tpt_keras import experiment
 from tpt_keras.cli import main as cli
-from tpt_keras.serving import export, scoring
+from tpt_keras.serving import scoring
 
 import browser
 
 
-@pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
-def exported(tiny_video_run, tmp_path_factory):
-    return export.export_run(tiny_video_run["run"], base_dir=str(tmp_path_factory.mktemp("saved")))
+@pytest.fixture
+def exported(tiny_video_export):
+    """The tiny run's SavedModel, exported once by the command line (conftest.py)."""
+    return tiny_video_export
 
 
 def _touch(path):

@@ -304,27 +304,26 @@ def _best_saves(log_csv):
 
 @pytest.fixture(scope="session")  # once per worker, even when xdist interleaves files
 def uninterrupted(tmp_path_factory):
-    """One uninterrupted `tpt train` of _CLI in its own process: the weights every other run
-    must end with."""
+    """One fresh process (``tests/_cli_and_python.py``): `tpt train` of _CLI through the command
+    line, then the same run with experiment.train_run and with experiment.train. The command
+    line's run has the weights every other run must end with, in this process and in others."""
     root = tmp_path_factory.mktemp("uninterrupted")
-    cache, run = root / "cache", root / "whole"
-    done = _train_process(run, cache)
+    cache = root / "cache"
+    script = os.path.join(REPO, "tests", "_cli_and_python.py")
+    done = subprocess.run([sys.executable, script, str(root), str(cache), *_CLI], env=_env(),
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    weights = _all_weights(str(run))
+    weights = _all_weights(str(root / "cli"))
     assert len(weights) > 50
-    return {"cache": cache, "run": run, "weights": weights}
+    return {"cache": cache, "run": root / "cli", "weights": weights, "root": root}
 
 
 @pytest.mark.slow
-def test_python_and_the_command_line_train_the_same_weights(tmp_path, uninterrupted):
-    """`tpt train` in process, experiment.train_run and experiment.train, in another process
-    than the uninterrupted run: every weight equal, bit for bit."""
-    script = os.path.join(REPO, "tests", "_cli_and_python.py")
-    done = subprocess.run([sys.executable, script, str(tmp_path), str(uninterrupted["cache"]),
-                           *_CLI], env=_env(), capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("cli", "train_run", "train"):
-        _assert_same_weights(tmp_path / name, uninterrupted["weights"], name)
+def test_python_and_the_command_line_train_the_same_weights(uninterrupted):
+    """`tpt train`, experiment.train_run and experiment.train in one process: every weight
+    equal, bit for bit. (The kill and Ctrl-C tests below end other processes on the same bits.)"""
+    for name in ("train_run", "train"):
+        _assert_same_weights(uninterrupted["root"] / name, uninterrupted["weights"], name)
 
 
 @pytest.mark.slow

@@ -71,6 +71,22 @@ def _serving_of(kind):
 FRAMES = tf.constant(np.random.default_rng(1).integers(0, 255, (12, 20, 24, 3)), tf.uint8)
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Every kind of model exported once, as `tpt export` writes it (``tpt_export.json`` too):
+    ``{kind: SavedModel folder}``."""
+    import json
+
+    root = tmp_path_factory.mktemp("exported")
+    paths = {}
+    for kind in KINDS:
+        serving = _serving_of(kind)
+        paths[kind] = export.export_serving(serving, str(root / kind))
+        with open(os.path.join(paths[kind], "tpt_export.json"), "w", encoding="utf-8") as handle:
+            json.dump(export.export_info(serving, "run", "best"), handle)
+    return paths
+
+
 # ------------------------------------------------------------------ signature inputs (item 16, 12.4)
 def test_difficulty_model_requires_a_sane_difficulty():
     serving = _serving(True)
@@ -106,13 +122,11 @@ def test_model_without_difficulty_takes_frames_only_or_a_group():
 
 
 @pytest.mark.slow
-def test_saved_model_signature_inputs_follow_the_model(tmp_path):
-    for use_difficulty, expected in ((True, {"frames", "difficulty"}), (False, {"frames"})):
-        serving = _serving(True) if use_difficulty else _serving(False, groups=["all", "all"])
-        path = export.export_serving(serving, str(tmp_path / str(use_difficulty)))
-        signature = tf.saved_model.load(path).signatures["serving_default"]
+def test_saved_model_signature_inputs_follow_the_model(exported):
+    for kind, expected in (("dd", {"frames", "difficulty"}), ("no_dd", {"frames"})):
+        signature = tf.saved_model.load(exported[kind]).signatures["serving_default"]
         assert set(signature.structured_input_signature[1]) == expected
-        if use_difficulty:
+        if kind == "dd":
             with pytest.raises(tf.errors.InvalidArgumentError, match="outside"):
                 signature(frames=FRAMES, difficulty=tf.constant([1e30]))
 
@@ -473,7 +487,7 @@ print(json.dumps({"report": report}))
 
 
 @pytest.mark.slow
-def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path):
+def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(exported):
     """Every Python call of the README on the kind of model it is for, in a process that imports
     TensorFlow, numpy and the serving client only; each refusal's first line."""
     import json
@@ -483,14 +497,8 @@ def test_readme_calls_each_kind_of_model_in_a_fresh_tensorflow_process(tmp_path)
     readme = _readme()
     for call in README_CALLS:
         assert call in readme
-    paths = {}
-    for kind in KINDS:
-        calls = [call for call, kinds in README_CALLS.items() if kind in kinds]
-        serving = _serving_of(kind)
-        path = export.export_serving(serving, str(tmp_path / kind))
-        with open(os.path.join(path, "tpt_export.json"), "w", encoding="utf-8") as handle:
-            json.dump(export.export_info(serving, "run", "best"), handle)  # as tpt export writes it
-        paths[kind] = (path, calls)
+    paths = {kind: (path, [call for call, kinds in README_CALLS.items() if kind in kinds])
+             for kind, path in exported.items()}
     result = subprocess.run([sys.executable, "-c", FRESH_README, json.dumps(paths)],
                             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -542,7 +550,7 @@ def rest_inputs(body: dict, signature) -> dict:
 
 
 @pytest.mark.slow
-def test_readme_rest_bodies_score_through_the_json_rules(tmp_path):
+def test_readme_rest_bodies_score_through_the_json_rules(exported):
     import json
 
     block = _readme("docs/serving.md").split("**TF Serving's REST API.**")[1].split("```json")[1].split("```")[0]
@@ -550,8 +558,7 @@ def test_readme_rest_bodies_score_through_the_json_rules(tmp_path):
     assert len(bodies) == 4
     for kind, index in README_BODIES.items():
         body = json.loads(json.dumps(bodies[index]))  # what travels: JSON text
-        signature = tf.saved_model.load(export.export_serving(_serving_of(kind), str(tmp_path / kind)))\
-            .signatures["serving_default"]
+        signature = tf.saved_model.load(exported[kind]).signatures["serving_default"]
         assert set(body["inputs"]) == set(signature.structured_input_signature[1]), kind
         out = signature(**rest_inputs(body, signature))
         assert np.isfinite(float(out["score"])), kind
