@@ -10,6 +10,15 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as `import tpt_keras` set
 
 import pytest  # noqa: E402
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # The workers share the machine's cores: each one's TensorFlow gets its share of them inside
+    # an op, so that two workers do not oversubscribe two cores. The subprocesses the tests start
+    # keep TensorFlow's defaults, as a user's process does.
+    import tensorflow as tf  # noqa: E402
+
+    tf.config.threading.set_intra_op_parallelism_threads(
+        max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -131,6 +131,24 @@ def test_saved_model_signature_inputs_follow_the_model(exported):
                 signature(frames=FRAMES, difficulty=tf.constant([1e30]))
 
 
+def test_an_export_is_loaded_once_for_video_after_video(exported, tmp_path, monkeypatch):
+    import shutil
+
+    from tpt_keras.serving import client
+
+    loads, real = [], client.load
+    monkeypatch.setattr(client, "load", lambda path: loads.append(path) or real(path))
+    scoring._load_saved_scorer.cache_clear()
+    model = tmp_path / "model"
+    shutil.copytree(exported["no_dd"], model)
+    first = scoring.load_scorer(str(model))
+    assert scoring.load_scorer(str(model)) is first and len(loads) == 1
+    shutil.rmtree(model)  # another model written at the same place: loaded again
+    shutil.copytree(exported["dd"], model)
+    assert sorted(scoring.load_scorer(str(model)).inputs) == ["difficulty", "frames"]
+    assert len(loads) == 2
+
+
 @pytest.mark.parametrize("inputs, difficulty, group, message", [
     (["frames", "difficulty"], None, None, "pass --difficulty DD \\(trained on 2–3\\)"),
     (["frames", "difficulty"], float("inf"), None, "finite number > 0"),

@@ -12,6 +12,7 @@ before any work, naming the option.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -103,18 +104,34 @@ def check_export_arguments(model_path: str, difficulty: float | None, group: str
 
 
 def load_scorer(model_path: str) -> Scorer:
-    """The :class:`Scorer` of a SavedModel folder or of a run folder."""
-    if is_saved_model(model_path):
-        from tpt_keras.serving import client
+    """The :class:`Scorer` of a SavedModel folder or of a run folder.
 
-        served = client.load(model_path)
-        return Scorer(served.signature, served.inputs, served.groups, served.dataset,
-                      served.difficulty_range, served.protocol)
+    The last SavedModel loaded is kept: scoring video after video with one export (each
+    :func:`score_video` call) loads it once. One written again since is loaded again."""
+    if is_saved_model(model_path):
+        return _load_saved_scorer(os.path.abspath(model_path), _written(model_path))
     from tpt_keras.serving.export import serving_from_run
 
     serving = serving_from_run(model_path)
     return Scorer(serving.score, serving.inputs, serving.groups, serving.model.config.dataset,
                   serving.difficulty_bounds, serving.protocol)
+
+
+def _written(model_path: str) -> tuple:
+    """When and how large the SavedModel's graph and variables were written (the cache's key)."""
+    files = ("saved_model.pb", os.path.join("variables", "variables.index"), "tpt_export.json")
+    stats = [os.stat(os.path.join(model_path, name)) for name in files
+             if os.path.exists(os.path.join(model_path, name))]
+    return tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in stats)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_saved_scorer(model_path: str, written: tuple) -> Scorer:
+    from tpt_keras.serving import client
+
+    served = client.load(model_path)
+    return Scorer(served.signature, served.inputs, served.groups, served.dataset,
+                  served.difficulty_range, served.protocol)
 
 
 def known_steps(video: str, model_path: str):
