@@ -158,6 +158,6 @@ def test_train_evaluate_export_score(tiny_finediving, monkeypatch, capsys):
     assert "one of 205b, 305b" in capsys.readouterr().err
     assert cli.main(["score", video, "--model", path, "--difficulty", "3.0",
                      "--picture", str(root / "dive2.png")]) == 0
-    # this test's load and the 2 `tpt score`s that score: the unknown group is refused from
-    # tpt_export.json before any model loads
-    assert loaded_exports == [os.path.realpath(path)] * 3
+    # this test's load and the first `tpt score`'s: the unknown group is refused from
+    # tpt_export.json before any model loads, and the last score reuses the loaded export
+    assert loaded_exports == [os.path.realpath(path)] * 2
