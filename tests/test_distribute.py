@@ -35,7 +35,11 @@ ATOL = 1e-6
 
 
 def _env(**extra):
+    # One thread inside each op: the replicas (2 or 4 logical CPUs, or 2 worker processes)
+    # already run side by side on the machine's cores; what the scenarios compare does not
+    # depend on how an op is split.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+               TF_NUM_INTRAOP_THREADS="1",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TF_CONFIG", None)
     env.update(extra)
