@@ -12,8 +12,8 @@ different weights.
 
     python tests/_multiworker_worker.py multi-worker OUT.npz      # one worker; needs TF_CONFIG
 
-The two-replica scenarios (:func:`mirrored_scenario`, :func:`mirrored_tpt_scenario`) run in the
-process that ``tests/test_distribute.py`` starts for every scenario on 2 logical CPUs.
+The two-replica scenario (:func:`mirrored_scenario`) runs in the process that
+``tests/test_distribute.py`` starts for every scenario on 2 logical CPUs.
 """
 
 from __future__ import annotations
@@ -320,17 +320,6 @@ def mirrored_scenario(strategy, workdir):
         results["resplit_error"] = np.array("")
     except RuntimeError as error:
         results["resplit_error"] = np.array(str(error))
-    return results
-
-
-def mirrored_tpt_scenario(strategy):
-    """TPTModel on ``strategy`` and on one device, with Adam and with SGD without the regression
-    loss; arrays keyed ``mirrored_tpt...``, ``one_tpt...``."""
-    one_device = strategies.make_strategy("one-device")
-    results = {"replicas": np.array(strategy.num_replicas_in_sync)}
-    for sgd_without_reg in (False, True):
-        results.update(train_tpt(strategy, "mirrored", sgd_without_reg=sgd_without_reg))
-        results.update(train_tpt(one_device, "one", sgd_without_reg=sgd_without_reg))
     return results
 
 

@@ -165,14 +165,8 @@ def test_evaluate_plot_and_refusals(tiny_video_run, tmp_path, capsys):
     assert "given twice" in capsys.readouterr().err
 
 
-def test_export_refuses_runs_without_a_video_path(tmp_path, capsys):
-    from tpt_keras.config import get_preset
-
-    config = get_preset("synthetic", epochs=1)
-    cache = str(tmp_path / "cache")
-    splits = experiment.synthetic_splits(config, cache, num_train=40, num_test=12)
-    experiment.train(config, splits, str(tmp_path / "run"), features_dir=cache, verbose=0)
-    status = cli.main(["export", str(tmp_path / "run"), "--base-dir", str(tmp_path / "out")])
+def test_export_refuses_runs_without_a_video_path(tiny_synthetic_run, tmp_path, capsys):
+    status = cli.main(["export", tiny_synthetic_run["run"], "--base-dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 2 and "not on Kinetics I3D features" in err and "cannot be exported" in err
     assert not os.path.exists(tmp_path / "out" / "tpt" / "1")  # nothing written
