@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # The workers share the machine's cores: each one's TensorFlow gets its share of them inside
     # an op, so that two workers do not oversubscribe two cores. The subprocesses the tests start
-    # keep TensorFlow's defaults, as a user's process does.
+    # are not affected: they keep TensorFlow's defaults, as a user's process does, unless a test
+    # says otherwise (test_distribute's scenarios).
     import tensorflow as tf  # noqa: E402
 
     tf.config.threading.set_intra_op_parallelism_threads(
